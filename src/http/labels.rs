@@ -1,0 +1,410 @@
+//! Label names, label values and the packed key of a series.
+
+use std::borrow::Cow;
+
+use http::{Request, StatusCode};
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+
+/// Which names the HTTP metrics and their labels get.
+///
+/// | what | `OpenTelemetry` (default) | `PromClient` |
+/// |---|---|---|
+/// | duration histogram | `http_server_request_duration_seconds` | `http_request_duration_seconds` |
+/// | in-flight gauge | `http_server_active_requests` | `http_requests_in_flight` |
+/// | request body bytes | `http_server_request_body_size_bytes` | `http_request_size_bytes` |
+/// | response body bytes | `http_server_response_body_size_bytes` | `http_response_size_bytes` |
+/// | method label | `http_request_method` | `method` |
+/// | route label | `http_route` | `route` |
+/// | status label | `http_response_status_code` | `status_code` |
+/// | other labels | `url_scheme`, `network_protocol_version`, `error_type` (only on errors) | none |
+///
+/// `OpenTelemetry` follows the stable OpenTelemetry HTTP semantic conventions as
+/// Prometheus spells them. `PromClient` keeps the names a Node.js `prom-client` +
+/// Express set-up used, so that existing dashboards keep working after a rewrite.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Naming {
+    /// OpenTelemetry HTTP semantic conventions (the default).
+    #[default]
+    OpenTelemetry,
+    /// The names of `prom-client` with the usual Express middleware.
+    PromClient,
+}
+
+/// The names a [`Naming`] gives, without unit suffixes (the encoder appends them).
+#[derive(Debug)]
+pub(crate) struct Names {
+    pub(crate) duration: &'static str,
+    pub(crate) active: &'static str,
+    pub(crate) request_size: &'static str,
+    pub(crate) response_size: &'static str,
+    pub(crate) method: &'static str,
+    pub(crate) route: &'static str,
+    pub(crate) status: &'static str,
+    /// `url_scheme`, `network_protocol_version` and `error_type` are added.
+    pub(crate) otel_labels: bool,
+}
+
+impl Naming {
+    pub(crate) fn names(self) -> &'static Names {
+        match self {
+            Self::OpenTelemetry => &Names {
+                duration: "http_server_request_duration",
+                active: "http_server_active_requests",
+                request_size: "http_server_request_body_size",
+                response_size: "http_server_response_body_size",
+                method: "http_request_method",
+                route: "http_route",
+                status: "http_response_status_code",
+                otel_labels: true,
+            },
+            Self::PromClient => &Names {
+                duration: "http_request_duration",
+                active: "http_requests_in_flight",
+                request_size: "http_request_size",
+                response_size: "http_response_size",
+                method: "method",
+                route: "route",
+                status: "status_code",
+                otel_labels: false,
+            },
+        }
+    }
+}
+
+impl Names {
+    /// Every label name this naming can put on a series.
+    pub(crate) fn label_names(&self) -> Vec<&'static str> {
+        let mut names = vec![self.method, self.route, self.status, OVERFLOW_LABEL];
+        if self.otel_labels {
+            names.extend(["url_scheme", "network_protocol_version", "error_type"]);
+        }
+        names
+    }
+}
+
+/// The label of the series that takes what the cardinality limit turned away.
+pub(crate) const OVERFLOW_LABEL: &str = "otel_metric_overflow";
+
+/// The request method as a label value: the RFC 9110 methods and PATCH, or `_OTHER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+    Other,
+}
+
+impl Method {
+    pub(crate) const COUNT: usize = 10;
+
+    const ALL: [Self; Self::COUNT] = [
+        Self::Get,
+        Self::Head,
+        Self::Post,
+        Self::Put,
+        Self::Delete,
+        Self::Connect,
+        Self::Options,
+        Self::Trace,
+        Self::Patch,
+        Self::Other,
+    ];
+
+    pub(crate) fn from_http(method: &http::Method) -> Self {
+        match method.as_str() {
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "DELETE" => Self::Delete,
+            "CONNECT" => Self::Connect,
+            "OPTIONS" => Self::Options,
+            "TRACE" => Self::Trace,
+            "PATCH" => Self::Patch,
+            _ => Self::Other,
+        }
+    }
+
+    pub(crate) fn from_index(index: usize) -> Self {
+        Self::ALL[index % Self::COUNT]
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+            Self::Connect => "CONNECT",
+            Self::Options => "OPTIONS",
+            Self::Trace => "TRACE",
+            Self::Patch => "PATCH",
+            Self::Other => "_OTHER",
+        }
+    }
+}
+
+/// `url_scheme`: `https` when the request URI says so (HTTP/2 `:scheme`, absolute-form),
+/// `http` otherwise (a server cannot tell TLS from the request alone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub(crate) const COUNT: usize = 2;
+
+    pub(crate) fn of<B>(request: &Request<B>) -> Self {
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+            Self::Https
+        } else {
+            Self::Http
+        }
+    }
+
+    pub(crate) fn from_index(index: usize) -> Self {
+        if index % Self::COUNT == 1 {
+            Self::Https
+        } else {
+            Self::Http
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+}
+
+/// `network_protocol_version`, from the request's HTTP version.
+fn version_index(version: http::Version) -> u64 {
+    match version {
+        http::Version::HTTP_09 => 0,
+        http::Version::HTTP_10 => 1,
+        http::Version::HTTP_2 => 3,
+        http::Version::HTTP_3 => 4,
+        _ => 2,
+    }
+}
+
+fn version_str(index: u64) -> &'static str {
+    ["0.9", "1.0", "1.1", "2", "3"][(index as usize).min(4)]
+}
+
+/// How a request ended, beyond its status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The response was sent whole (`error_type` only on 5xx: the status code).
+    Completed,
+    /// The inner service returned `Err`.
+    ServiceError,
+    /// A panic unwound through the future or the body.
+    Panic,
+    /// The future or the body was dropped before the end.
+    Cancelled,
+    /// The body returned an error mid-stream.
+    BodyError,
+}
+
+impl Outcome {
+    const ALL: [Self; 5] = [
+        Self::Completed,
+        Self::ServiceError,
+        Self::Panic,
+        Self::Cancelled,
+        Self::BodyError,
+    ];
+
+    fn error_type(self) -> Option<&'static str> {
+        match self {
+            Self::Completed => None,
+            Self::ServiceError => Some("_OTHER"),
+            Self::Panic => Some("panic"),
+            Self::Cancelled => Some("cancelled"),
+            Self::BodyError => Some("body_error"),
+        }
+    }
+}
+
+/// The labels of one series packed in a `u64`, so that finding its counters costs one
+/// integer hash:
+///
+/// | bits | what |
+/// |---|---|
+/// | 0–3 | method |
+/// | 4 | scheme |
+/// | 5–7 | protocol version |
+/// | 8–10 | outcome |
+/// | 11–20 | status code (100–999) |
+/// | 21–52 | route id (0: no route) |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct SeriesKey(u64);
+
+impl SeriesKey {
+    /// The labels known when the request arrives.
+    pub(crate) fn request<B>(request: &Request<B>, method: Method, route: u32) -> Self {
+        Self(
+            method as u64
+                | (Scheme::of(request) as u64) << 4
+                | version_index(request.version()) << 5
+                | u64::from(route) << 21,
+        )
+    }
+
+    /// The key completed with how the request ended. `status` is already grouped when
+    /// status grouping is on.
+    pub(crate) fn finish(self, status: u16, outcome: Outcome) -> Self {
+        let status = u64::from(status.min(1023));
+        Self(self.0 & !(0x1fff << 8) | (outcome as u64) << 8 | status << 11)
+    }
+
+    pub(crate) fn method(self) -> Method {
+        Method::from_index((self.0 & 0xf) as usize)
+    }
+
+    pub(crate) fn scheme(self) -> Scheme {
+        Scheme::from_index((self.0 >> 4 & 1) as usize)
+    }
+
+    pub(crate) fn route(self) -> u32 {
+        (self.0 >> 21) as u32
+    }
+
+    fn version(self) -> &'static str {
+        version_str(self.0 >> 5 & 0x7)
+    }
+
+    fn outcome(self) -> Outcome {
+        Outcome::ALL[((self.0 >> 8 & 0x7) as usize).min(Outcome::ALL.len() - 1)]
+    }
+
+    fn status(self) -> u16 {
+        (self.0 >> 11 & 0x3ff) as u16
+    }
+}
+
+/// The status label value: the code, or its class (`"2xx"`) when grouped.
+pub(crate) fn group_status(status: StatusCode, grouped: bool) -> u16 {
+    let code = status.as_u16();
+    if grouped { code / 100 * 100 } else { code }
+}
+
+/// A series key with what is needed to write its labels.
+pub(crate) struct SeriesLabels<'a> {
+    pub(crate) key: SeriesKey,
+    pub(crate) names: &'a Names,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) grouped_status: bool,
+}
+
+impl EncodeLabelSet for SeriesLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let names = self.names;
+        let status = self.key.status();
+        let status_label: Cow<'static, str> = if self.grouped_status {
+            Cow::Owned(format!("{}xx", status / 100))
+        } else {
+            Cow::Owned(status.to_string())
+        };
+        (names.method, self.key.method().as_str()).encode(encoder.encode_label())?;
+        if let Some(route) = self.route {
+            (names.route, route).encode(encoder.encode_label())?;
+        }
+        (names.status, status_label.as_ref()).encode(encoder.encode_label())?;
+        if names.otel_labels {
+            ("url_scheme", self.key.scheme().as_str()).encode(encoder.encode_label())?;
+            ("network_protocol_version", self.key.version()).encode(encoder.encode_label())?;
+            let error_type = match self.key.outcome().error_type() {
+                Some(error_type) => Some(Cow::Borrowed(error_type)),
+                None if status >= 500 => Some(status_label),
+                None => None,
+            };
+            if let Some(error_type) = error_type {
+                ("error_type", error_type.as_ref()).encode(encoder.encode_label())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The labels of an in-flight gauge: method (and scheme with OpenTelemetry names).
+pub(crate) struct ActiveLabels {
+    pub(crate) names: &'static Names,
+    pub(crate) method: Method,
+    pub(crate) scheme: Option<Scheme>,
+}
+
+impl EncodeLabelSet for ActiveLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        (self.names.method, self.method.as_str()).encode(encoder.encode_label())?;
+        if let Some(scheme) = self.scheme {
+            ("url_scheme", scheme.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// The label set of the overflow series.
+pub(crate) struct OverflowLabels;
+
+impl EncodeLabelSet for OverflowLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        (OVERFLOW_LABEL, "true").encode(encoder.encode_label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_rfc_9110_are_other() {
+        for (method, label) in [
+            ("GET", "GET"),
+            ("PATCH", "PATCH"),
+            ("CONNECT", "CONNECT"),
+            ("PROPFIND", "_OTHER"),
+            ("get", "_OTHER"),
+            ("FOO", "_OTHER"),
+        ] {
+            let method = http::Method::from_bytes(method.as_bytes()).expect("valid token");
+            assert_eq!(Method::from_http(&method).as_str(), label);
+        }
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let request = Request::builder()
+            .method("DELETE")
+            .uri("https://example.com/x")
+            .version(http::Version::HTTP_2)
+            .body(())
+            .expect("valid request");
+        let key = SeriesKey::request(&request, Method::Delete, 4_000_000_000)
+            .finish(503, Outcome::Completed)
+            .finish(204, Outcome::BodyError);
+        assert_eq!(key.method(), Method::Delete);
+        assert_eq!(key.scheme(), Scheme::Https);
+        assert_eq!(key.version(), "2");
+        assert_eq!(key.route(), 4_000_000_000);
+        assert_eq!(key.status(), 204);
+        assert_eq!(key.outcome(), Outcome::BodyError);
+    }
+
+    #[test]
+    fn groups_status_codes_by_class() {
+        assert_eq!(group_status(StatusCode::NOT_FOUND, true), 400);
+        assert_eq!(group_status(StatusCode::NOT_FOUND, false), 404);
+    }
+}

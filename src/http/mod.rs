@@ -1,0 +1,80 @@
+//! The HTTP layer: request duration, in-flight requests and body sizes.
+//!
+//! [`HttpMetricsLayer`] wraps any `tower::Service<http::Request<B>>` whose response is an
+//! `http::Response` with an [`http_body::Body`]: an axum `Router`, a hyper service, a
+//! tonic server. For each request it records:
+//!
+//! - a **duration** histogram, from the moment the request enters the layer until the
+//!   response body has been streamed to its end;
+//! - an **in-flight** gauge, up when the request enters, down when it is finished;
+//! - **request and response body size** histograms: the bytes actually read from the
+//!   request body and written from the response body, not `Content-Length`.
+//!
+//! Names and labels are those of [`Naming`]. Series are labelled with the method, the
+//! route template (from [`RouteLabel`]; absent when no route matched, never the raw
+//! path) and the status code.
+//!
+//! # When a request counts as finished
+//!
+//! Every request that enters the layer (and is not on an excluded path) is recorded
+//! exactly once, when the first of these happens, and the in-flight gauge goes back down
+//! at that moment:
+//!
+//! | what happened | recorded as |
+//! |---|---|
+//! | the response body was streamed to its end | its status; duration runs to the end of the body |
+//! | the response has no body to stream (HEAD, 1xx, 204, 304, or an empty body) | its status, when the head is ready |
+//! | the inner service returned `Err` | status 500, `error_type="_OTHER"` |
+//! | a panic unwound through the future | status 500, `error_type="panic"` |
+//! | the future was dropped before a response (client gone, timeout) | status 499, `error_type="cancelled"` |
+//! | the response body was dropped before its end | its status, `error_type="cancelled"` |
+//! | the response body returned an error | its status, `error_type="body_error"` |
+//! | a panic unwound through the response body | its status, `error_type="panic"` |
+//!
+//! Responses with a 5xx status carry `error_type` = the status code, as the OpenTelemetry
+//! conventions say. `error_type` exists only with [`Naming::OpenTelemetry`]. The request
+//! body size is what the service had read when the request finished.
+//!
+//! # Cost
+//!
+//! Per request: two clock reads, one lookup of the route template (a read lock and a
+//! hash of the template), one lookup of the series (a read lock and an integer hash),
+//! atomic adds on counters sharded per thread, no mutex. Once a label set exists, a
+//! request without a body allocates nothing; a request with a body allocates one 16-byte
+//! counter shared between its body and the response.
+//!
+//! # Cardinality
+//!
+//! Each family holds at most [`max_series`](HttpMetricsBuilder::max_series) label sets
+//! (default 2,000). Past that, observations go to one series labelled
+//! `otel_metric_overflow="true"`: a flood of random URLs or methods cannot grow memory.
+//! Unknown methods are `_OTHER`, unmatched requests have no route label.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use prometheus_client::registry::Registry;
+//! use tower_prometheus::http::HttpMetricsLayer;
+//!
+//! let mut registry = Registry::default();
+//! let app: Router = Router::new()
+//!     .route("/hello/{name}", get(|| async { "hello" }))
+//!     .layer(HttpMetricsLayer::new(&mut registry));
+//! ```
+
+mod body;
+mod future;
+mod guard;
+mod labels;
+mod layer;
+mod recorder;
+mod route;
+mod service;
+
+pub use body::{RequestBody, ResponseBody};
+pub use future::ResponseFuture;
+pub use labels::Naming;
+pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer};
+pub use route::{DefaultRoute, RouteLabel};
+pub use service::HttpMetrics;

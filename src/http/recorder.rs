@@ -1,0 +1,343 @@
+//! The state the layer records into and the collector that encodes it.
+//!
+//! Series live in one map keyed by a packed [`SeriesKey`]: the duration and both size
+//! histograms of a label set sit side by side, found with one lookup under a read lock
+//! (a write lock only the first time a label set is seen). Route templates are interned
+//! to small integers once, so a request only hashes its route string, never a label set
+//! of strings. The in-flight gauges are a fixed array (method × scheme), no map at all.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+
+use super::labels::{
+    ActiveLabels, Method, Names, OverflowLabels, Scheme, SeriesKey, SeriesLabels,
+};
+use crate::histogram::{Buckets, HistogramCore};
+use crate::sharded::ShardedCells;
+
+/// The route id of routes beyond the cardinality limit: their series overflow.
+const OVERFLOW_ROUTE: u32 = u32::MAX;
+
+const ACTIVE_SLOTS: usize = Method::COUNT * Scheme::COUNT;
+
+/// What the builder decided.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) names: &'static Names,
+    pub(crate) grouped_status: bool,
+    pub(crate) duration_buckets: Buckets,
+    /// `None` when body sizes are off.
+    pub(crate) size_buckets: Option<Buckets>,
+    pub(crate) max_series: usize,
+    pub(crate) excluded_paths: Box<[Box<str>]>,
+}
+
+/// The counters of one label set.
+struct Series {
+    duration: HistogramCore,
+    request_size: Option<HistogramCore>,
+    response_size: Option<HistogramCore>,
+}
+
+impl Series {
+    fn new(config: &Config) -> Self {
+        let size = || config.size_buckets.clone().map(HistogramCore::new);
+        Self {
+            duration: HistogramCore::new(config.duration_buckets.clone()),
+            request_size: size(),
+            response_size: size(),
+        }
+    }
+
+    fn observe(&self, seconds: f64, request_bytes: u64, response_bytes: u64) {
+        self.duration.observe(seconds);
+        if let Some(histogram) = &self.request_size {
+            histogram.observe(request_bytes as f64);
+        }
+        if let Some(histogram) = &self.response_size {
+            histogram.observe(response_bytes as f64);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.duration.count() == 0
+    }
+}
+
+#[derive(Default)]
+struct RouteTable {
+    ids: HashMap<Arc<str>, u32, BuildHasherDefault<FxHasher>>,
+    /// `names[id - 1]` is the route of id `id`.
+    names: Vec<Arc<str>>,
+}
+
+type SeriesMap = HashMap<SeriesKey, Arc<Series>, BuildHasherDefault<FxHasher>>;
+
+/// Everything a layer and its services share.
+pub(crate) struct Recorder {
+    config: Config,
+    routes: RwLock<RouteTable>,
+    series: RwLock<SeriesMap>,
+    overflow: Series,
+    active: ShardedCells,
+    active_seen: [AtomicBool; ACTIVE_SLOTS],
+}
+
+impl Recorder {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            overflow: Series::new(&config),
+            config,
+            routes: RwLock::default(),
+            series: RwLock::default(),
+            active: ShardedCells::new(ACTIVE_SLOTS),
+            active_seen: Default::default(),
+        }
+    }
+
+    pub(crate) fn is_excluded(&self, path: &str) -> bool {
+        self.config.excluded_paths.iter().any(|p| **p == *path)
+    }
+
+    pub(crate) fn grouped_status(&self) -> bool {
+        self.config.grouped_status
+    }
+
+    pub(crate) fn measures_body_sizes(&self) -> bool {
+        self.config.size_buckets.is_some()
+    }
+
+    /// The id of a route template, interned on first sight; at most `max_series` routes.
+    pub(crate) fn route_id(&self, route: &str) -> u32 {
+        if let Some(id) = read(&self.routes).ids.get(route) {
+            return *id;
+        }
+        let mut routes = write(&self.routes);
+        if let Some(id) = routes.ids.get(route) {
+            return *id;
+        }
+        if routes.names.len() >= self.config.max_series {
+            return OVERFLOW_ROUTE;
+        }
+        let route: Arc<str> = route.into();
+        routes.names.push(route.clone());
+        let id = u32::try_from(routes.names.len()).unwrap_or(OVERFLOW_ROUTE);
+        routes.ids.insert(route, id);
+        id
+    }
+
+    /// Counts a request in flight; returns the gauge slot to give back to [`Self::finish`].
+    pub(crate) fn start(&self, method: Method, scheme: Scheme) -> usize {
+        let slot = method as usize * Scheme::COUNT + scheme as usize;
+        if !self.active_seen[slot].load(Ordering::Relaxed) {
+            self.active_seen[slot].store(true, Ordering::Relaxed);
+        }
+        self.active.local(slot).fetch_add(1, Ordering::Relaxed);
+        slot
+    }
+
+    /// Records a finished request.
+    pub(crate) fn finish(
+        &self,
+        key: SeriesKey,
+        active_slot: usize,
+        seconds: f64,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
+        self.active
+            .local(active_slot)
+            .fetch_sub(1, Ordering::Relaxed);
+        if key.route() == OVERFLOW_ROUTE {
+            self.overflow.observe(seconds, request_bytes, response_bytes);
+            return;
+        }
+        if let Some(series) = read(&self.series).get(&key) {
+            series.observe(seconds, request_bytes, response_bytes);
+            return;
+        }
+        let mut map = write(&self.series);
+        let series = match map.get(&key) {
+            Some(series) => series,
+            None if map.len() >= self.config.max_series => &self.overflow,
+            None => map.entry(key).or_insert_with(|| Arc::new(Series::new(&self.config))),
+        };
+        series.observe(seconds, request_bytes, response_bytes);
+    }
+
+    /// The series as they are now, sorted by key, without holding a lock while encoding.
+    fn snapshot(&self) -> (Vec<(SeriesKey, Arc<Series>)>, Vec<Arc<str>>) {
+        let mut series: Vec<_> = read(&self.series)
+            .iter()
+            .map(|(key, series)| (*key, series.clone()))
+            .collect();
+        // The route id is in the high bits: series come grouped by route.
+        series.sort_unstable_by_key(|(key, _)| *key);
+        let routes = read(&self.routes).names.clone();
+        (series, routes)
+    }
+}
+
+impl Collector for Recorder {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let names = self.config.names;
+        let (series, routes) = self.snapshot();
+        let histograms: [(&str, &str, Unit, fn(&Series) -> Option<&HistogramCore>); 3] = [
+            (
+                names.duration,
+                "Duration of HTTP server requests, until the response body ended",
+                Unit::Seconds,
+                |s| Some(&s.duration),
+            ),
+            (
+                names.request_size,
+                "Size of HTTP server request bodies, in bytes read",
+                Unit::Bytes,
+                |s| s.request_size.as_ref(),
+            ),
+            (
+                names.response_size,
+                "Size of HTTP server response bodies, in bytes sent",
+                Unit::Bytes,
+                |s| s.response_size.as_ref(),
+            ),
+        ];
+        for (name, help, unit, field) in histograms {
+            if field(&self.overflow).is_none() || (series.is_empty() && self.overflow.is_empty())
+            {
+                continue;
+            }
+            let mut family =
+                encoder.encode_descriptor(name, help, Some(&unit), MetricType::Histogram)?;
+            for (key, s) in &series {
+                let Some(histogram) = field(s) else { continue };
+                let labels = SeriesLabels {
+                    key: *key,
+                    names,
+                    route: routes.get((key.route() as usize).wrapping_sub(1)).map(|r| &**r),
+                    grouped_status: self.config.grouped_status,
+                };
+                histogram.encode(&mut family.encode_family(&labels)?)?;
+            }
+            if let Some(histogram) = field(&self.overflow).filter(|_| !self.overflow.is_empty()) {
+                histogram.encode(&mut family.encode_family(&OverflowLabels)?)?;
+            }
+        }
+
+        if self.active_seen.iter().any(|seen| seen.load(Ordering::Relaxed)) {
+            let mut family = encoder.encode_descriptor(
+                names.active,
+                "Number of HTTP server requests in flight",
+                None,
+                MetricType::Gauge,
+            )?;
+            for method in 0..Method::COUNT {
+                let slots = method * Scheme::COUNT..(method + 1) * Scheme::COUNT;
+                let gauges = slots.filter(|slot| self.active_seen[*slot].load(Ordering::Relaxed));
+                if names.otel_labels {
+                    for slot in gauges {
+                        let labels = ActiveLabels {
+                            names,
+                            method: Method::from_index(method),
+                            scheme: Some(Scheme::from_index(slot)),
+                        };
+                        let value = self.active.sum(slot) as i64;
+                        family.encode_family(&labels)?.encode_gauge(&value)?;
+                    }
+                } else {
+                    let mut gauges = gauges.peekable();
+                    if gauges.peek().is_none() {
+                        continue;
+                    }
+                    let value = gauges.map(|slot| self.active.sum(slot) as i64).sum::<i64>();
+                    let labels = ActiveLabels {
+                        names,
+                        method: Method::from_index(method),
+                        scheme: None,
+                    };
+                    family.encode_family(&labels)?.encode_gauge(&value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("config", &self.config)
+            .field("series", &read(&self.series).len())
+            .field("routes", &read(&self.routes).names.len())
+            .finish()
+    }
+}
+
+// No critical section here panics (they only read and insert), so a poisoned lock
+// still holds consistent data: recover it rather than failing every later request.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The multiply-rotate hash of rustc (FxHash): a few cycles for a packed key or a short
+/// route template. Not collision resistant, which is acceptable here: both maps are
+/// bounded by the cardinality limit, so crafted routes can at worst make lookups in a
+/// map of `max_series` entries slower, never grow it.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}

@@ -1,0 +1,101 @@
+//! The service the layer produces.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::{RequestBody, ResponseBody};
+use super::future::ResponseFuture;
+use super::guard::Guard;
+use super::labels::{Method, Scheme, SeriesKey};
+use super::recorder::Recorder;
+use super::route::{DefaultRoute, RouteLabel};
+
+/// Records HTTP metrics for the requests it passes to the inner service.
+///
+/// Made by [`HttpMetricsLayer`](super::HttpMetricsLayer); see the [module docs](super)
+/// for what is recorded and when a request counts as finished.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics<S, R = DefaultRoute> {
+    inner: S,
+    recorder: Arc<Recorder>,
+    route: R,
+}
+
+impl<S, R> HttpMetrics<S, R> {
+    pub(crate) fn new(inner: S, recorder: Arc<Recorder>, route: R) -> Self {
+        Self {
+            inner,
+            recorder,
+            route,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, without the metrics.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetrics<S, R>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    R: RouteLabel<ReqBody>,
+    ReqBody: Body,
+    ResBody: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let start = Instant::now();
+        if self.recorder.is_excluded(request.uri().path()) {
+            let request = request.map(|body| RequestBody::new(body, None));
+            return ResponseFuture::new(self.inner.call(request), None, false);
+        }
+        let method = Method::from_http(request.method());
+        let route = self
+            .route
+            .route(&request)
+            .map_or(0, |route| self.recorder.route_id(route.as_ref()));
+        let key = SeriesKey::request(&request, method, route);
+        let active_slot = self.recorder.start(method, Scheme::of(&request));
+        let request_bytes = (self.recorder.measures_body_sizes()
+            && !request.body().is_end_stream())
+        .then(|| Arc::new(AtomicU64::new(0)));
+        // Created before the inner call, so that a panic in `call` is recorded too.
+        let guard = Guard::new(
+            self.recorder.clone(),
+            start,
+            key,
+            active_slot,
+            request_bytes.clone(),
+        );
+        let request = request.map(|body| RequestBody::new(body, request_bytes));
+        ResponseFuture::new(
+            self.inner.call(request),
+            Some(guard),
+            method == Method::Head,
+        )
+    }
+}
