@@ -89,8 +89,10 @@ impl Exporter {
     /// The response to a request with this method and these headers.
     fn respond(&self, method: &Method, headers: &HeaderMap) -> Response<Full<Bytes>> {
         if method != Method::GET && method != Method::HEAD {
-            let mut response =
-                plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are allowed\n");
+            let mut response = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are allowed\n",
+            );
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -176,7 +178,10 @@ fn weighted<'a>(
                 let (key, val) = param.split_once('=').unwrap_or((param, ""));
                 let (key, val) = (key.trim(), val.trim().trim_matches('"'));
                 if key.eq_ignore_ascii_case("q") {
-                    q = val.parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q))?;
+                    q = val
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|q| (0.0..=1.0).contains(q))?;
                 } else {
                     params.push((key, val));
                 }
@@ -268,7 +273,9 @@ mod tests {
         assert!(accept("application/openmetrics-text; version=1.0.0"));
         assert!(!accept("application/openmetrics-text; version=2.0.0"));
         assert!(!accept("application/openmetrics-text;q=0"));
-        assert!(!accept("application/openmetrics-text;q=0.4,text/plain;q=0.9"));
+        assert!(!accept(
+            "application/openmetrics-text;q=0.4,text/plain;q=0.9"
+        ));
         // What Prometheus 3 sends by default.
         assert!(accept(
             "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,\
@@ -276,7 +283,9 @@ mod tests {
              text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,\
              text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
         ));
-        assert!(!accept("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;q=x"));
+        assert!(!accept(
+            "text/plain;version=0.0.4;q=0.5,application/openmetrics-text;q=x"
+        ));
     }
 
     #[test]

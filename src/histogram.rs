@@ -194,8 +194,7 @@ impl HistogramCore {
         let mut current = sum.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(current) + v).to_bits();
-            match sum.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match sum.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(actual) => current = actual,
             }
@@ -227,9 +226,7 @@ impl HistogramCore {
             .enumerate()
             .map(|(bucket, bound)| (bound, self.cells.sum(bucket)))
             .collect();
-        let count = pairs
-            .iter()
-            .fold(0u64, |acc, (_, n)| acc.wrapping_add(*n));
+        let count = pairs.iter().fold(0u64, |acc, (_, n)| acc.wrapping_add(*n));
         encoder.encode_histogram::<NoLabelSet>(self.sum(), count, &pairs, None)
     }
 }

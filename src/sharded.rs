@@ -65,8 +65,9 @@ impl ShardedCells {
     /// The sum of cell `index` over all shards, with wrapping arithmetic (so that a
     /// gauge stored as increments and two's-complement decrements adds up right).
     pub(crate) fn sum(&self, index: usize) -> u64 {
-        self.shards(index)
-            .fold(0u64, |acc, cell| acc.wrapping_add(cell.load(Ordering::Relaxed)))
+        self.shards(index).fold(0u64, |acc, cell| {
+            acc.wrapping_add(cell.load(Ordering::Relaxed))
+        })
     }
 }
 

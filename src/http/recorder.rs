@@ -16,9 +16,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::labels::{
-    ActiveLabels, Method, Names, OverflowLabels, Scheme, SeriesKey, SeriesLabels,
-};
+use super::labels::{ActiveLabels, Method, Names, OverflowLabels, Scheme, SeriesKey, SeriesLabels};
 use crate::histogram::{Buckets, HistogramCore};
 use crate::sharded::ShardedCells;
 
@@ -156,7 +154,8 @@ impl Recorder {
             .local(active_slot)
             .fetch_sub(1, Ordering::Relaxed);
         if key.route() == OVERFLOW_ROUTE {
-            self.overflow.observe(seconds, request_bytes, response_bytes);
+            self.overflow
+                .observe(seconds, request_bytes, response_bytes);
             return;
         }
         if let Some(series) = read(&self.series).get(&key) {
@@ -167,7 +166,9 @@ impl Recorder {
         let series = match map.get(&key) {
             Some(series) => series,
             None if map.len() >= self.config.max_series => &self.overflow,
-            None => map.entry(key).or_insert_with(|| Arc::new(Series::new(&self.config))),
+            None => map
+                .entry(key)
+                .or_insert_with(|| Arc::new(Series::new(&self.config))),
         };
         series.observe(seconds, request_bytes, response_bytes);
     }
@@ -210,8 +211,7 @@ impl Collector for Recorder {
             ),
         ];
         for (name, help, unit, field) in histograms {
-            if field(&self.overflow).is_none() || (series.is_empty() && self.overflow.is_empty())
-            {
+            if field(&self.overflow).is_none() || (series.is_empty() && self.overflow.is_empty()) {
                 continue;
             }
             let mut family =
@@ -221,7 +221,9 @@ impl Collector for Recorder {
                 let labels = SeriesLabels {
                     key: *key,
                     names,
-                    route: routes.get((key.route() as usize).wrapping_sub(1)).map(|r| &**r),
+                    route: routes
+                        .get((key.route() as usize).wrapping_sub(1))
+                        .map(|r| &**r),
                     grouped_status: self.config.grouped_status,
                 };
                 histogram.encode(&mut family.encode_family(&labels)?)?;
@@ -231,7 +233,11 @@ impl Collector for Recorder {
             }
         }
 
-        if self.active_seen.iter().any(|seen| seen.load(Ordering::Relaxed)) {
+        if self
+            .active_seen
+            .iter()
+            .any(|seen| seen.load(Ordering::Relaxed))
+        {
             let mut family = encoder.encode_descriptor(
                 names.active,
                 "Number of HTTP server requests in flight",

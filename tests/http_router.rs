@@ -1,0 +1,691 @@
+//! The layer through a real axum `Router`, driven in-process with `oneshot`.
+
+mod common;
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use common::{find, parse, prometheus_text, promtool_check_metrics, total, value};
+use http::{Request, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+use tower_prometheus::Metrics;
+use tower_prometheus::http::{HttpMetricsLayer, Naming};
+
+const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
+const ACTIVE: &str = "http_server_active_requests";
+
+/// A response body fed by a channel: the test decides when each frame arrives.
+struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(Frame::data)))
+    }
+}
+
+fn app(metrics: &Metrics) -> Router {
+    Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .route(
+            "/echo",
+            post(|body: Bytes| async move { format!("read {} bytes", body.len()) }),
+        )
+        .route(
+            "/unavailable",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        )
+        .route("/api/users/{id}/invoices/{invoice}", get(|| async { "ok" }))
+        .route_service("/metrics", metrics.exporter())
+        .layer(metrics.http_layer())
+}
+
+async fn send(router: Router, request: Request<Body>) -> (StatusCode, Bytes) {
+    let response = router
+        .oneshot(request)
+        .await
+        .expect("routers are infallible");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body streams")
+        .to_bytes();
+    (status, body)
+}
+
+/// A router whose `/stream` answers with the body fed by `rx`, once.
+fn stream_router(metrics: &Metrics, rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Router {
+    let rx = Arc::new(Mutex::new(Some(rx)));
+    Router::new()
+        .route(
+            "/stream",
+            get(move || async move {
+                let rx = rx
+                    .lock()
+                    .expect("not poisoned")
+                    .take()
+                    .expect("one request");
+                Body::new(ChannelBody(rx))
+            }),
+        )
+        .layer(metrics.http_layer())
+}
+
+fn get_request(uri: &str) -> Request<Body> {
+    Request::get(uri)
+        .body(Body::empty())
+        .expect("valid request")
+}
+
+fn scrape(metrics: &Metrics) -> Vec<common::Sample> {
+    parse(&prometheus_text(metrics.registry()))
+}
+
+fn labels<'a>(route: Option<&'a str>, method: &'a str, status: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut labels = vec![
+        ("http_request_method", method),
+        ("http_response_status_code", status),
+        ("url_scheme", "http"),
+        ("network_protocol_version", "1.1"),
+    ];
+    if let Some(route) = route {
+        labels.push(("http_route", route));
+    }
+    labels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counts_concurrent_requests_exactly() {
+    let metrics = Metrics::new();
+    let router = app(&metrics);
+    let requests: Vec<_> = (0..200)
+        .map(|i| tokio::spawn(send(router.clone(), get_request(&format!("/hello/n{i}")))))
+        .collect();
+    for request in requests {
+        let (status, body) = request.await.expect("the request task does not panic");
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
+    }
+    let samples = scrape(&metrics);
+    let series = labels(Some("/hello/{name}"), "GET", "200");
+    assert_eq!(value(&samples, DURATION_COUNT, &series), Some(200.0));
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_response_body_size_bytes_sum",
+            &series
+        ),
+        Some(1000.0),
+        "200 bodies of 5 bytes"
+    );
+    assert_eq!(
+        value(&samples, "http_server_request_body_size_bytes_sum", &series),
+        Some(0.0)
+    );
+    assert_eq!(
+        find(&samples, DURATION_COUNT, &[]).len(),
+        1,
+        "one series for one route, method and status: {samples:#?}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            ACTIVE,
+            &[("http_request_method", "GET"), ("url_scheme", "http")]
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn labels_with_route_templates_and_collapses_unmatched_paths() {
+    let metrics = Metrics::new();
+    let router = app(&metrics);
+    for uri in [
+        "/api/users/1/invoices/7",
+        "/api/users/2/invoices/8",
+        "/nope/1",
+        "/nope/2",
+        "/x",
+    ] {
+        send(router.clone(), get_request(uri)).await;
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/api/users/{id}/invoices/{invoice}"), "GET", "200")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &labels(None, "GET", "404")),
+        Some(3.0),
+        "unmatched paths share one series without a route label"
+    );
+    assert!(
+        samples.iter().all(|s| !s
+            .labels
+            .values()
+            .any(|v| v.contains("nope") || v.contains("/1/"))),
+        "raw paths never become labels"
+    );
+}
+
+#[tokio::test]
+async fn methods_outside_rfc_9110_are_other() {
+    let metrics = Metrics::new();
+    let router = app(&metrics);
+    for method in ["PROPFIND", "BREW", "PATCH"] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/hello/x")
+            .body(Body::empty())
+            .expect("valid request");
+        let (status, _) = send(router.clone(), request).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/hello/{name}"), "_OTHER", "405")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/hello/{name}"), "PATCH", "405")
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn server_errors_carry_the_status_as_error_type() {
+    let metrics = Metrics::new();
+    send(app(&metrics), get_request("/unavailable")).await;
+    let samples = scrape(&metrics);
+    let mut series = labels(Some("/unavailable"), "GET", "503");
+    series.push(("error_type", "503"));
+    assert_eq!(value(&samples, DURATION_COUNT, &series), Some(1.0));
+}
+
+#[tokio::test]
+async fn body_sizes_are_the_bytes_streamed() {
+    let metrics = Metrics::new();
+    let request = Request::post("/echo")
+        .body(Body::from(vec![b'x'; 1000]))
+        .expect("valid request");
+    let (_, body) = send(app(&metrics), request).await;
+    assert_eq!(&body[..], b"read 1000 bytes");
+    let samples = scrape(&metrics);
+    let series = labels(Some("/echo"), "POST", "200");
+    assert_eq!(
+        value(&samples, "http_server_request_body_size_bytes_sum", &series),
+        Some(1000.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_response_body_size_bytes_sum",
+            &series
+        ),
+        Some(15.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_request_body_size_bytes_bucket",
+            &[series.as_slice(), &[("le", "256")]].concat()
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_request_body_size_bytes_bucket",
+            &[series.as_slice(), &[("le", "1024")]].concat()
+        ),
+        Some(1.0)
+    );
+}
+
+/// The duration runs to the end of the body, not to the response head.
+#[tokio::test]
+async fn duration_includes_streaming_the_body() {
+    let metrics = Metrics::new();
+    let (tx, rx) = mpsc::channel(1);
+    let router = stream_router(&metrics, rx);
+    let response = router
+        .oneshot(get_request("/stream"))
+        .await
+        .expect("infallible");
+    let mut body = response.into_body();
+    tx.send(Ok(Bytes::from_static(b"first")))
+        .await
+        .expect("body alive");
+    assert!(body.frame().await.is_some());
+    assert_eq!(
+        total(&scrape(&metrics), DURATION_COUNT, &[]),
+        0.0,
+        "not finished while the body streams"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(tx);
+    assert!(body.frame().await.is_none());
+    let samples = scrape(&metrics);
+    let series = labels(Some("/stream"), "GET", "200");
+    assert_eq!(value(&samples, DURATION_COUNT, &series), Some(1.0));
+    let under_250ms = [series.as_slice(), &[("le", "0.25")]].concat();
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_request_duration_seconds_bucket",
+            &under_250ms
+        ),
+        Some(0.0),
+        "the 300 ms spent streaming are in the duration"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_response_body_size_bytes_sum",
+            &series
+        ),
+        Some(5.0)
+    );
+}
+
+#[tokio::test]
+async fn body_dropped_mid_stream_is_cancelled_with_its_status() {
+    let metrics = Metrics::new();
+    let (tx, rx) = mpsc::channel(1);
+    let router = stream_router(&metrics, rx);
+    let response = router
+        .oneshot(get_request("/stream"))
+        .await
+        .expect("infallible");
+    let mut body = response.into_body();
+    tx.send(Ok(Bytes::from_static(b"half")))
+        .await
+        .expect("body alive");
+    assert!(body.frame().await.is_some());
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            ACTIVE,
+            &[("http_request_method", "GET"), ("url_scheme", "http")]
+        ),
+        Some(1.0)
+    );
+    drop(body);
+    let samples = scrape(&metrics);
+    let mut series = labels(Some("/stream"), "GET", "200");
+    series.push(("error_type", "cancelled"));
+    assert_eq!(value(&samples, DURATION_COUNT, &series), Some(1.0));
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_response_body_size_bytes_sum",
+            &series
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            ACTIVE,
+            &[("http_request_method", "GET"), ("url_scheme", "http")]
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn body_error_is_recorded_with_its_status() {
+    let metrics = Metrics::new();
+    let (tx, rx) = mpsc::channel(2);
+    let router = stream_router(&metrics, rx);
+    tx.send(Ok(Bytes::from_static(b"abc")))
+        .await
+        .expect("body alive");
+    tx.send(Err(std::io::Error::other("disk gone")))
+        .await
+        .expect("body alive");
+    let response = router
+        .oneshot(get_request("/stream"))
+        .await
+        .expect("infallible");
+    let error = response.into_body().collect().await;
+    assert!(error.is_err());
+    let samples = scrape(&metrics);
+    let mut series = labels(Some("/stream"), "GET", "200");
+    series.push(("error_type", "body_error"));
+    assert_eq!(value(&samples, DURATION_COUNT, &series), Some(1.0));
+    assert_eq!(total(&samples, DURATION_COUNT, &[]), 1.0, "recorded once");
+}
+
+#[tokio::test]
+async fn future_dropped_before_a_response_is_499_cancelled() {
+    let metrics = Metrics::new();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    let router = Router::new()
+        .route(
+            "/slow",
+            get(move || {
+                if let Some(tx) = started_tx.lock().expect("not poisoned").take() {
+                    let _ = tx.send(());
+                }
+                std::future::pending::<&'static str>()
+            }),
+        )
+        .layer(metrics.http_layer());
+    let request = tokio::spawn(router.oneshot(get_request("/slow")));
+    started_rx.await.expect("the handler starts");
+    let active = [("http_request_method", "GET"), ("url_scheme", "http")];
+    assert_eq!(value(&scrape(&metrics), ACTIVE, &active), Some(1.0));
+    request.abort();
+    assert!(request.await.expect_err("aborted").is_cancelled());
+    let samples = scrape(&metrics);
+    let mut series = labels(Some("/slow"), "GET", "499");
+    series.push(("error_type", "cancelled"));
+    assert_eq!(value(&samples, DURATION_COUNT, &series), Some(1.0));
+    assert_eq!(value(&samples, ACTIVE, &active), Some(0.0));
+}
+
+#[tokio::test]
+async fn head_requests_finish_with_the_head() {
+    let metrics = Metrics::new();
+    let request = Request::head("/hello/x")
+        .body(Body::empty())
+        .expect("valid request");
+    let response = app(&metrics).oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(response);
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/hello/{name}"), "HEAD", "200")
+        ),
+        Some(1.0),
+        "a HEAD response whose body is never sent is not cancelled"
+    );
+}
+
+#[tokio::test]
+async fn prom_client_naming() {
+    let metrics = Metrics::builder()
+        .http(HttpMetricsLayer::builder().naming(Naming::PromClient))
+        .build()
+        .expect("valid options");
+    send(app(&metrics), get_request("/hello/x")).await;
+    send(app(&metrics), get_request("/unavailable")).await;
+    let samples = scrape(&metrics);
+    let series = [
+        ("method", "GET"),
+        ("route", "/hello/{name}"),
+        ("status_code", "200"),
+    ];
+    assert_eq!(
+        value(&samples, "http_request_duration_seconds_count", &series),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&samples, "http_request_size_bytes_count", &series),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&samples, "http_response_size_bytes_count", &series),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&samples, "http_requests_in_flight", &[("method", "GET")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_request_duration_seconds_count",
+            &[
+                ("method", "GET"),
+                ("route", "/unavailable"),
+                ("status_code", "503")
+            ]
+        ),
+        Some(1.0),
+        "no error_type label with prom-client names"
+    );
+    assert!(samples.iter().all(|s| !s.name.starts_with("http_server_")));
+}
+
+#[tokio::test]
+async fn options_exclude_group_label_prefix_and_turn_sizes_off() {
+    let metrics = Metrics::builder()
+        .prefix("invoicing")
+        .http(
+            HttpMetricsLayer::builder()
+                .exclude_path("/metrics")
+                .group_status_codes(true)
+                .const_label("service_name", "billing")
+                .body_sizes(false)
+                .duration_buckets([0.5, 1.0]),
+        )
+        .build()
+        .expect("valid options");
+    let router = app(&metrics);
+    send(router.clone(), get_request("/hello/x")).await;
+    send(router.clone(), get_request("/hello/y")).await;
+    send(router.clone(), get_request("/metrics")).await;
+    send(router.clone(), get_request("/nope")).await;
+    let samples = scrape(&metrics);
+    let mut series = labels(Some("/hello/{name}"), "GET", "2xx");
+    series.push(("service_name", "billing"));
+    assert_eq!(
+        value(
+            &samples,
+            "invoicing_http_server_request_duration_seconds_count",
+            &series
+        ),
+        Some(2.0)
+    );
+    let bucket = [series.as_slice(), &[("le", "0.5")]].concat();
+    assert_eq!(
+        value(
+            &samples,
+            "invoicing_http_server_request_duration_seconds_bucket",
+            &bucket
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        find(
+            &samples,
+            "invoicing_http_server_request_duration_seconds_bucket",
+            &series
+        )
+        .len(),
+        3,
+        "0.5, 1 and +Inf"
+    );
+    assert_eq!(
+        total(
+            &samples,
+            "invoicing_http_server_request_duration_seconds_count",
+            &[]
+        ),
+        3.0,
+        "/metrics is excluded"
+    );
+    assert!(
+        samples.iter().all(|s| !s.name.contains("body_size")),
+        "no body size histograms when turned off"
+    );
+    promtool_check_metrics(&prometheus_text(metrics.registry()));
+}
+
+#[tokio::test]
+async fn cardinality_is_bounded() {
+    let metrics = Metrics::builder()
+        .http(HttpMetricsLayer::builder().body_sizes(false))
+        .build()
+        .expect("valid options");
+    let router = app(&metrics);
+    for i in 0..10_000 {
+        send(
+            router.clone(),
+            get_request(&format!("/random/{i}/{}", i * 7919)),
+        )
+        .await;
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(find(&samples, DURATION_COUNT, &[]).len(), 1);
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &labels(None, "GET", "404")),
+        Some(10_000.0)
+    );
+
+    // 2,500 distinct routes from a closure, against the default limit of 2,000.
+    let metrics = Metrics::new();
+    let layer = metrics
+        .http_layer()
+        .route_label(|request: &Request<Body>| Some(request.uri().path().to_owned()));
+    let router = Router::new().fallback(|| async { "any" }).layer(layer);
+    for i in 0..2_500 {
+        send(router.clone(), get_request(&format!("/route/{i}"))).await;
+    }
+    let samples = scrape(&metrics);
+    let series = find(&samples, DURATION_COUNT, &[]);
+    assert_eq!(
+        series.len(),
+        2_001,
+        "2,000 label sets and the overflow series"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &[("otel_metric_overflow", "true")]
+        ),
+        Some(500.0)
+    );
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[]),
+        2_500.0,
+        "nothing lost"
+    );
+    // Methods cannot grow it either: they collapse to `_OTHER`.
+    for i in 0..100 {
+        let request = Request::builder()
+            .method(format!("M{i}").as_str())
+            .uri("/route/1")
+            .body(Body::empty())
+            .expect("valid request");
+        send(router.clone(), request).await;
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(find(&samples, DURATION_COUNT, &[]).len(), 2_001);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &[("otel_metric_overflow", "true")]
+        ),
+        Some(600.0)
+    );
+    promtool_check_metrics(&prometheus_text(metrics.registry()));
+}
+
+#[tokio::test]
+async fn label_values_are_escaped() {
+    let metrics = Metrics::new();
+    let layer = metrics
+        .http_layer()
+        .route_label(|_: &Request<Body>| Some("/a\"quoted\"\\back\\slash\nnewline"));
+    let router = Router::new().fallback(|| async { "any" }).layer(layer);
+    send(router, get_request("/")).await;
+    let text = prometheus_text(metrics.registry());
+    assert!(
+        text.contains(r#"http_route="/a\"quoted\"\\back\\slash\nnewline""#),
+        "{text}"
+    );
+    let samples = parse(&text);
+    assert_eq!(
+        total(
+            &samples,
+            DURATION_COUNT,
+            &[("http_route", "/a\"quoted\"\\back\\slash\nnewline")]
+        ),
+        1.0
+    );
+    promtool_check_metrics(&text);
+}
+
+#[test]
+fn bad_options_are_errors() {
+    use prometheus_client::registry::Registry;
+    use tower_prometheus::Error;
+
+    let build = |builder: tower_prometheus::http::HttpMetricsBuilder| {
+        builder.build(&mut Registry::default()).map(|_| ())
+    };
+    let builder = HttpMetricsLayer::builder;
+    assert!(matches!(
+        build(builder().const_label("9lives", "x")),
+        Err(Error::InvalidLabelName(_))
+    ));
+    assert!(matches!(
+        build(builder().const_label("http_route", "x")),
+        Err(Error::InvalidLabelName(_))
+    ));
+    assert!(matches!(
+        build(builder().const_label("le", "x")),
+        Err(Error::InvalidLabelName(_))
+    ));
+    assert!(matches!(
+        build(builder().const_label("a", "x").const_label("a", "y")),
+        Err(Error::InvalidLabelName(_))
+    ));
+    assert!(matches!(
+        build(builder().max_series(0)),
+        Err(Error::InvalidCardinalityLimit)
+    ));
+    assert!(matches!(
+        build(builder().size_buckets([f64::NAN])),
+        Err(Error::InvalidBuckets(_))
+    ));
+    assert!(build(builder().body_sizes(false).size_buckets([f64::NAN])).is_ok());
+    assert!(matches!(
+        Metrics::builder().prefix("my-app").build(),
+        Err(Error::InvalidPrefix(_))
+    ));
+}
+
+#[allow(dead_code)]
+fn infallible(_: Infallible) {}

@@ -1,0 +1,158 @@
+//! The layer on plain tower services (no axum): inner errors and panics.
+
+mod common;
+
+use bytes::Bytes;
+use common::{parse, prometheus_text, total, value};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use prometheus_client::registry::Registry;
+use tower::{Layer, ServiceExt, service_fn};
+use tower_prometheus::http::{HttpMetricsLayer, RequestBody};
+
+const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
+
+fn route(_: &Request<Full<Bytes>>) -> Option<&'static str> {
+    Some("/jobs/{id}")
+}
+
+fn request() -> Request<Full<Bytes>> {
+    Request::post("/jobs/1")
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .expect("valid request")
+}
+
+fn series(status: &str, error_type: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("http_request_method", "POST".into()),
+        ("http_route", "/jobs/{id}".into()),
+        ("http_response_status_code", status.into()),
+        ("url_scheme", "http".into()),
+        ("network_protocol_version", "1.1".into()),
+        ("error_type", error_type.into()),
+    ]
+}
+
+fn borrowed<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn inner_error_is_500_other_and_passed_through() {
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry)
+        .route_label(route)
+        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+            Err::<Response<Full<Bytes>>, _>(std::io::Error::other("database unreachable"))
+        }));
+    let error = service
+        .oneshot(request())
+        .await
+        .expect_err("the inner error");
+    assert_eq!(error.to_string(), "database unreachable");
+    let samples = parse(&prometheus_text(&registry));
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &borrowed(&series("500", "_OTHER"))
+        ),
+        Some(1.0)
+    );
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn panic_in_the_handler_is_500_panic() {
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry)
+        .route_label(route)
+        .layer(service_fn(
+            |request: Request<RequestBody<Full<Bytes>>>| async move {
+                if request.uri().path() == "/jobs/1" {
+                    panic!("handler bug");
+                }
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+            },
+        ));
+    let task = tokio::spawn(service.oneshot(request()));
+    assert!(task.await.expect_err("the task panicked").is_panic());
+    let samples = parse(&prometheus_text(&registry));
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &borrowed(&series("500", "panic"))),
+        Some(1.0)
+    );
+    assert_eq!(total(&samples, DURATION_COUNT, &[]), 1.0, "recorded once");
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn panic_while_streaming_the_body_keeps_the_status() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    struct PanickingBody;
+    impl http_body::Body for PanickingBody {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            panic!("body bug")
+        }
+    }
+
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry)
+        .route_label(route)
+        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(PanickingBody))
+        }));
+    let response = service.oneshot(request()).await.expect("a response");
+    let task = tokio::spawn(response.into_body().collect());
+    assert!(task.await.expect_err("the body panicked").is_panic());
+    let samples = parse(&prometheus_text(&registry));
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &borrowed(&series("200", "panic"))),
+        Some(1.0)
+    );
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn request_body_not_read_counts_zero_bytes() {
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry)
+        .route_label(route)
+        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }));
+    let response = service.oneshot(request()).await.expect("a response");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body streams");
+    let samples = parse(&prometheus_text(&registry));
+    let labels = [
+        ("http_request_method", "POST"),
+        ("http_route", "/jobs/{id}"),
+        ("http_response_status_code", "200"),
+        ("url_scheme", "http"),
+        ("network_protocol_version", "1.1"),
+    ];
+    assert_eq!(
+        value(&samples, "http_server_request_body_size_bytes_sum", &labels),
+        Some(0.0),
+        "the bytes read, not Content-Length"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_response_body_size_bytes_sum",
+            &labels
+        ),
+        Some(2.0)
+    );
+}
