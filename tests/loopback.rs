@@ -1,0 +1,380 @@
+//! The layer and the exporter over real HTTP on 127.0.0.1.
+
+mod common;
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use common::{Sample, parse, promtool_check_metrics, python_openmetrics_check, total, value};
+use http::{HeaderMap, Request, StatusCode, header};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tower_prometheus::http::HttpMetricsLayer;
+use tower_prometheus::{Exporter, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+
+const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
+
+/// An endless body: a 1 KiB chunk each time it is polled, until it is dropped.
+struct Endless;
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 1024])))))
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    metrics: Metrics,
+    slow_started: mpsc::Receiver<()>,
+}
+
+async fn start() -> Server {
+    let metrics = Metrics::builder()
+        .http(HttpMetricsLayer::builder().exclude_path("/metrics"))
+        .build()
+        .expect("valid options");
+    let (started_tx, slow_started) = mpsc::channel(8);
+    let started_tx = Arc::new(Mutex::new(started_tx));
+    let app = Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .route("/echo", post(|body: Bytes| async move { body }))
+        .route("/down", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+        .route(
+            "/slow",
+            get(move || {
+                let started = started_tx.lock().expect("not poisoned").clone();
+                async move {
+                    let _ = started.send(()).await;
+                    std::future::pending::<&'static str>().await
+                }
+            }),
+        )
+        .route("/endless", get(|| async { Body::new(Endless) }))
+        .route_service("/metrics", metrics.exporter())
+        .layer(metrics.http_layer());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server {
+        addr,
+        metrics,
+        slow_started,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// One request on a fresh HTTP/1.1 connection, with hyper's client.
+async fn fetch(addr: SocketAddr, request: Request<Body>) -> Reply {
+    let stream = TcpStream::connect(addr).await.expect("the server accepts");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP/1.1 handshake");
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.expect("a response");
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("the body streams").to_bytes(),
+    }
+}
+
+fn get_request(uri: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::HOST, "127.0.0.1")
+        .body(Body::empty())
+        .expect("valid request")
+}
+
+fn scrape(metrics: &Metrics) -> Vec<Sample> {
+    parse(&common::prometheus_text(metrics.registry()))
+}
+
+/// Waits (at most 10 s) until the metrics satisfy `done`: the server notices a
+/// disconnect on its own schedule.
+async fn until(metrics: &Metrics, what: &str, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+    for _ in 0..1000 {
+        let samples = scrape(metrics);
+        if done(&samples) {
+            return samples;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}; metrics: {:#?}", scrape(metrics));
+}
+
+fn series<'a>(route: &'a str, status: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("http_request_method", "GET"),
+        ("http_route", route),
+        ("http_response_status_code", status),
+        ("url_scheme", "http"),
+        ("network_protocol_version", "1.1"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_concurrent_requests_over_tcp() {
+    let server = start().await;
+    let requests: Vec<_> = (0..100)
+        .map(|i| tokio::spawn(fetch(server.addr, get_request(&format!("/hello/{i}")))))
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.expect("no panic").status, StatusCode::OK);
+    }
+    let samples = scrape(&server.metrics);
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &series("/hello/{name}", "200")),
+        Some(100.0)
+    );
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn client_disconnecting_during_a_slow_handler_is_cancelled() {
+    let mut server = start().await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("send the request");
+    server.slow_started.recv().await.expect("the handler runs");
+    assert_eq!(
+        total(&scrape(&server.metrics), "http_server_active_requests", &[]),
+        1.0
+    );
+    drop(stream);
+    let mut cancelled = series("/slow", "499");
+    cancelled.push(("error_type", "cancelled"));
+    let samples = until(&server.metrics, "the 499 is recorded", |samples| {
+        value(samples, DURATION_COUNT, &cancelled) == Some(1.0)
+    })
+    .await;
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn client_dropping_a_streaming_body_half_way_is_cancelled() {
+    let server = start().await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /endless HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("send the request");
+    let mut first = vec![0; 4096];
+    let read = stream
+        .read(&mut first)
+        .await
+        .expect("the head and some body");
+    assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200 OK"));
+    drop(stream);
+    let mut cancelled = series("/endless", "200");
+    cancelled.push(("error_type", "cancelled"));
+    let samples = until(
+        &server.metrics,
+        "the cancelled stream is recorded",
+        |samples| value(samples, DURATION_COUNT, &cancelled) == Some(1.0),
+    )
+    .await;
+    let sent = value(
+        &samples,
+        "http_server_response_body_size_bytes_sum",
+        &cancelled,
+    )
+    .expect("a size was recorded");
+    assert!(
+        sent >= 1024.0,
+        "at least one chunk was streamed, got {sent}"
+    );
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+/// Mixed traffic, then the exposition as a scraper gets it, checked by promtool and by
+/// the reference OpenMetrics parser.
+#[tokio::test]
+async fn exporter_serves_both_formats_and_gzip() {
+    let server = start().await;
+    fetch(server.addr, get_request("/hello/x")).await;
+    fetch(server.addr, get_request("/nothing/here")).await;
+    fetch(server.addr, get_request("/down")).await;
+    let echo = Request::post("/echo")
+        .header(header::HOST, "127.0.0.1")
+        .body(Body::from("0123456789"))
+        .expect("valid request");
+    assert_eq!(&fetch(server.addr, echo).await.body[..], b"0123456789");
+    let odd = Request::builder()
+        .method("PURGE")
+        .uri("/hello/x")
+        .header(header::HOST, "127.0.0.1")
+        .body(Body::empty())
+        .expect("valid request");
+    fetch(server.addr, odd).await;
+
+    let text = fetch(server.addr, get_request("/metrics")).await;
+    assert_eq!(text.status, StatusCode::OK);
+    assert_eq!(
+        text.headers[header::CONTENT_TYPE],
+        PROMETHEUS_TEXT_CONTENT_TYPE
+    );
+    assert!(text.headers.get(header::CONTENT_ENCODING).is_none());
+    let text_body = String::from_utf8(text.body.to_vec()).expect("UTF-8");
+    promtool_check_metrics(&text_body);
+    let samples = parse(&text_body);
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[]),
+        5.0,
+        "/metrics is excluded"
+    );
+    assert_eq!(
+        total(
+            &samples,
+            DURATION_COUNT,
+            &[("http_request_method", "_OTHER")]
+        ),
+        1.0
+    );
+    assert!(!text_body.contains("# EOF"));
+
+    let mut openmetrics = get_request("/metrics");
+    openmetrics.headers_mut().insert(
+        header::ACCEPT,
+        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3"
+            .parse()
+            .expect("valid header"),
+    );
+    let om = fetch(server.addr, openmetrics).await;
+    assert_eq!(om.headers[header::CONTENT_TYPE], OPENMETRICS_CONTENT_TYPE);
+    let om_body = String::from_utf8(om.body.to_vec()).expect("UTF-8");
+    assert!(om_body.ends_with("# EOF\n"), "{om_body}");
+    assert!(om_body.contains("# UNIT http_server_request_duration_seconds seconds\n"));
+    python_openmetrics_check(&om_body);
+
+    let mut gzipped = get_request("/metrics");
+    gzipped.headers_mut().insert(
+        header::ACCEPT_ENCODING,
+        "br;q=1, gzip;q=0.8".parse().expect("valid"),
+    );
+    let gz = fetch(server.addr, gzipped).await;
+    assert_eq!(gz.headers[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(gz.headers[header::VARY], "accept, accept-encoding");
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_string(&mut unzipped)
+        .expect("valid gzip");
+    assert_eq!(unzipped, text_body, "nothing was recorded in between");
+    assert!(gz.body.len() < text_body.len() / 3, "gzip compresses");
+
+    let head = Request::head("/metrics")
+        .header(header::HOST, "127.0.0.1")
+        .body(Body::empty())
+        .expect("valid request");
+    let head = fetch(server.addr, head).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(
+        head.headers[header::CONTENT_LENGTH],
+        text_body.len().to_string()
+    );
+    assert!(head.body.is_empty());
+
+    let post = Request::post("/metrics")
+        .header(header::HOST, "127.0.0.1")
+        .body(Body::empty())
+        .expect("valid request");
+    let post = fetch(server.addr, post).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.headers[header::ALLOW], "GET, HEAD");
+}
+
+/// The exporter alone as a hyper service, as on a separate metrics port.
+#[tokio::test]
+async fn exporter_as_a_standalone_hyper_service() {
+    let metrics = Metrics::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let exporter = metrics.exporter();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper_util::service::TowerToHyperService::new(exporter.clone());
+            tokio::spawn(async move {
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+            });
+        }
+    });
+    let (done_tx, done_rx) = oneshot::channel();
+    let app = Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .layer(metrics.http_layer());
+    let app_listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let app_addr = app_listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        axum::serve(app_listener, app)
+            .with_graceful_shutdown(async {
+                let _ = done_rx.await;
+            })
+            .await
+    });
+    fetch(app_addr, get_request("/hello/x")).await;
+    let reply = fetch(addr, get_request("/metrics")).await;
+    let samples = parse(std::str::from_utf8(&reply.body).expect("UTF-8"));
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &series("/hello/{name}", "200")),
+        Some(1.0)
+    );
+    let _ = done_tx.send(());
+    // The exporter answers any path: mounting it is the router's job.
+    let reply = fetch(addr, get_request("/anything")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+/// A collector that fails to encode turns the scrape into a 500, not a panic.
+#[tokio::test]
+async fn encode_error_is_a_500() {
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::DescriptorEncoder;
+    use prometheus_client::registry::Registry;
+
+    #[derive(Debug)]
+    struct Broken;
+    impl Collector for Broken {
+        fn encode(&self, _: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+            Err(std::fmt::Error)
+        }
+    }
+
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Broken));
+    let exporter = Exporter::new(Arc::new(registry));
+    let app = Router::new().route_service("/metrics", exporter);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let reply = fetch(addr, get_request("/metrics")).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(&reply.body[..], b"the metrics could not be encoded\n");
+}
