@@ -104,18 +104,18 @@ impl Buckets {
 ///
 /// let mut text = String::new();
 /// encode(&mut text, &registry)?;
-/// assert_eq!(
-///     text,
-///     "# HELP job_duration_seconds Time spent in jobs.\n\
-///      # TYPE job_duration_seconds histogram\n\
-///      # UNIT job_duration_seconds seconds\n\
-///      job_duration_seconds_sum 1.05\n\
-///      job_duration_seconds_count 3\n\
-///      job_duration_seconds_bucket{le=\"0.1\"} 1\n\
-///      job_duration_seconds_bucket{le=\"1.0\"} 3\n\
-///      job_duration_seconds_bucket{le=\"+Inf\"} 3\n\
-///      # EOF\n"
+/// let expected = concat!(
+///     "# HELP job_duration_seconds Time spent in jobs.\n",
+///     "# TYPE job_duration_seconds histogram\n",
+///     "# UNIT job_duration_seconds seconds\n",
+///     "job_duration_seconds_sum 1.05\n",
+///     "job_duration_seconds_count 3\n",
+///     "job_duration_seconds_bucket{le=\"0.1\"} 1\n",
+///     "job_duration_seconds_bucket{le=\"1.0\"} 3\n",
+///     "job_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+///     "# EOF\n",
 /// );
+/// assert_eq!(text, expected);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]

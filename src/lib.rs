@@ -1,47 +1,15 @@
-//! Prometheus metrics for [tower] and [axum] services, in two lines.
+#![doc = include_str!("../README.md")]
 //!
-//! ```
-//! use axum::{Router, routing::get};
+//! # Where things are
 //!
-//! let metrics = tower_prometheus::Metrics::new();
-//! let app: Router = Router::new()
-//!     .route("/api/invoices/{id}", get(|| async { "an invoice" }))
-//!     .route_service("/metrics", metrics.exporter())
-//!     .layer(metrics.http_layer());
-//! ```
-//!
-//! - [`http`]: a tower layer recording request duration (to the end of the response
-//!   body), requests in flight and body sizes, with route templates as labels and a
-//!   bound on the number of series. It works on any `tower::Service<http::Request<B>>`,
-//!   not only axum.
-//! - [`Exporter`]: the `/metrics` service, with content negotiation (OpenMetrics or
-//!   Prometheus text) and gzip.
-//! - [`Histogram`]: the lock-free histogram the layer records into, usable on its own
-//!   with `prometheus-client`.
-//! - [`Metrics`]: one [`Registry`](prometheus_client::registry::Registry) with all of
-//!   the above wired.
-//!
-//! # Published metrics
-//!
-//! With the default [`Naming::OpenTelemetry`](http::Naming) names:
-//!
-//! | metric | type | unit | labels | meaning |
-//! |---|---|---|---|---|
-//! | `http_server_request_duration_seconds` | histogram | seconds | method, route, status, scheme, protocol version, `error_type` on errors | time from the request entering the layer to the end of the response body |
-//! | `http_server_active_requests` | gauge | requests | method, scheme | requests entered and not finished |
-//! | `http_server_request_body_size_bytes` | histogram | bytes | as duration | request body bytes read by the service |
-//! | `http_server_response_body_size_bytes` | histogram | bytes | as duration | response body bytes streamed |
-//!
-//! [`Naming::PromClient`](http::Naming) gives the `prom-client` names instead
-//! (`http_request_duration_seconds`, `http_requests_in_flight`, `http_request_size_bytes`,
-//! `http_response_size_bytes`, labels `method`, `route`, `status_code`).
-//!
-//! # Feature flags
-//!
-//! | feature | default | what |
-//! |---|---|---|
-//! | `axum` | yes | route labels from axum's `MatchedPath` |
-//! | `gzip` | yes | gzip-compressed `/metrics` responses |
+//! - [`Metrics`]: one [`Registry`](prometheus_client::registry::Registry) with the layer
+//!   and the exporter wired; [`MetricsBuilder`] for the options.
+//! - [`http`]: the tower layer ([`HttpMetricsLayer`](http::HttpMetricsLayer)), its
+//!   service, future and bodies, and the module doc that says exactly when a request
+//!   counts as finished.
+//! - [`Exporter`]: the `/metrics` service.
+//! - [`Histogram`] and [`Buckets`]: the lock-free histogram the layer records into,
+//!   usable on its own with `prometheus-client`.
 
 #![forbid(unsafe_code)]
 #![warn(

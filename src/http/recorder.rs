@@ -174,7 +174,7 @@ impl Recorder {
     }
 
     /// The series as they are now, sorted by key, without holding a lock while encoding.
-    fn snapshot(&self) -> (Vec<(SeriesKey, Arc<Series>)>, Vec<Arc<str>>) {
+    fn snapshot(&self) -> Snapshot {
         let mut series: Vec<_> = read(&self.series)
             .iter()
             .map(|(key, series)| (*key, series.clone()))
@@ -182,35 +182,54 @@ impl Recorder {
         // The route id is in the high bits: series come grouped by route.
         series.sort_unstable_by_key(|(key, _)| *key);
         let routes = read(&self.routes).names.clone();
-        (series, routes)
+        Snapshot { series, routes }
     }
+}
+
+struct Snapshot {
+    series: Vec<(SeriesKey, Arc<Series>)>,
+    routes: Vec<Arc<str>>,
+}
+
+/// One histogram family: its descriptor, and which histogram of a series it encodes.
+struct HistogramFamily {
+    name: &'static str,
+    help: &'static str,
+    unit: Unit,
+    field: fn(&Series) -> Option<&HistogramCore>,
 }
 
 impl Collector for Recorder {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let names = self.config.names;
-        let (series, routes) = self.snapshot();
-        let histograms: [(&str, &str, Unit, fn(&Series) -> Option<&HistogramCore>); 3] = [
-            (
-                names.duration,
-                "Duration of HTTP server requests, until the response body ended",
-                Unit::Seconds,
-                |s| Some(&s.duration),
-            ),
-            (
-                names.request_size,
-                "Size of HTTP server request bodies, in bytes read",
-                Unit::Bytes,
-                |s| s.request_size.as_ref(),
-            ),
-            (
-                names.response_size,
-                "Size of HTTP server response bodies, in bytes sent",
-                Unit::Bytes,
-                |s| s.response_size.as_ref(),
-            ),
+        let Snapshot { series, routes } = self.snapshot();
+        let histograms = [
+            HistogramFamily {
+                name: names.duration,
+                help: "Duration of HTTP server requests, until the response body ended",
+                unit: Unit::Seconds,
+                field: |s| Some(&s.duration),
+            },
+            HistogramFamily {
+                name: names.request_size,
+                help: "Size of HTTP server request bodies, in bytes read",
+                unit: Unit::Bytes,
+                field: |s| s.request_size.as_ref(),
+            },
+            HistogramFamily {
+                name: names.response_size,
+                help: "Size of HTTP server response bodies, in bytes sent",
+                unit: Unit::Bytes,
+                field: |s| s.response_size.as_ref(),
+            },
         ];
-        for (name, help, unit, field) in histograms {
+        for HistogramFamily {
+            name,
+            help,
+            unit,
+            field,
+        } in histograms
+        {
             if field(&self.overflow).is_none() || (series.is_empty() && self.overflow.is_empty()) {
                 continue;
             }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every check CI runs, installing what the tests need when it is missing:
+#   promtool (Debian package prometheus), the Python prometheus-client package (the
+#   reference OpenMetrics parser), cargo-hack.
+# Usage: ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing what the tests need"
+if ! command -v promtool >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus
+fi
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    python3 -m pip install --quiet prometheus-client \
+        || python3 -m pip install --quiet --break-system-packages prometheus-client
+fi
+if ! cargo hack --version >/dev/null 2>&1; then
+    cargo install --locked --quiet cargo-hack
+fi
+promtool --version | head -n 1
+python3 -c 'import prometheus_client, sys; print("python prometheus-client", prometheus_client.__version__ if hasattr(prometheus_client, "__version__") else "installed")'
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "every feature on its own (cargo hack)"
+cargo hack check --workspace --each-feature --no-dev-deps
+
+step "tests"
+cargo test --workspace
+
+step "benches compile and run once"
+cargo test --workspace --benches
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+echo
+echo "all checks passed"
