@@ -38,7 +38,11 @@ async fn exposed(metrics: &Metrics) -> BTreeSet<String> {
         .oneshot(Request::get("/hello/x").body(Body::empty()).expect("valid"))
         .await
         .expect("infallible");
-    response.into_body().collect().await.expect("the body streams");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body streams");
     common::openmetrics_text(metrics.registry())
         .lines()
         .filter_map(|line| line.strip_prefix("# TYPE "))
