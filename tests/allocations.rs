@@ -116,7 +116,7 @@ fn no_allocation_per_request_once_the_label_set_exists() {
 
     let mut registry = Registry::default();
     let mut service = HttpMetricsLayer::new(&mut registry)
-        .route_label(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))
+        .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))
         .layer(service_fn(handler::<RequestBody<Full<Bytes>>>));
     assert_eq!(
         allocations_of_1000(&mut service, b""),

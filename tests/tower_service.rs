@@ -41,7 +41,7 @@ fn borrowed<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)>
 async fn inner_error_is_500_other_and_passed_through() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
-        .route_label(route)
+        .route_fn(route)
         .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
             Err::<Response<Full<Bytes>>, _>(std::io::Error::other("database unreachable"))
         }));
@@ -66,7 +66,7 @@ async fn inner_error_is_500_other_and_passed_through() {
 async fn panic_in_the_handler_is_500_panic() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
-        .route_label(route)
+        .route_fn(route)
         .layer(service_fn(
             |request: Request<RequestBody<Full<Bytes>>>| async move {
                 if request.uri().path() == "/jobs/1" {
@@ -105,7 +105,7 @@ async fn panic_while_streaming_the_body_keeps_the_status() {
 
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
-        .route_label(route)
+        .route_fn(route)
         .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
             Ok::<_, std::convert::Infallible>(Response::new(PanickingBody))
         }));
@@ -124,7 +124,7 @@ async fn panic_while_streaming_the_body_keeps_the_status() {
 async fn request_body_not_read_counts_zero_bytes() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
-        .route_label(route)
+        .route_fn(route)
         .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
             Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
         }));
@@ -154,5 +154,32 @@ async fn request_body_not_read_counts_zero_bytes() {
             &labels
         ),
         Some(2.0)
+    );
+}
+
+/// A service behind the layer, with a closure for routes, can be moved into a spawned
+/// task (the case of every hyper server).
+#[tokio::test]
+async fn layered_service_with_a_route_closure_is_send() {
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry)
+        .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))
+        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }));
+    let task = tokio::spawn(async move {
+        let response = service.oneshot(request()).await?;
+        response
+            .into_body()
+            .collect()
+            .await
+            .map(|body| body.to_bytes())
+    });
+    let body = task.await.expect("no panic").expect("infallible");
+    assert_eq!(&body[..], b"ok");
+    let samples = parse(&prometheus_text(&registry));
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[("http_route", "/jobs/{id}")]),
+        1.0
     );
 }

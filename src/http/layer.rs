@@ -8,7 +8,9 @@ use tower_layer::Layer;
 
 use super::labels::Naming;
 use super::recorder::{Config, Recorder};
-use super::route::DefaultRoute;
+use http::Request;
+
+use super::route::{DefaultRoute, RouteFn};
 use super::service::HttpMetrics;
 use crate::error::{Error, is_valid_label_name};
 use crate::histogram::Buckets;
@@ -53,10 +55,34 @@ impl HttpMetricsLayer {
 }
 
 impl<R> HttpMetricsLayer<R> {
-    /// Takes route labels from `route` instead of [`DefaultRoute`].
+    /// Takes route labels from a closure instead of [`DefaultRoute`].
     ///
-    /// The values must be templates (`/users/{id}`), not raw paths; the cardinality
-    /// limit caps the damage if they are not. See [`RouteLabel`](super::RouteLabel).
+    /// The closure returns the route *template* (`/users/{id}`), never the raw path, or
+    /// `None` when the request matched no route. The cardinality limit caps the damage
+    /// if it returns raw paths anyway.
+    ///
+    /// ```
+    /// use http::Request;
+    /// use prometheus_client::registry::Registry;
+    /// use tower_prometheus::http::HttpMetricsLayer;
+    ///
+    /// let layer = HttpMetricsLayer::new(&mut Registry::default()).route_fn(
+    ///     |request: &Request<String>| match request.uri().path() {
+    ///         "/" => Some("/"),
+    ///         path if path.starts_with("/users/") => Some("/users/{id}"),
+    ///         _ => None,
+    ///     },
+    /// );
+    /// ```
+    pub fn route_fn<B, F>(self, route: F) -> HttpMetricsLayer<RouteFn<B>>
+    where
+        F: Fn(&Request<B>) -> Option<&'static str> + Send + Sync + 'static,
+    {
+        self.route_label(RouteFn::new(route))
+    }
+
+    /// Takes route labels from any [`RouteLabel`](super::RouteLabel) instead of
+    /// [`DefaultRoute`].
     pub fn route_label<R2>(self, route: R2) -> HttpMetricsLayer<R2> {
         HttpMetricsLayer {
             recorder: self.recorder,

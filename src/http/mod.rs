@@ -76,5 +76,5 @@ pub use body::{RequestBody, ResponseBody};
 pub use future::ResponseFuture;
 pub use labels::Naming;
 pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer};
-pub use route::{DefaultRoute, RouteLabel};
+pub use route::{DefaultRoute, RouteFn, RouteLabel};
 pub use service::HttpMetrics;

@@ -1,5 +1,7 @@
 //! Where the route label comes from.
 
+use std::sync::Arc;
+
 use http::Request;
 
 /// Gives the route template of a request: the value of the route label.
@@ -8,35 +10,33 @@ use http::Request;
 /// is a new series. `None` means the request matched no route; its series get no route
 /// label, so all unmatched requests (404s, scanners) share a few series.
 ///
-/// Closures `Fn(&Request<B>) -> Option<T>` with `T: AsRef<str>` implement it, so a
-/// `&'static str` or a `String` does:
+/// For a closure, use [`HttpMetricsLayer::route_fn`](super::HttpMetricsLayer::route_fn).
+/// Implement this trait when the template lives in the request, for example in an
+/// extension a router inserted:
 ///
 /// ```
 /// use http::Request;
 /// use prometheus_client::registry::Registry;
-/// use tower_prometheus::http::HttpMetricsLayer;
+/// use tower_prometheus::http::{HttpMetricsLayer, RouteLabel};
 ///
-/// let layer = HttpMetricsLayer::new(&mut Registry::default()).route_label(
-///     |request: &Request<String>| match request.uri().path() {
-///         "/" => Some("/"),
-///         path if path.starts_with("/users/") => Some("/users/{id}"),
-///         _ => None,
-///     },
-/// );
+/// /// The template a router of ours stored in the request extensions.
+/// #[derive(Clone)]
+/// struct Template(&'static str);
+///
+/// #[derive(Clone)]
+/// struct FromExtension;
+///
+/// impl<B> RouteLabel<B> for FromExtension {
+///     fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
+///         request.extensions().get::<Template>().map(|template| template.0)
+///     }
+/// }
+///
+/// let layer = HttpMetricsLayer::new(&mut Registry::default()).route_label(FromExtension);
 /// ```
 pub trait RouteLabel<B> {
     /// The route template of `request`, or `None` when it matched no route.
-    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<impl AsRef<str> + 'a>;
-}
-
-impl<B, F, T> RouteLabel<B> for F
-where
-    F: Fn(&Request<B>) -> Option<T>,
-    T: AsRef<str> + 'static,
-{
-    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<impl AsRef<str> + 'a> {
-        self(request)
-    }
+    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str>;
 }
 
 /// The default route label: with the `axum` feature, the template of the route axum
@@ -50,7 +50,7 @@ pub struct DefaultRoute;
 
 impl<B> RouteLabel<B> for DefaultRoute {
     #[cfg(feature = "axum")]
-    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<impl AsRef<str> + 'a> {
+    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
         request
             .extensions()
             .get::<axum::extract::MatchedPath>()
@@ -58,7 +58,43 @@ impl<B> RouteLabel<B> for DefaultRoute {
     }
 
     #[cfg(not(feature = "axum"))]
-    fn route<'a>(&'a self, _request: &'a Request<B>) -> Option<impl AsRef<str> + 'a> {
-        None::<&str>
+    fn route<'a>(&'a self, _request: &'a Request<B>) -> Option<&'a str> {
+        None
+    }
+}
+
+/// A closure giving route templates, made by
+/// [`HttpMetricsLayer::route_fn`](super::HttpMetricsLayer::route_fn).
+///
+/// The closure is stored behind a trait object, so that the service stays `Send` inside
+/// spawned futures: with the closure's own type, rustc fails to prove that for a closure
+/// returning `&'static str` ("one type is more general than the other").
+pub struct RouteFn<B>(Arc<RouteClosure<B>>);
+
+type RouteClosure<B> = dyn Fn(&Request<B>) -> Option<&'static str> + Send + Sync;
+
+impl<B> RouteFn<B> {
+    pub(crate) fn new(
+        route: impl Fn(&Request<B>) -> Option<&'static str> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(route))
+    }
+}
+
+impl<B> Clone for RouteFn<B> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<B> std::fmt::Debug for RouteFn<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteFn").finish_non_exhaustive()
+    }
+}
+
+impl<B> RouteLabel<B> for RouteFn<B> {
+    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
+        (self.0)(request)
     }
 }

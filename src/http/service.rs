@@ -77,7 +77,7 @@ where
         let route = self
             .route
             .route(&request)
-            .map_or(0, |route| self.recorder.route_id(route.as_ref()));
+            .map_or(0, |route| self.recorder.route_id(route));
         let key = SeriesKey::request(&request, method, route);
         let active_slot = self.recorder.start(method, Scheme::of(&request));
         let request_bytes = (self.recorder.measures_body_sizes()
