@@ -23,7 +23,7 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// Histogram bucket bounds that are empty, not finite or not strictly increasing.
+    /// Histogram bucket bounds that are not finite or not strictly increasing.
     InvalidBuckets(String),
     /// A label name that Prometheus does not accept, or one the layer already uses.
     InvalidLabelName(String),

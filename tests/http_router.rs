@@ -439,6 +439,62 @@ async fn head_requests_finish_with_the_head() {
     );
 }
 
+/// With prom-client names there are no scheme, version or error labels: requests that
+/// differ only in those are one series, not several with the same labels.
+#[tokio::test]
+async fn prom_client_naming_merges_what_it_does_not_label() {
+    let metrics = Metrics::builder()
+        .http(HttpMetricsLayer::builder().naming(Naming::PromClient))
+        .build()
+        .expect("valid options");
+    let (tx, rx) = mpsc::channel(1);
+    let router = stream_router(&metrics, rx).merge(app(&metrics));
+    send(router.clone(), get_request("/hello/x")).await;
+    let h2 = Request::get("https://example.com/hello/x")
+        .version(http::Version::HTTP_2)
+        .body(Body::empty())
+        .expect("valid request");
+    send(router.clone(), h2).await;
+    let response = router
+        .clone()
+        .oneshot(get_request("/stream"))
+        .await
+        .expect("infallible");
+    tx.send(Ok(Bytes::from_static(b"x")))
+        .await
+        .expect("body alive");
+    drop(response);
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            "http_request_duration_seconds_count",
+            &[
+                ("method", "GET"),
+                ("route", "/hello/{name}"),
+                ("status_code", "200")
+            ]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_request_duration_seconds_count",
+            &[
+                ("method", "GET"),
+                ("route", "/stream"),
+                ("status_code", "200")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&samples, "http_requests_in_flight", &[("method", "GET")]),
+        Some(0.0)
+    );
+}
+
 #[tokio::test]
 async fn prom_client_naming() {
     let metrics = Metrics::builder()
@@ -608,26 +664,175 @@ async fn cardinality_is_bounded() {
         2_500.0,
         "nothing lost"
     );
-    // Methods cannot grow it either: they collapse to `_OTHER`.
+    promtool_check_metrics(&prometheus_text(metrics.registry()));
+}
+
+#[tokio::test]
+async fn random_methods_collapse_to_other() {
+    let metrics = Metrics::new();
+    let router = app(&metrics);
     for i in 0..100 {
         let request = Request::builder()
             .method(format!("M{i}").as_str())
-            .uri("/route/1")
+            .uri("/hello/x")
             .body(Body::empty())
             .expect("valid request");
         send(router.clone(), request).await;
     }
     let samples = scrape(&metrics);
-    assert_eq!(find(&samples, DURATION_COUNT, &[]).len(), 2_001);
+    assert_eq!(find(&samples, DURATION_COUNT, &[]).len(), 1);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/hello/{name}"), "_OTHER", "405")
+        ),
+        Some(100.0)
+    );
+}
+
+#[tokio::test]
+async fn a_custom_limit_overflows_early() {
+    let metrics = Metrics::builder()
+        .http(HttpMetricsLayer::builder().max_series(3))
+        .build()
+        .expect("valid options");
+    let router = app(&metrics);
+    for uri in [
+        "/hello/a",
+        "/unavailable",
+        "/nope",
+        "/api/users/1/invoices/2",
+        "/hello/b",
+    ] {
+        send(router.clone(), get_request(uri)).await;
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(
+        find(&samples, DURATION_COUNT, &[]).len(),
+        4,
+        "3 label sets and the overflow"
+    );
     assert_eq!(
         value(
             &samples,
             DURATION_COUNT,
             &[("otel_metric_overflow", "true")]
         ),
-        Some(600.0)
+        Some(1.0),
+        "the fourth label set overflows"
     );
-    promtool_check_metrics(&prometheus_text(metrics.registry()));
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/hello/{name}"), "GET", "200")
+        ),
+        Some(2.0),
+        "label sets that exist keep recording"
+    );
+    assert_eq!(
+        find(&samples, "http_server_response_body_size_bytes_count", &[]).len(),
+        4,
+        "every family holds the same label sets"
+    );
+}
+
+#[tokio::test]
+async fn http2_and_https_are_labelled() {
+    let metrics = Metrics::new();
+    let request = Request::get("https://example.com/hello/x")
+        .version(http::Version::HTTP_2)
+        .body(Body::empty())
+        .expect("valid request");
+    send(app(&metrics), request).await;
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &[
+                ("http_request_method", "GET"),
+                ("http_route", "/hello/{name}"),
+                ("http_response_status_code", "200"),
+                ("url_scheme", "https"),
+                ("network_protocol_version", "2"),
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            ACTIVE,
+            &[("http_request_method", "GET"), ("url_scheme", "https")]
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn responses_without_a_body_finish_with_the_head() {
+    let metrics = Metrics::new();
+    let router = Router::new()
+        .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
+        .route(
+            "/cached",
+            get(|| async { (StatusCode::NOT_MODIFIED, "ignored body") }),
+        )
+        .route(
+            "/tunnel",
+            axum::routing::any(|| async { "tunnel body never polled" }),
+        )
+        .layer(metrics.http_layer());
+    for (method, uri) in [
+        ("GET", "/empty"),
+        ("GET", "/cached"),
+        ("CONNECT", "/tunnel"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("valid request");
+        // Dropped without reading the body, as hyper does for these responses.
+        drop(router.clone().oneshot(request).await.expect("infallible"));
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(total(&samples, DURATION_COUNT, &[]), 3.0);
+    assert!(
+        find(&samples, DURATION_COUNT, &[("error_type", "cancelled")]).is_empty(),
+        "{samples:#?}"
+    );
+    assert_eq!(
+        total(
+            &samples,
+            DURATION_COUNT,
+            &[("http_response_status_code", "304")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        total(
+            &samples,
+            DURATION_COUNT,
+            &[("http_request_method", "CONNECT")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn grouped_server_errors_carry_the_class_as_error_type() {
+    let metrics = Metrics::builder()
+        .http(HttpMetricsLayer::builder().group_status_codes(true))
+        .build()
+        .expect("valid options");
+    send(app(&metrics), get_request("/unavailable")).await;
+    let samples = scrape(&metrics);
+    let mut series = labels(Some("/unavailable"), "GET", "5xx");
+    series.push(("error_type", "5xx"));
+    assert_eq!(value(&samples, DURATION_COUNT, &series), Some(1.0));
 }
 
 #[tokio::test]
@@ -697,3 +902,36 @@ fn bad_options_are_errors() {
 
 #[allow(dead_code)]
 fn infallible(_: Infallible) {}
+
+#[tokio::test]
+async fn metrics_of_your_own_are_served_with_the_http_metrics() {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::registry::Registry;
+
+    let mut registry = Registry::default();
+    let invoices: Counter = Counter::default();
+    registry.register("invoices_created", "Invoices created", invoices.clone());
+    let metrics = Metrics::builder()
+        .registry(registry)
+        .prefix("billing")
+        .build()
+        .expect("valid options");
+    invoices.inc_by(3);
+    send(app(&metrics), get_request("/hello/x")).await;
+    let (status, body) = send(app(&metrics), get_request("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let samples = parse(std::str::from_utf8(&body).expect("UTF-8"));
+    assert_eq!(
+        value(&samples, "invoices_created_total", &[]),
+        Some(3.0),
+        "not prefixed"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "billing_http_server_request_duration_seconds_count",
+            &labels(Some("/hello/{name}"), "GET", "200")
+        ),
+        Some(1.0)
+    );
+}

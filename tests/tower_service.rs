@@ -183,3 +183,77 @@ async fn layered_service_with_a_route_closure_is_send() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn panic_in_the_synchronous_call_is_500_panic() {
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry).route_fn(route).layer(service_fn(
+        |_: Request<RequestBody<Full<Bytes>>>| -> std::future::Ready<
+            Result<Response<Full<Bytes>>, std::convert::Infallible>,
+        > { panic!("bug before the future") },
+    ));
+    let task = tokio::spawn(service.oneshot(request()));
+    assert!(task.await.expect_err("the task panicked").is_panic());
+    let samples = parse(&prometheus_text(&registry));
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &borrowed(&series("500", "panic"))),
+        Some(1.0)
+    );
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+/// A panic caught outside the layer (as tower-http's `CatchPanic` does) drops the
+/// future after the unwinding ended: it is still a panic. A future dropped during an
+/// unrelated unwinding was cancelled, not panicked.
+#[test]
+fn panics_are_told_apart_from_cancellations_by_where_they_happen() {
+    use std::future::Future;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::task::{Context, Waker};
+
+    let mut caught_registry = Registry::default();
+    let mut panicking = HttpMetricsLayer::new(&mut caught_registry)
+        .route_fn(route)
+        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+            panic!("handler bug");
+            #[allow(unreachable_code)]
+            Ok::<Response<Full<Bytes>>, std::convert::Infallible>(Response::new(Full::default()))
+        }));
+    let mut sibling_registry = Registry::default();
+    let mut pending = HttpMetricsLayer::new(&mut sibling_registry)
+        .route_fn(route)
+        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| {
+            std::future::pending::<Result<Response<Full<Bytes>>, std::convert::Infallible>>()
+        }));
+    let mut cx = Context::from_waker(Waker::noop());
+
+    let mut future = Box::pin(tower::Service::call(&mut panicking, request()));
+    let caught = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+    assert!(caught.is_err(), "the handler panicked");
+    drop(future);
+    let samples = parse(&prometheus_text(&caught_registry));
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &borrowed(&series("500", "panic"))),
+        Some(1.0),
+        "{samples:#?}"
+    );
+
+    let mut future = Box::pin(tower::Service::call(&mut pending, request()));
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    let caught = catch_unwind(AssertUnwindSafe(move || {
+        let _sibling = future;
+        panic!("something else panicked");
+    }));
+    assert!(caught.is_err());
+    let samples = parse(&prometheus_text(&sibling_registry));
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &borrowed(&series("499", "cancelled"))
+        ),
+        Some(1.0),
+        "{samples:#?}"
+    );
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}

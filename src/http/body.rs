@@ -30,7 +30,12 @@ impl<B> RequestBody<B> {
         Self { inner, read }
     }
 
-    /// The original body.
+    /// The inner body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The inner body, without the byte count.
     pub fn into_inner(self) -> B {
         self.inner
     }
@@ -86,9 +91,9 @@ impl<B> ResponseBody<B> {
         Self { inner, guard }
     }
 
-    /// The original body. The request is recorded now, as if the body were dropped.
-    pub fn into_inner(self) -> B {
-        self.inner
+    /// The inner body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
     }
 }
 
@@ -101,7 +106,10 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let frame = match this.guard.as_mut() {
+            Some(guard) => ready!(guard.run(|| this.inner.as_mut().poll_frame(cx))),
+            None => ready!(this.inner.as_mut().poll_frame(cx)),
+        };
         if let Some(guard) = this.guard {
             let outcome = match &frame {
                 Some(Ok(frame)) => {

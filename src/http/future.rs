@@ -4,13 +4,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::{Response, StatusCode};
+use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
-use super::guard::Guard;
-use super::labels::Outcome;
+use super::guard::{Guard, sends_no_body};
+use super::labels::{Method, Outcome};
 
 pin_project! {
     /// The future of [`HttpMetrics`](super::HttpMetrics): the inner future, and the guard
@@ -19,16 +19,16 @@ pin_project! {
         #[pin]
         inner: F,
         guard: Option<Guard>,
-        head_only: bool,
+        method: Method,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, guard: Option<Guard>, head_only: bool) -> Self {
+    pub(crate) fn new(inner: F, guard: Option<Guard>, method: Method) -> Self {
         Self {
             inner,
             guard,
-            head_only,
+            method,
         }
     }
 }
@@ -42,17 +42,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let mut inner = this.inner;
+        let result = match this.guard.as_mut() {
+            Some(guard) => ready!(guard.run(|| inner.as_mut().poll(cx))),
+            None => ready!(inner.poll(cx)),
+        };
         let mut guard = this.guard.take();
         Poll::Ready(match result {
             Ok(response) => {
                 if let Some(guard) = &mut guard {
                     guard.responded(response.status());
                 }
-                // No body is sent after the head: HEAD, 1xx, 204, 304, or an empty body.
-                if *this.head_only
-                    || !has_body(response.status())
-                    || response.body().is_end_stream()
+                if sends_no_body(*this.method, response.status()) || response.body().is_end_stream()
                 {
                     if let Some(mut guard) = guard.take() {
                         guard.finish(Outcome::Completed);
@@ -68,12 +69,6 @@ where
             }
         })
     }
-}
-
-fn has_body(status: StatusCode) -> bool {
-    !(status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED)
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {

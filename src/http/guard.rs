@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use super::labels::{Outcome, SeriesKey, group_status};
+use super::labels::{Method, Outcome, Scheme, SeriesKey, group_status};
 use super::recorder::Recorder;
 
 /// Created when a request enters the layer, moved from the response future into the
@@ -21,17 +21,23 @@ pub(crate) struct Guard {
     /// The status to record, already grouped; `None` until the response head arrived.
     status: Option<u16>,
     response_bytes: u64,
+    /// Set while the inner service, future or body runs: if the guard is dropped then,
+    /// that code panicked (the guard is dropped by the unwinding). Dropped at any other
+    /// time, the request was cancelled, whatever else is unwinding on this thread.
+    polling: bool,
     finished: bool,
 }
 
 impl Guard {
-    pub(crate) fn new(
+    /// Counts the request in flight; from here on it is recorded exactly once.
+    pub(crate) fn start(
         recorder: Arc<Recorder>,
         start: Instant,
         key: SeriesKey,
-        active_slot: usize,
+        scheme: Scheme,
         request_bytes: Option<Arc<AtomicU64>>,
     ) -> Self {
+        let active_slot = recorder.start(key.method(), scheme);
         Self {
             recorder,
             start,
@@ -40,8 +46,19 @@ impl Guard {
             request_bytes,
             status: None,
             response_bytes: 0,
+            polling: false,
             finished: false,
         }
+    }
+
+    /// Runs inner code (the service's `call`, a poll of its future or body): a panic in
+    /// `f` is recorded as one.
+    #[inline]
+    pub(crate) fn run<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        self.polling = true;
+        let output = f();
+        self.polling = false;
+        output
     }
 
     pub(crate) fn responded(&mut self, status: StatusCode) {
@@ -59,13 +76,11 @@ impl Guard {
         }
         let status = self.status.unwrap_or_else(|| {
             let status = match outcome {
-                Outcome::Cancelled => 499,
-                _ => 500,
+                Outcome::Cancelled => StatusCode::from_u16(499)
+                    .expect("499 is a valid status code (client closed request)"),
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            group_status(
-                StatusCode::from_u16(status).expect("499 and 500 are valid status codes"),
-                self.recorder.grouped_status(),
-            )
+            group_status(status, self.recorder.grouped_status())
         });
         let request_bytes = self
             .request_bytes
@@ -83,11 +98,21 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let outcome = if std::thread::panicking() {
+        let outcome = if self.polling {
             Outcome::Panic
         } else {
             Outcome::Cancelled
         };
         self.finish(outcome);
     }
+}
+
+/// Whether no body follows this response head: HEAD, a CONNECT tunnel (2xx), 1xx, 204
+/// and 304 responses. hyper drops such a body without polling it.
+pub(crate) fn sends_no_body(method: Method, status: StatusCode) -> bool {
+    method == Method::Head
+        || (method == Method::Connect && status.is_success())
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }

@@ -269,6 +269,12 @@ impl SeriesKey {
         Self(self.0 & !(0x1fff << 8) | (outcome as u64) << 8 | status << 11)
     }
 
+    /// The key with scheme, protocol version and outcome cleared: what is left is what
+    /// the `PromClient` names label (method, route, status).
+    pub(crate) fn without_otel_labels(self) -> Self {
+        Self(self.0 & !(0x1 << 4 | 0x7 << 5 | 0x7 << 8))
+    }
+
     pub(crate) fn method(self) -> Method {
         Method::from_index((self.0 & 0xf) as usize)
     }

@@ -158,7 +158,8 @@ impl HttpMetricsBuilder {
     }
 
     /// Whether to label status codes by class (`2xx`, `4xx`) instead of the code.
-    /// Defaults to `false`.
+    /// Defaults to `false`. Grouped, a 5xx response's `error_type` is its class too
+    /// (`5xx`).
     pub fn group_status_codes(mut self, enabled: bool) -> Self {
         self.group_status_codes = enabled;
         self

@@ -25,15 +25,22 @@
 //! | the response body was streamed to its end | its status; duration runs to the end of the body |
 //! | the response has no body to stream (HEAD, 1xx, 204, 304, or an empty body) | its status, when the head is ready |
 //! | the inner service returned `Err` | status 500, `error_type="_OTHER"` |
-//! | a panic unwound through the future | status 500, `error_type="panic"` |
+//! | a panic unwound through the service's `call` or its future | status 500, `error_type="panic"` |
 //! | the future was dropped before a response (client gone, timeout) | status 499, `error_type="cancelled"` |
 //! | the response body was dropped before its end | its status, `error_type="cancelled"` |
 //! | the response body returned an error | its status, `error_type="body_error"` |
 //! | a panic unwound through the response body | its status, `error_type="panic"` |
 //!
 //! Responses with a 5xx status carry `error_type` = the status code, as the OpenTelemetry
-//! conventions say. `error_type` exists only with [`Naming::OpenTelemetry`]. The request
-//! body size is what the service had read when the request finished.
+//! conventions say. `error_type`, `url_scheme` and `network_protocol_version` exist only
+//! with [`Naming::OpenTelemetry`]; with [`Naming::PromClient`] requests that differ only in
+//! them share a series. The request body size is what the service had read when the
+//! request finished.
+//!
+//! A panic is told from a cancellation by where the guard is dropped: while the inner
+//! service, future or body was running (the unwinding dropped it) is a panic, wherever
+//! the panic is caught later; any other drop is a cancellation, even one that happens
+//! while something unrelated unwinds.
 //!
 //! # Cost
 //!
@@ -42,6 +49,11 @@
 //! atomic adds on counters sharded per thread, no mutex. Once a label set exists, a
 //! request without a body allocates nothing; a request with a body allocates one 16-byte
 //! counter shared between its body and the response.
+//!
+//! Memory: each label set holds three histograms (one without body sizes), each stored
+//! once per shard (the available parallelism rounded up to a power of two, at most 8) on
+//! 128-byte lines: 768 bytes per label set on 2 cores, at most 3 KiB on 8 or more. The
+//! cardinality limit bounds the total (2,000 label sets: 1.5 MiB on 2 cores).
 //!
 //! # Cardinality
 //!

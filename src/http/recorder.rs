@@ -142,6 +142,10 @@ impl Recorder {
     }
 
     /// Records a finished request.
+    ///
+    /// The in-flight gauge is summed over shards one by one while requests start on one
+    /// worker and finish on another, so a scrape can see a decrement before its
+    /// increment: values below zero are shown as zero.
     pub(crate) fn finish(
         &self,
         key: SeriesKey,
@@ -153,6 +157,13 @@ impl Recorder {
         self.active
             .local(active_slot)
             .fetch_sub(1, Ordering::Relaxed);
+        // Without the OpenTelemetry labels, requests that differ only in scheme,
+        // version or outcome have the same labels: they must be one series.
+        let key = if self.config.names.otel_labels {
+            key
+        } else {
+            key.without_otel_labels()
+        };
         if key.route() == OVERFLOW_ROUTE {
             self.overflow
                 .observe(seconds, request_bytes, response_bytes);
@@ -273,7 +284,7 @@ impl Collector for Recorder {
                             method: Method::from_index(method),
                             scheme: Some(Scheme::from_index(slot)),
                         };
-                        let value = self.active.sum(slot) as i64;
+                        let value = (self.active.sum(slot) as i64).max(0);
                         family.encode_family(&labels)?.encode_gauge(&value)?;
                     }
                 } else {
@@ -281,7 +292,10 @@ impl Collector for Recorder {
                     if gauges.peek().is_none() {
                         continue;
                     }
-                    let value = gauges.map(|slot| self.active.sum(slot) as i64).sum::<i64>();
+                    let value = gauges
+                        .map(|slot| self.active.sum(slot) as i64)
+                        .sum::<i64>()
+                        .max(0);
                     let labels = ActiveLabels {
                         names,
                         method: Method::from_index(method),

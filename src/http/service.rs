@@ -71,7 +71,7 @@ where
         let start = Instant::now();
         if self.recorder.is_excluded(request.uri().path()) {
             let request = request.map(|body| RequestBody::new(body, None));
-            return ResponseFuture::new(self.inner.call(request), None, false);
+            return ResponseFuture::new(self.inner.call(request), None, Method::Get);
         }
         let method = Method::from_http(request.method());
         let route = self
@@ -79,23 +79,18 @@ where
             .route(&request)
             .map_or(0, |route| self.recorder.route_id(route));
         let key = SeriesKey::request(&request, method, route);
-        let active_slot = self.recorder.start(method, Scheme::of(&request));
         let request_bytes = (self.recorder.measures_body_sizes()
             && !request.body().is_end_stream())
         .then(|| Arc::new(AtomicU64::new(0)));
-        // Created before the inner call, so that a panic in `call` is recorded too.
-        let guard = Guard::new(
+        let mut guard = Guard::start(
             self.recorder.clone(),
             start,
             key,
-            active_slot,
+            Scheme::of(&request),
             request_bytes.clone(),
         );
         let request = request.map(|body| RequestBody::new(body, request_bytes));
-        ResponseFuture::new(
-            self.inner.call(request),
-            Some(guard),
-            method == Method::Head,
-        )
+        let future = guard.run(|| self.inner.call(request));
+        ResponseFuture::new(future, Some(guard), method)
     }
 }

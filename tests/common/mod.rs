@@ -16,12 +16,24 @@ pub struct Sample {
 }
 
 /// The samples of a text exposition (Prometheus 0.0.4 or OpenMetrics), label values
-/// unescaped.
+/// unescaped. Panics on a sample that appears twice with the same labels (Prometheus
+/// would drop one: promtool does not catch it).
 pub fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
+    let samples: Vec<Sample> = text
+        .lines()
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(|line| parse_line(line).unwrap_or_else(|| panic!("unparsable line {line:?}")))
-        .collect()
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for sample in &samples {
+        assert!(
+            seen.insert((&sample.name, &sample.labels)),
+            "duplicate series {} {:?} in:\n{text}",
+            sample.name,
+            sample.labels
+        );
+    }
+    samples
 }
 
 fn parse_line(line: &str) -> Option<Sample> {
