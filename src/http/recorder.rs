@@ -217,19 +217,19 @@ impl Collector for Recorder {
         let histograms = [
             HistogramFamily {
                 name: names.duration,
-                help: "Duration of HTTP server requests, until the response body ended",
+                help: "Duration of HTTP server requests, until the response body ended.",
                 unit: Unit::Seconds,
                 field: |s| Some(&s.duration),
             },
             HistogramFamily {
                 name: names.request_size,
-                help: "Size of HTTP server request bodies, in bytes read",
+                help: "Size of HTTP server request bodies, in bytes read.",
                 unit: Unit::Bytes,
                 field: |s| s.request_size.as_ref(),
             },
             HistogramFamily {
                 name: names.response_size,
-                help: "Size of HTTP server response bodies, in bytes sent",
+                help: "Size of HTTP server response bodies, in bytes sent.",
                 unit: Unit::Bytes,
                 field: |s| s.response_size.as_ref(),
             },
@@ -270,7 +270,7 @@ impl Collector for Recorder {
         {
             let mut family = encoder.encode_descriptor(
                 names.active,
-                "Number of HTTP server requests in flight",
+                "Number of HTTP server requests in flight.",
                 None,
                 MetricType::Gauge,
             )?;
