@@ -16,16 +16,29 @@
 //! ```
 //!
 //! `/metrics` is excluded from the HTTP metrics, so scrapes do not show up in them.
+//! Besides the HTTP metrics, `/metrics` shows what `Metrics` registers by default: the
+//! process collector (`process_cpu_seconds_total`, `process_resident_memory_bytes`, …)
+//! and the Tokio runtime collector (`tokio_alive_tasks`, `tokio_event_loop_lag_seconds`,
+//! …). With `--features heap`, `CountingAllocator` counts the heap as well
+//! (`rust_heap_live_bytes`, …).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::{Router, extract::Path, routing::get};
 use tower_prometheus::{Metrics, http::HttpMetricsLayer};
 
+/// Heap metrics when built with `--features heap`.
+#[cfg(feature = "heap")]
+#[global_allocator]
+static ALLOCATOR: tower_prometheus::CountingAllocator =
+    tower_prometheus::CountingAllocator::system();
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = port_from_env("PORT", 3000)?;
 
+    // Process and runtime collectors are on by default; `.process(false)`,
+    // `.runtime(false)` and `.lag_resolution(..)` are the switches.
     let metrics = Metrics::builder()
         .http(HttpMetricsLayer::builder().exclude_path("/metrics"))
         .build()?;

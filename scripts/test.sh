@@ -36,11 +36,15 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "every feature on its own (cargo hack)"
 cargo hack check --workspace --each-feature --no-dev-deps
 
-step "tests"
-cargo test --workspace
+step "tests (all features: the heap tests need the counting allocator)"
+cargo test --workspace --all-features
+
+step "runtime tests with --cfg tokio_unstable (own target dir: other RUSTFLAGS)"
+RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/tokio-unstable \
+    cargo test --all-features --test runtime
 
 step "benches compile and run once"
-cargo test --workspace --benches
+cargo test --workspace --all-features --benches
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features

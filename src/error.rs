@@ -31,6 +31,10 @@ pub enum Error {
     InvalidPrefix(String),
     /// A cardinality limit of zero.
     InvalidCardinalityLimit,
+    /// A runtime collector was created outside a Tokio runtime.
+    NoRuntime,
+    /// A lag probe resolution of zero.
+    InvalidLagResolution,
 }
 
 impl fmt::Display for Error {
@@ -44,6 +48,12 @@ impl fmt::Display for Error {
             ),
             Self::InvalidCardinalityLimit => {
                 f.write_str("invalid cardinality limit: it must be at least 1")
+            }
+            Self::NoRuntime => {
+                f.write_str("no Tokio runtime: create the runtime collector from within a runtime")
+            }
+            Self::InvalidLagResolution => {
+                f.write_str("invalid lag probe resolution: it must be longer than zero")
             }
         }
     }

@@ -11,7 +11,10 @@
 //! - [`Histogram`] and [`Buckets`]: the lock-free histogram the layer records into,
 //!   usable on its own with `prometheus-client`.
 
-#![forbid(unsafe_code)]
+// Unsafe code is forbidden everywhere but in the counting allocator (feature `heap`),
+// where each `unsafe` block says why it is sound.
+#![cfg_attr(not(feature = "heap"), forbid(unsafe_code))]
+#![cfg_attr(feature = "heap", deny(unsafe_code))]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -23,12 +26,24 @@
 
 mod error;
 mod exporter;
+#[cfg(feature = "heap")]
+mod heap;
 mod histogram;
 pub mod http;
 mod metrics;
+#[cfg(feature = "process")]
+mod process;
+#[cfg(feature = "runtime")]
+mod runtime;
 mod sharded;
 
 pub use error::Error;
 pub use exporter::{Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+#[cfg(feature = "heap")]
+pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram};
 pub use metrics::{Metrics, MetricsBuilder};
+#[cfg(feature = "process")]
+pub use process::ProcessCollector;
+#[cfg(feature = "runtime")]
+pub use runtime::{DEFAULT_LAG_RESOLUTION, RuntimeCollector};

@@ -1,6 +1,8 @@
 //! [`Metrics`]: one registry with the crate's metrics wired, in two lines.
 
 use std::sync::Arc;
+#[cfg(feature = "runtime")]
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 
@@ -8,8 +10,14 @@ use crate::error::{Error, is_valid_metric_name};
 use crate::exporter::Exporter;
 use crate::http::{HttpMetricsBuilder, HttpMetricsLayer};
 
-/// A registry with the HTTP metrics registered, the layer that records them and the
-/// exporter that serves them.
+/// A registry with the HTTP metrics and the default collectors registered, the layer
+/// that records them and the exporter that serves them.
+///
+/// Registered by default: the HTTP metrics, the process collector (feature `process`,
+/// Linux), the Tokio runtime collector with its lag probe (feature `runtime`) and the
+/// heap collector (feature `heap`, which shows metrics only when
+/// [`CountingAllocator`](crate::CountingAllocator) is the global allocator). The builder
+/// turns each off.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -30,6 +38,10 @@ pub struct Metrics {
 
 impl Metrics {
     /// A new registry with the default options.
+    ///
+    /// Built inside a Tokio runtime, the runtime collector observes that runtime and its
+    /// lag probe starts at once; built outside one, it attaches to the runtime of the
+    /// first scrape. Never fails and never panics.
     pub fn new() -> Self {
         Self::builder()
             .build()
@@ -82,11 +94,37 @@ impl Default for Metrics {
 }
 
 /// Options of [`Metrics`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MetricsBuilder {
     registry: Option<Registry>,
     prefix: Option<String>,
     http: HttpMetricsBuilder,
+    #[cfg(feature = "process")]
+    process: bool,
+    #[cfg(feature = "runtime")]
+    runtime: bool,
+    #[cfg(feature = "runtime")]
+    lag_resolution: Duration,
+    #[cfg(feature = "heap")]
+    heap: bool,
+}
+
+impl Default for MetricsBuilder {
+    fn default() -> Self {
+        Self {
+            registry: None,
+            prefix: None,
+            http: HttpMetricsBuilder::default(),
+            #[cfg(feature = "process")]
+            process: true,
+            #[cfg(feature = "runtime")]
+            runtime: true,
+            #[cfg(feature = "runtime")]
+            lag_resolution: crate::DEFAULT_LAG_RESOLUTION,
+            #[cfg(feature = "heap")]
+            heap: true,
+        }
+    }
 }
 
 impl MetricsBuilder {
@@ -113,6 +151,44 @@ impl MetricsBuilder {
         self
     }
 
+    /// Whether to register the [`ProcessCollector`](crate::ProcessCollector) (CPU,
+    /// memory, file descriptors, threads, start time). Defaults to `true`.
+    #[cfg(feature = "process")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+    pub fn process(mut self, enabled: bool) -> Self {
+        self.process = enabled;
+        self
+    }
+
+    /// Whether to register the [`RuntimeCollector`](crate::RuntimeCollector) (Tokio
+    /// workers, tasks, queue, busy time, event-loop lag). Defaults to `true`.
+    #[cfg(feature = "runtime")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+    pub fn runtime(mut self, enabled: bool) -> Self {
+        self.runtime = enabled;
+        self
+    }
+
+    /// How often the event-loop lag probe samples. Defaults to
+    /// [`DEFAULT_LAG_RESOLUTION`](crate::DEFAULT_LAG_RESOLUTION) (10 ms); zero is
+    /// [`Error::InvalidLagResolution`].
+    #[cfg(feature = "runtime")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+    pub fn lag_resolution(mut self, resolution: Duration) -> Self {
+        self.lag_resolution = resolution;
+        self
+    }
+
+    /// Whether to register the [`HeapCollector`](crate::HeapCollector). Defaults to
+    /// `true`; it shows nothing unless [`CountingAllocator`](crate::CountingAllocator)
+    /// is the global allocator.
+    #[cfg(feature = "heap")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "heap")))]
+    pub fn heap(mut self, enabled: bool) -> Self {
+        self.heap = enabled;
+        self
+    }
+
     /// Validates the options and registers the metrics.
     pub fn build(self) -> Result<Metrics, Error> {
         let mut registry = self.registry.unwrap_or_default();
@@ -124,6 +200,20 @@ impl MetricsBuilder {
             None => &mut registry,
         };
         let http_layer = self.http.build(ours)?;
+        #[cfg(feature = "process")]
+        if self.process {
+            ours.register_collector(Box::new(crate::ProcessCollector::new()));
+        }
+        #[cfg(feature = "runtime")]
+        if self.runtime {
+            ours.register_collector(Box::new(crate::RuntimeCollector::attach_when_possible(
+                self.lag_resolution,
+            )?));
+        }
+        #[cfg(feature = "heap")]
+        if self.heap {
+            ours.register_collector(Box::new(crate::HeapCollector::new()));
+        }
         Ok(Metrics {
             registry: Arc::new(registry),
             http_layer,
