@@ -37,14 +37,15 @@ step "every feature on its own (cargo hack)"
 cargo hack check --workspace --each-feature --no-dev-deps
 
 step "tests (all features: the heap tests need the counting allocator)"
-cargo test --workspace --all-features
+# A hung test fails the run after 20 minutes instead of eating CI's 90.
+timeout 1200 cargo test --workspace --all-features
 
 step "runtime tests with --cfg tokio_unstable (own target dir: other RUSTFLAGS)"
 RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/tokio-unstable \
-    cargo test --all-features --test runtime
+    timeout 600 cargo test --all-features --test runtime
 
 step "benches compile and run once"
-cargo test --workspace --all-features --benches
+timeout 600 cargo test --workspace --all-features --benches
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features

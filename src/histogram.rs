@@ -181,6 +181,12 @@ impl HistogramCore {
 
     #[inline]
     pub(crate) fn observe(&self, v: f64) {
+        self.observe_at(crate::sharded::thread_shard(), v);
+    }
+
+    /// [`Self::observe`] for the thread numbered `thread`, looked up by the caller.
+    #[inline]
+    pub(crate) fn observe_at(&self, thread: usize, v: f64) {
         if v.is_nan() {
             return;
         }
@@ -188,8 +194,10 @@ impl HistogramCore {
         // Linear search: durations and sizes mostly land in the first buckets, and a
         // short forward scan beats a binary search's unpredictable branches there.
         let bucket = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
-        self.cells.local(bucket).fetch_add(1, Ordering::Relaxed);
-        let sum = self.cells.local(bounds.len() + 1);
+        self.cells
+            .at(thread, bucket)
+            .fetch_add(1, Ordering::Relaxed);
+        let sum = self.cells.at(thread, bounds.len() + 1);
         // The cell belongs to this thread's shard, so the exchange almost never retries.
         let mut current = sum.load(Ordering::Relaxed);
         loop {

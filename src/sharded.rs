@@ -6,6 +6,7 @@
 //! on cache lines of its own; a thread always adds to the shard it was assigned when it
 //! first recorded something, and readers add the shards up at scrape time.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -44,10 +45,11 @@ impl ShardedCells {
         }
     }
 
-    /// Cell `index` of the calling thread's shard.
+    /// Cell `index` of the shard of the thread numbered `thread` (from [`thread_shard`]),
+    /// for callers that touch several cells and look the thread up once.
     #[inline]
-    pub(crate) fn local(&self, index: usize) -> &AtomicU64 {
-        self.cell(thread_shard() & self.shard_mask, index)
+    pub(crate) fn at(&self, thread: usize, index: usize) -> &AtomicU64 {
+        self.cell(thread & self.shard_mask, index)
     }
 
     #[inline]
@@ -92,14 +94,27 @@ fn shard_count() -> usize {
     })
 }
 
-/// The shard of the calling thread: threads are numbered in the order they first record.
+/// The number of the calling thread, in the order threads first record: callers mask
+/// it down to their own shard count.
 #[inline]
-fn thread_shard() -> usize {
+pub(crate) fn thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Const-initialised: reading it is a plain load, with no lazy-init check.
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    SHARD.with(|shard| *shard)
+    SHARD
+        .try_with(|shard| {
+            let number = shard.get();
+            if number != usize::MAX {
+                return number;
+            }
+            let number = NEXT.fetch_add(1, Ordering::Relaxed) % (usize::MAX / 2);
+            shard.set(number);
+            number
+        })
+        // A thread being torn down: any shard will do.
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -114,8 +129,8 @@ mod tests {
                 let cells = cells.clone();
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        cells.local(17).fetch_add(1, Ordering::Relaxed);
-                        cells.local(3).fetch_add(2, Ordering::Relaxed);
+                        cells.at(thread_shard(), 17).fetch_add(1, Ordering::Relaxed);
+                        cells.at(thread_shard(), 3).fetch_add(2, Ordering::Relaxed);
                     }
                 })
             })
@@ -131,8 +146,10 @@ mod tests {
     #[test]
     fn wrapping_sum_gives_signed_gauges() {
         let cells = ShardedCells::new(1);
-        cells.local(0).fetch_add(3, Ordering::Relaxed);
-        cells.local(0).fetch_add(-1i64 as u64, Ordering::Relaxed);
+        cells.at(thread_shard(), 0).fetch_add(3, Ordering::Relaxed);
+        cells
+            .at(thread_shard(), 0)
+            .fetch_add(-1i64 as u64, Ordering::Relaxed);
         assert_eq!(cells.sum(0) as i64, 2);
     }
 }

@@ -41,6 +41,26 @@ impl http_body::Body for Endless {
     }
 }
 
+/// A body of `len` bytes in 1 KiB chunks that never says it has ended (as `ServeDir`'s
+/// file bodies do): hyper stops at the `Content-Length` it announced.
+struct SizedSilent {
+    left: usize,
+}
+
+impl http_body::Body for SizedSilent {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let chunk = self.left.min(1024);
+        self.left -= chunk;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'y'; chunk])))))
+    }
+}
+
 struct Server {
     addr: SocketAddr,
     metrics: Metrics,
@@ -72,6 +92,15 @@ async fn start() -> Server {
             }),
         )
         .route("/endless", get(|| async { Body::new(Endless) }))
+        .route(
+            "/sized",
+            get(|| async {
+                http::Response::builder()
+                    .header(header::CONTENT_LENGTH, "3000")
+                    .body(Body::new(SizedSilent { left: 3000 }))
+                    .expect("valid response")
+            }),
+        )
         .route_service("/metrics", metrics.exporter())
         .layer(metrics.http_layer());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
@@ -214,6 +243,31 @@ async fn client_dropping_a_streaming_body_half_way_is_cancelled() {
         "at least one chunk was streamed, got {sent}"
     );
     assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+/// A body that never says it ended is complete once its `Content-Length` is sent.
+#[tokio::test]
+async fn a_body_complete_by_its_content_length_is_not_cancelled() {
+    let server = start().await;
+    let reply = fetch(server.addr, get_request("/sized")).await;
+    assert_eq!(reply.body.len(), 3000);
+    let samples = until(&server.metrics, "the download is recorded", |samples| {
+        total(samples, DURATION_COUNT, &[("http_route", "/sized")]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &series("/sized", "200")),
+        Some(1.0),
+        "completed, no error_type: {samples:#?}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_response_body_size_bytes_sum",
+            &series("/sized", "200")
+        ),
+        Some(3000.0)
+    );
 }
 
 /// Mixed traffic, then the exposition as a scraper gets it, checked by promtool and by

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Sample, parse, prometheus_text, promtool_check_metrics, value};
@@ -96,18 +95,21 @@ async fn runtime_gauges_and_counters_move() {
     let alive = value(&samples, "tokio_alive_tasks", &[]).expect("published");
     let busy = value(&samples, "tokio_worker_busy_seconds_total", &[]).expect("published");
 
-    // 50 tasks parked on a signal are alive.
-    let release = Arc::new(tokio::sync::Notify::new());
+    // 50 tasks parked on a signal are alive. (A watch channel, not `Notify`: a task
+    // not yet polled when the signal is sent still sees it.)
+    let (release, released) = tokio::sync::watch::channel(false);
     let tasks: Vec<_> = (0..50)
         .map(|_| {
-            let release = release.clone();
-            tokio::spawn(async move { release.notified().await })
+            let mut released = released.clone();
+            tokio::spawn(async move {
+                let _ = released.wait_for(|released| *released).await;
+            })
         })
         .collect();
     tokio::task::yield_now().await;
     let parked = value(&scrape(&registry), "tokio_alive_tasks", &[]).expect("published");
     assert!(parked >= alive + 50.0, "alive tasks {alive} -> {parked}");
-    release.notify_waiters();
+    release.send_replace(true);
     for task in tasks {
         task.await.expect("the task ends");
     }

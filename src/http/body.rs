@@ -113,11 +113,12 @@ impl<B: Body> Body for ResponseBody<B> {
         if let Some(guard) = this.guard {
             let outcome = match &frame {
                 Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        guard.add_response_bytes(data.remaining());
-                    }
-                    // hyper stops polling once the body says it has ended.
-                    this.inner.is_end_stream().then_some(Outcome::Completed)
+                    let complete = frame
+                        .data_ref()
+                        .is_some_and(|data| guard.add_response_bytes(data.remaining()));
+                    // hyper stops polling once the body says it has ended, or once it
+                    // has written the length it announced.
+                    (complete || this.inner.is_end_stream()).then_some(Outcome::Completed)
                 }
                 Some(Err(_)) => Some(Outcome::BodyError),
                 None => Some(Outcome::Completed),

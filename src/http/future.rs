@@ -51,7 +51,12 @@ where
         Poll::Ready(match result {
             Ok(response) => {
                 if let Some(guard) = &mut guard {
-                    guard.responded(response.status());
+                    let expected = response
+                        .headers()
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
+                        .or_else(|| response.body().size_hint().exact());
+                    guard.responded(response.status(), expected);
                 }
                 if sends_no_body(*this.method, response.status()) || response.body().is_end_stream()
                 {

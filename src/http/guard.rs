@@ -7,13 +7,13 @@ use std::time::Instant;
 use http::StatusCode;
 
 use super::labels::{Method, Outcome, Scheme, SeriesKey, group_status};
-use super::recorder::Recorder;
+use super::recorder::{Handles, RecorderHandle};
 
 /// Created when a request enters the layer, moved from the response future into the
 /// response body, and finished by whichever ends the request: the end of the body, an
 /// error, or its own `Drop` (a dropped future or body, or a panic unwinding through).
 pub(crate) struct Guard {
-    recorder: Arc<Recorder>,
+    recorder: Arc<RecorderHandle>,
     start: Instant,
     key: SeriesKey,
     active_slot: usize,
@@ -21,23 +21,29 @@ pub(crate) struct Guard {
     /// The status to record, already grouped; `None` until the response head arrived.
     status: Option<u16>,
     response_bytes: u64,
+    /// The body length hyper will send, when known (`Content-Length`, or an exact size
+    /// hint): hyper stops polling a body once that many bytes are written, whether or not
+    /// the body has said it ended.
+    expected_bytes: Option<u64>,
     /// Set while the inner service, future or body runs: if the guard is dropped then,
     /// that code panicked (the guard is dropped by the unwinding). Dropped at any other
     /// time, the request was cancelled, whatever else is unwinding on this thread.
-    polling: bool,
+    pub(crate) polling: bool,
     finished: bool,
 }
 
 impl Guard {
     /// Counts the request in flight; from here on it is recorded exactly once.
     pub(crate) fn start(
-        recorder: Arc<Recorder>,
+        handles: &Handles,
         start: Instant,
         key: SeriesKey,
         scheme: Scheme,
         request_bytes: Option<Arc<AtomicU64>>,
     ) -> Self {
-        let active_slot = recorder.start(key.method(), scheme);
+        let thread = crate::sharded::thread_shard();
+        let recorder = handles.at(thread).clone();
+        let active_slot = recorder.start(thread, key.method(), scheme);
         Self {
             recorder,
             start,
@@ -46,6 +52,7 @@ impl Guard {
             request_bytes,
             status: None,
             response_bytes: 0,
+            expected_bytes: None,
             polling: false,
             finished: false,
         }
@@ -61,12 +68,16 @@ impl Guard {
         output
     }
 
-    pub(crate) fn responded(&mut self, status: StatusCode) {
+    pub(crate) fn responded(&mut self, status: StatusCode, expected_bytes: Option<u64>) {
         self.status = Some(group_status(status, self.recorder.grouped_status()));
+        self.expected_bytes = expected_bytes;
     }
 
-    pub(crate) fn add_response_bytes(&mut self, bytes: usize) {
+    /// Counts streamed bytes; true once the known length is reached.
+    pub(crate) fn add_response_bytes(&mut self, bytes: usize) -> bool {
         self.response_bytes = self.response_bytes.saturating_add(bytes as u64);
+        self.expected_bytes
+            .is_some_and(|expected| self.response_bytes >= expected)
     }
 
     /// Records the request; later calls and the `Drop` do nothing.

@@ -7,7 +7,7 @@ use prometheus_client::registry::Registry;
 use tower_layer::Layer;
 
 use super::labels::Naming;
-use super::recorder::{Config, Recorder};
+use super::recorder::{Config, Handles, Recorder};
 use http::Request;
 
 use super::route::{DefaultRoute, RouteFn};
@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_SERIES: usize = 2_000;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer<R = DefaultRoute> {
-    recorder: Arc<Recorder>,
+    handles: Arc<Handles>,
     route: R,
 }
 
@@ -85,7 +85,7 @@ impl<R> HttpMetricsLayer<R> {
     /// [`DefaultRoute`].
     pub fn route_label<R2>(self, route: R2) -> HttpMetricsLayer<R2> {
         HttpMetricsLayer {
-            recorder: self.recorder,
+            handles: self.handles,
             route,
         }
     }
@@ -95,7 +95,7 @@ impl<S, R: Clone> Layer<S> for HttpMetricsLayer<R> {
     type Service = HttpMetrics<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics::new(inner, self.recorder.clone(), self.route.clone())
+        HttpMetrics::new(inner, self.handles.clone(), self.route.clone())
     }
 }
 
@@ -241,7 +241,7 @@ impl HttpMetricsBuilder {
         };
         registry.register_collector(Box::new(recorder.clone()));
         Ok(HttpMetricsLayer {
-            recorder,
+            handles: Arc::new(Handles::new(recorder)),
             route: DefaultRoute,
         })
     }

@@ -22,7 +22,7 @@
 //!
 //! | what happened | recorded as |
 //! |---|---|
-//! | the response body was streamed to its end | its status; duration runs to the end of the body |
+//! | the response body was streamed to its end (it said so, or its `Content-Length` or exact size hint was reached) | its status; duration runs to the end of the body |
 //! | the response has no body to stream (HEAD, 1xx, 204, 304, or an empty body) | its status, when the head is ready |
 //! | the inner service returned `Err` | status 500, `error_type="_OTHER"` |
 //! | a panic unwound through the service's `call` or its future | status 500, `error_type="panic"` |
@@ -61,6 +61,10 @@
 //! (default 2,000). Past that, observations go to one series labelled
 //! `otel_metric_overflow="true"`: a flood of random URLs or methods cannot grow memory.
 //! Unknown methods are `_OTHER`, unmatched requests have no route label.
+//!
+//! axum does not set `MatchedPath` for services mounted with `Router::nest_service`
+//! (a `ServeDir`, say): their requests have no route label with [`DefaultRoute`]. Give
+//! them one with a [`RouteLabel`] of your own that falls back to the mount's template.
 //!
 //! # Example
 //!

@@ -1,14 +1,21 @@
 //! The state the layer records into and the collector that encodes it.
 //!
 //! Series live in one map keyed by a packed [`SeriesKey`]: the duration and both size
-//! histograms of a label set sit side by side, found with one lookup under a read lock
-//! (a write lock only the first time a label set is seen). Route templates are interned
-//! to small integers once, so a request only hashes its route string, never a label set
-//! of strings. The in-flight gauges are a fixed array (method × scheme), no map at all.
+//! histograms of a label set sit side by side. Route templates are interned to small
+//! integers once, so a request only hashes its route string, never a label set of
+//! strings. The in-flight gauges are a fixed array (method × scheme), no map at all.
+//!
+//! The shared maps sit behind read-write locks, but requests do not take them: each
+//! thread keeps its own copy of the route ids and series handles it has used
+//! ([`LocalCache`]), and goes to the shared maps only the first time it meets a route or
+//! a label set. Taking even a read lock writes to the lock's cache line, which threads
+//! recording at once would fight over.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus_client::collector::Collector;
@@ -54,13 +61,14 @@ impl Series {
         }
     }
 
-    fn observe(&self, seconds: f64, request_bytes: u64, response_bytes: u64) {
-        self.duration.observe(seconds);
+    #[inline]
+    fn observe(&self, thread: usize, seconds: f64, request_bytes: u64, response_bytes: u64) {
+        self.duration.observe_at(thread, seconds);
         if let Some(histogram) = &self.request_size {
-            histogram.observe(request_bytes as f64);
+            histogram.observe_at(thread, request_bytes as f64);
         }
         if let Some(histogram) = &self.response_size {
-            histogram.observe(response_bytes as f64);
+            histogram.observe_at(thread, response_bytes as f64);
         }
     }
 
@@ -78,20 +86,130 @@ struct RouteTable {
 
 type SeriesMap = HashMap<SeriesKey, Arc<Series>, BuildHasherDefault<FxHasher>>;
 
+/// How many recorders a thread keeps caches for; the oldest is dropped beyond.
+const LOCAL_CACHES_PER_THREAD: usize = 4;
+
+thread_local! {
+    static LOCAL_CACHES: RefCell<Vec<LocalCache>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One thread's copy of what it has used of one recorder: route ids and series handles.
+/// Entries are never stale (routes and series are never removed), and there are never
+/// more than in the shared maps (overflowing routes and series are not cached).
+struct LocalCache {
+    recorder: u64,
+    /// `Rc`: the cache never leaves its thread, so sharing a name costs no atomic.
+    routes: HashMap<Rc<str>, u32, BuildHasherDefault<FxHasher>>,
+    series: SeriesMap,
+    /// The route and the series used last: a hit costs a comparison, not a hash.
+    last_route: Option<(Rc<str>, u32)>,
+    last_series: Option<(SeriesKey, Arc<Series>)>,
+}
+
+impl LocalCache {
+    fn new(recorder: u64) -> Self {
+        Self {
+            recorder,
+            routes: HashMap::default(),
+            series: HashMap::default(),
+            last_route: None,
+            last_series: None,
+        }
+    }
+
+    #[inline]
+    fn route_id(&mut self, route: &str) -> Option<u32> {
+        if let Some((last, id)) = &self.last_route {
+            if **last == *route {
+                return Some(*id);
+            }
+        }
+        let (name, id) = self.routes.get_key_value(route)?;
+        let id = *id;
+        self.last_route = Some((name.clone(), id));
+        Some(id)
+    }
+
+    #[inline]
+    fn series(&mut self, key: SeriesKey) -> Option<&Series> {
+        let hit = matches!(&self.last_series, Some((last, _)) if *last == key);
+        if !hit {
+            let series = self.series.get(&key)?.clone();
+            self.last_series = Some((key, series));
+        }
+        self.last_series.as_ref().map(|(_, series)| &**series)
+    }
+}
+
+/// How many [`RecorderHandle`]s a layer spreads its guards over.
+const HANDLES: usize = 16;
+
+/// The recorder as the layer and its services hold it: one handle per shard of threads.
+///
+/// A guard holds its recorder until its request is finished, and cloning one shared
+/// `Arc` per request would make all threads write to one reference count. Each guard
+/// clones the handle of its thread's shard instead (each handle on its own cache line),
+/// so threads recording at once touch different counts.
+pub(crate) struct Handles {
+    shards: Box<[Arc<RecorderHandle>]>,
+}
+
+impl Handles {
+    pub(crate) fn new(recorder: Arc<Recorder>) -> Self {
+        Self {
+            shards: (0..HANDLES)
+                .map(|_| Arc::new(RecorderHandle(recorder.clone())))
+                .collect(),
+        }
+    }
+
+    /// The handle for the thread numbered `thread`, to keep.
+    #[inline]
+    pub(crate) fn at(&self, thread: usize) -> &Arc<RecorderHandle> {
+        &self.shards[thread % HANDLES]
+    }
+
+    pub(crate) fn recorder(&self) -> &Recorder {
+        &self.shards[0].0
+    }
+}
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.recorder().fmt(f)
+    }
+}
+
+/// A reference to the recorder, alone on its cache line.
+#[repr(align(128))]
+pub(crate) struct RecorderHandle(Arc<Recorder>);
+
+impl std::ops::Deref for RecorderHandle {
+    type Target = Recorder;
+
+    fn deref(&self) -> &Recorder {
+        &self.0
+    }
+}
+
 /// Everything a layer and its services share.
 pub(crate) struct Recorder {
+    /// Unique for the life of the process: names this recorder in thread caches.
+    id: u64,
     config: Config,
     routes: RwLock<RouteTable>,
     series: RwLock<SeriesMap>,
-    overflow: Series,
+    overflow: Arc<Series>,
     active: ShardedCells,
     active_seen: [AtomicBool; ACTIVE_SLOTS],
 }
 
 impl Recorder {
     pub(crate) fn new(config: Config) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
-            overflow: Series::new(&config),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            overflow: Arc::new(Series::new(&config)),
             config,
             routes: RwLock::default(),
             series: RwLock::default(),
@@ -112,10 +230,29 @@ impl Recorder {
         self.config.size_buckets.is_some()
     }
 
-    /// The id of a route template, interned on first sight; at most `max_series` routes.
+    /// The id of a route template, interned on first sight; at most `max_series` routes,
+    /// the others are [`OVERFLOW_ROUTE`].
     pub(crate) fn route_id(&self, route: &str) -> u32 {
-        if let Some(id) = read(&self.routes).ids.get(route) {
-            return *id;
+        if let Some(Some(id)) = self.with_local(|local| local.route_id(route)) {
+            return id;
+        }
+        let id = self.shared_route_id(route);
+        // Overflowing routes are not cached: the cache stays as bounded as the table.
+        if id != OVERFLOW_ROUTE {
+            self.with_local(|local| local.routes.insert(route.into(), id));
+        }
+        id
+    }
+
+    fn shared_route_id(&self, route: &str) -> u32 {
+        {
+            let routes = read(&self.routes);
+            if let Some(id) = routes.ids.get(route) {
+                return *id;
+            }
+            if routes.names.len() >= self.config.max_series {
+                return OVERFLOW_ROUTE;
+            }
         }
         let mut routes = write(&self.routes);
         if let Some(id) = routes.ids.get(route) {
@@ -132,12 +269,12 @@ impl Recorder {
     }
 
     /// Counts a request in flight; returns the gauge slot to give back to [`Self::finish`].
-    pub(crate) fn start(&self, method: Method, scheme: Scheme) -> usize {
+    pub(crate) fn start(&self, thread: usize, method: Method, scheme: Scheme) -> usize {
         let slot = method as usize * Scheme::COUNT + scheme as usize;
         if !self.active_seen[slot].load(Ordering::Relaxed) {
             self.active_seen[slot].store(true, Ordering::Relaxed);
         }
-        self.active.local(slot).fetch_add(1, Ordering::Relaxed);
+        self.active.at(thread, slot).fetch_add(1, Ordering::Relaxed);
         slot
     }
 
@@ -154,8 +291,9 @@ impl Recorder {
         request_bytes: u64,
         response_bytes: u64,
     ) {
+        let thread = crate::sharded::thread_shard();
         self.active
-            .local(active_slot)
+            .at(thread, active_slot)
             .fetch_sub(1, Ordering::Relaxed);
         // Without the OpenTelemetry labels, requests that differ only in scheme,
         // version or outcome have the same labels: they must be one series.
@@ -166,22 +304,72 @@ impl Recorder {
         };
         if key.route() == OVERFLOW_ROUTE {
             self.overflow
-                .observe(seconds, request_bytes, response_bytes);
+                .observe(thread, seconds, request_bytes, response_bytes);
             return;
         }
-        if let Some(series) = read(&self.series).get(&key) {
-            series.observe(seconds, request_bytes, response_bytes);
+        let cached = self.with_local(|local| {
+            local
+                .series(key)
+                .map(|series| series.observe(thread, seconds, request_bytes, response_bytes))
+        });
+        if let Some(Some(())) = cached {
             return;
+        }
+        let series = self.shared_series(key);
+        series.observe(thread, seconds, request_bytes, response_bytes);
+        // The overflow series is not cached: the cache stays as bounded as the map.
+        if !Arc::ptr_eq(&series, &self.overflow) {
+            self.with_local(|local| local.series.insert(key, series));
+        }
+    }
+
+    /// The series of `key` from the shared map, created if the limit allows, else the
+    /// overflow series.
+    fn shared_series(&self, key: SeriesKey) -> Arc<Series> {
+        {
+            let map = read(&self.series);
+            if let Some(series) = map.get(&key) {
+                return series.clone();
+            }
+            if map.len() >= self.config.max_series {
+                return self.overflow.clone();
+            }
         }
         let mut map = write(&self.series);
-        let series = match map.get(&key) {
-            Some(series) => series,
-            None if map.len() >= self.config.max_series => &self.overflow,
-            None => map
-                .entry(key)
-                .or_insert_with(|| Arc::new(Series::new(&self.config))),
-        };
-        series.observe(seconds, request_bytes, response_bytes);
+        if let Some(series) = map.get(&key) {
+            return series.clone();
+        }
+        if map.len() >= self.config.max_series {
+            return self.overflow.clone();
+        }
+        map.entry(key)
+            .or_insert_with(|| Arc::new(Series::new(&self.config)))
+            .clone()
+    }
+
+    /// Runs `f` on this thread's cache of this recorder; `None` when the thread is being
+    /// torn down or the cache is already borrowed (the caller then uses the shared maps).
+    #[inline]
+    fn with_local<T>(&self, f: impl FnOnce(&mut LocalCache) -> T) -> Option<T> {
+        LOCAL_CACHES
+            .try_with(|caches| {
+                let mut caches = caches.try_borrow_mut().ok()?;
+                // The recorder used last sits first: one comparison in the usual case.
+                if caches.first().is_none_or(|cache| cache.recorder != self.id) {
+                    match caches.iter().position(|cache| cache.recorder == self.id) {
+                        Some(index) => caches.swap(0, index),
+                        None => {
+                            if caches.len() >= LOCAL_CACHES_PER_THREAD {
+                                caches.pop();
+                            }
+                            caches.insert(0, LocalCache::new(self.id));
+                        }
+                    }
+                }
+                Some(f(&mut caches[0]))
+            })
+            .ok()
+            .flatten()
     }
 
     /// The series as they are now, sorted by key, without holding a lock while encoding.

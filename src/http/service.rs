@@ -13,7 +13,7 @@ use super::body::{RequestBody, ResponseBody};
 use super::future::ResponseFuture;
 use super::guard::Guard;
 use super::labels::{Method, Scheme, SeriesKey};
-use super::recorder::Recorder;
+use super::recorder::Handles;
 use super::route::{DefaultRoute, RouteLabel};
 
 /// Records HTTP metrics for the requests it passes to the inner service.
@@ -23,15 +23,15 @@ use super::route::{DefaultRoute, RouteLabel};
 #[derive(Clone, Debug)]
 pub struct HttpMetrics<S, R = DefaultRoute> {
     inner: S,
-    recorder: Arc<Recorder>,
+    handles: Arc<Handles>,
     route: R,
 }
 
 impl<S, R> HttpMetrics<S, R> {
-    pub(crate) fn new(inner: S, recorder: Arc<Recorder>, route: R) -> Self {
+    pub(crate) fn new(inner: S, handles: Arc<Handles>, route: R) -> Self {
         Self {
             inner,
-            recorder,
+            handles,
             route,
         }
     }
@@ -69,7 +69,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        if self.recorder.is_excluded(request.uri().path()) {
+        let recorder = self.handles.recorder();
+        if recorder.is_excluded(request.uri().path()) {
             let request = request.map(|body| RequestBody::new(body, None));
             return ResponseFuture::new(self.inner.call(request), None, Method::Get);
         }
@@ -77,20 +78,23 @@ where
         let route = self
             .route
             .route(&request)
-            .map_or(0, |route| self.recorder.route_id(route));
+            .map_or(0, |route| recorder.route_id(route));
         let key = SeriesKey::request(&request, method, route);
-        let request_bytes = (self.recorder.measures_body_sizes()
-            && !request.body().is_end_stream())
-        .then(|| Arc::new(AtomicU64::new(0)));
+        let request_bytes = (recorder.measures_body_sizes() && !request.body().is_end_stream())
+            .then(|| Arc::new(AtomicU64::new(0)));
         let mut guard = Guard::start(
-            self.recorder.clone(),
+            &self.handles,
             start,
             key,
             Scheme::of(&request),
             request_bytes.clone(),
         );
         let request = request.map(|body| RequestBody::new(body, request_bytes));
-        let future = guard.run(|| self.inner.call(request));
+        // Set by hand rather than through a closure, which would move the request once
+        // more.
+        guard.polling = true;
+        let future = self.inner.call(request);
+        guard.polling = false;
         ResponseFuture::new(future, Some(guard), method)
     }
 }
