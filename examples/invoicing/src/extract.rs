@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{AppError, FieldErrors};
 
-/// A JSON body: 415 without a JSON `Content-Type`, 400 `invalid_json` when it does not
-/// parse, 422 `validation_failed` (naming the field) when a field has the wrong type,
-/// 413 beyond the body limit. Unknown fields are ignored.
+/// A JSON object body: 415 without a JSON `Content-Type`, 400 `invalid_json` when it does
+/// not parse, 422 `validation_failed` when it is not an object or a field has the wrong
+/// type (naming the field), 413 beyond the body limit. Unknown fields are ignored.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -39,6 +39,9 @@ where
             })?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|error| AppError::InvalidJson(format!("the body is not JSON: {error}")))?;
+        if !value.is_object() {
+            return Err(AppError::field("body", "must be a JSON object"));
+        }
         serde_path_to_error::deserialize(value)
             .map(ApiJson)
             .map_err(|error| {
