@@ -86,8 +86,19 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
 
-    /// Waits for the connections in use, then closes them all (checkpointing the WAL).
+    /// Copies the WAL into the database file and empties it, then waits for the
+    /// connections in use and closes them all. Call it once no request can come.
+    ///
+    /// SQLite removes the WAL file when its last connection closes, but only if no other
+    /// connection is closing at the same moment; the explicit checkpoint makes the
+    /// database file complete on its own whatever the order of the closes.
     pub async fn close(&self) {
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(%error, "cannot checkpoint the WAL before closing");
+        }
         self.pool.close().await;
     }
 }
