@@ -7,6 +7,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -440,4 +441,88 @@ async fn thirty_two_parallel_creators_never_see_a_locked_database() {
     let log = server.log_text().to_lowercase();
     assert!(!log.contains("database is locked"), "{log}");
     assert!(!log.contains("error"), "{log}");
+}
+
+/// loadgen against the binary: it gets no unexpected answer, and `/metrics` counted
+/// exactly what it sent, per status, plus its set-up requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_traffic_is_counted_exactly_in_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[("RUST_LOG", "warn,invoicing=info")]);
+    let url = server.url("");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["--url", &url, "--duration", "1s", "--rate", "100"])
+            .output()
+            .expect("loadgen runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("[  1.0s/1s] sent"),
+        "no progress line: {stderr}"
+    );
+    let field = |name: &str| -> &str {
+        stdout
+            .lines()
+            .find_map(|line| line.trim_start().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .trim()
+    };
+    let requests: f64 = field("requests")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(requests >= 90.0, "{stdout}");
+    assert!(field("errors").starts_with("0 "), "{stdout}");
+    assert!(field("latency").contains("p99"), "{stdout}");
+    let statuses: BTreeMap<String, f64> = field("statuses")
+        .split(", ")
+        .map(|pair| {
+            let (status, count) = pair.split_once(": ").unwrap();
+            (status.to_owned(), count.parse().unwrap())
+        })
+        .collect();
+    let actions = field("actions");
+    let created_invoices: f64 = actions
+        .split(", ")
+        .find_map(|pair| pair.strip_prefix("create invoice: "))
+        .map_or(0.0, |count| count.parse().unwrap());
+
+    let http = client();
+    let (status, text) = call(&http, Method::GET, &server.url("/metrics"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let samples = common::parse_exposition(text.as_str().unwrap());
+    let counted = |status: Option<&str>| -> f64 {
+        let labels: Vec<(&str, &str)> = status
+            .map(|status| vec![("http_response_status_code", status)])
+            .unwrap_or_default();
+        common::find(
+            &samples,
+            "http_server_request_duration_seconds_count",
+            &labels,
+        )
+        .iter()
+        .map(|sample| sample.value)
+        .sum()
+    };
+    // Set-up: 3 sellers, 5 clients, 10 invoices (201s); its /health is excluded.
+    const SETUP: f64 = 18.0;
+    assert_eq!(counted(None), requests + SETUP);
+    for (status, count) in &statuses {
+        let setup = if status == "201" { SETUP } else { 0.0 };
+        assert_eq!(counted(Some(status)), count + setup, "status {status}");
+    }
+    let invoices: f64 = common::find(&samples, "invoicing_invoices_created_total", &[])
+        .iter()
+        .map(|sample| sample.value)
+        .sum();
+    assert_eq!(invoices, created_invoices + 10.0);
 }
