@@ -95,7 +95,7 @@ pub fn app(state: AppState) -> Router {
         .layer(map_response(error::json_errors))
         .layer(CatchPanicLayer::custom(error::panic_response));
     let router = match metrics {
-        Some(metrics) => router.layer(metrics.http_layer()),
+        Some(metrics) => router.layer(metrics.http_layer().route_label(telemetry::RouteTemplate)),
         None => router,
     };
     router

@@ -14,6 +14,9 @@
 
 use std::process::ExitCode;
 
+// Once tower-prometheus has its `heap` feature, its counting allocator goes here as the
+// `#[global_allocator]`, so that `/metrics` reports the live heap.
+
 use invoicing::config::Config;
 use invoicing::{AppState, app, metrics_app, telemetry};
 use tokio::net::TcpListener;

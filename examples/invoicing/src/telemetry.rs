@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, MakeSpan};
 use tower_http::{LatencyUnit, trace::TraceLayer};
-use tower_prometheus::http::HttpMetricsLayer;
+use tower_prometheus::http::{HttpMetricsLayer, RouteLabel};
 use tower_prometheus::{Buckets, Histogram, Metrics};
 use tracing::{Level, Span};
 
@@ -180,6 +180,42 @@ pub fn init_tracing() {
         .init();
 }
 
+/// The static folders, mounted with `nest_service`, and their route templates.
+const STATIC_MOUNTS: [(&str, &str); 2] = [
+    ("/uploads/", "/uploads/{*path}"),
+    ("/pdf-a3/", "/pdf-a3/{*path}"),
+];
+
+/// The route template of a request, for metrics and logs: axum's [`MatchedPath`], or
+/// the template of the static folder the path is under.
+///
+/// axum 0.8 sets no `MatchedPath` on requests routed to a `nest_service` (such as the
+/// `ServeDir` of `/uploads`), so the default route label of `tower-prometheus` would
+/// leave every file download without a route; this names them `/uploads/{*path}` and
+/// `/pdf-a3/{*path}`, still a bounded set.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RouteTemplate;
+
+impl RouteTemplate {
+    /// The template of `request`, or `None` when it matched no route.
+    pub fn of<B>(request: &Request<B>) -> Option<&str> {
+        if let Some(matched) = request.extensions().get::<MatchedPath>() {
+            return Some(matched.as_str());
+        }
+        let path = request.uri().path();
+        STATIC_MOUNTS
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+            .map(|(_, template)| *template)
+    }
+}
+
+impl<B> RouteLabel<B> for RouteTemplate {
+    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
+        Self::of(request)
+    }
+}
+
 /// The span of a request: method, path, route template and request id, so that every log
 /// line of the request carries them.
 #[derive(Clone, Copy, Debug)]
@@ -187,10 +223,7 @@ pub struct RequestSpan;
 
 impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str);
+        let route = RouteTemplate::of(request);
         let request_id = request
             .headers()
             .get("x-request-id")

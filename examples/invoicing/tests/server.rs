@@ -315,6 +315,24 @@ async fn starts_with_metrics_on_a_separate_port_and_stops_gracefully_on_sigterm(
         response.into_body().collect().await.unwrap().to_bytes(),
         file
     );
+    // Static files over real HTTP are counted under their mount's template, as complete
+    // (hyper stops polling a body once Content-Length bytes are out).
+    let (_, text) = call(&http, Method::GET, &server.url("/metrics"), None)
+        .await
+        .unwrap();
+    let samples = common::parse_exposition(text.as_str().unwrap());
+    let downloads = common::find(
+        &samples,
+        "http_server_request_duration_seconds_count",
+        &[("http_route", "/uploads/{*path}")],
+    );
+    assert_eq!(downloads.len(), 1, "{downloads:#?}");
+    assert_eq!(downloads[0].labels["http_response_status_code"], "200");
+    assert_eq!(downloads[0].value, 1.0);
+    assert!(
+        !downloads[0].labels.contains_key("error_type"),
+        "{downloads:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
