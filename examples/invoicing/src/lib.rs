@@ -1,0 +1,117 @@
+//! An invoicing API on axum and SQLite, instrumented with `tower-prometheus`: the example
+//! to copy when wiring the crate into a real service. See `README.md` beside this crate
+//! for how to run it and every endpoint.
+//!
+//! - [`app`] builds the whole service from an [`AppState`], so that tests drive it with
+//!   `tower::ServiceExt::oneshot`, without a socket; `main.rs` only reads the
+//!   configuration, opens the state and serves [`app`] until SIGTERM or Ctrl-C.
+//! - [`error::AppError`] is the one error type; every error response has the same JSON
+//!   shape.
+//! - Each module of [`routes`] owns its `Router`.
+//! - [`telemetry`] puts the business metrics and the HTTP metrics on one registry.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms, clippy::all)]
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod model;
+pub mod money;
+pub mod routes;
+pub mod telemetry;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::map_response;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::telemetry::Telemetry;
+
+/// What every handler shares. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The configuration the service started with.
+    pub config: Arc<Config>,
+    /// The metrics.
+    pub telemetry: Telemetry,
+}
+
+impl AppState {
+    /// Creates the folders, opens the database (running the migrations) and registers
+    /// the metrics, as `config` says.
+    pub async fn open(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        for dir in [&config.uploads_dir, &config.pdf_dir] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+        }
+        let telemetry = Telemetry::new(config.metrics_enabled)?;
+        let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
+        Ok(Self {
+            db,
+            config: Arc::new(config),
+            telemetry,
+        })
+    }
+}
+
+/// The whole HTTP service.
+///
+/// Layers, from the outside in: request id (`x-request-id`, generated when absent, sent
+/// back), tracing (a span per request with its id and route template, a line per
+/// response with status and latency), HTTP metrics (unless disabled), panics turned into
+/// JSON 500s, and non-JSON error responses (axum's 405, `ServeDir`'s 404) given the
+/// JSON error shape.
+///
+/// `/metrics` is served here unless `METRICS_ADDR` moves it to its own listener (see
+/// [`metrics_app`]); `/metrics` and `/health` are excluded from the HTTP metrics.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .merge(routes::health::router())
+        .merge(routes::parties::sellers())
+        .merge(routes::parties::clients())
+        .merge(routes::invoices::router())
+        .merge(routes::attachments::router(&state.config))
+        .merge(routes::files::router(&state.config))
+        .fallback(error::not_found);
+    let metrics = state.telemetry.http.clone();
+    let exporter_here = metrics
+        .as_ref()
+        .filter(|_| state.config.metrics_addr.is_none());
+    if let Some(metrics) = exporter_here {
+        router = router.route_service("/metrics", metrics.exporter());
+    }
+    let router = router
+        .layer(map_response(error::json_errors))
+        .layer(CatchPanicLayer::custom(error::panic_response));
+    let router = match metrics {
+        Some(metrics) => router.layer(metrics.http_layer().route_label(telemetry::RouteTemplate)),
+        None => router,
+    };
+    router
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(telemetry::trace_layer())
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+        .with_state(state)
+}
+
+/// The service of the separate metrics listener (`METRICS_ADDR`): `/metrics` only.
+pub fn metrics_app(metrics: &tower_prometheus::Metrics) -> Router {
+    Router::new()
+        .route_service("/metrics", metrics.exporter())
+        .fallback(error::not_found)
+        .layer(map_response(error::json_errors))
+}

@@ -1,0 +1,93 @@
+//! `/api/invoices` and `/api/invoices/{id}`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::AppState;
+use crate::error::{AppError, FieldErrors};
+use crate::extract::{ApiJson, Id, Page, Pagination, Params};
+use crate::model::invoice::{self, Filters, Invoice, InvoiceInput};
+
+/// The invoice routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/invoices", get(list).post(create))
+        .route("/api/invoices/{id}", get(show).put(update).delete(remove))
+}
+
+/// `GET /api/invoices?seller_id=&client_id=&status=&limit=&offset=`
+async fn list(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Json<Page<Invoice>>, AppError> {
+    let mut errors = FieldErrors::new();
+    let page = Pagination::from_params(&params, &mut errors);
+    let filters = Filters {
+        seller_id: params.integer("seller_id", 1, &mut errors),
+        client_id: params.integer("client_id", 1, &mut errors),
+        status: params.text("status").and_then(|value| {
+            let status = invoice::status(value);
+            if status.is_none() {
+                errors.insert(
+                    "status".into(),
+                    "must be one of draft, issued, paid, cancelled".into(),
+                );
+            }
+            status
+        }),
+    };
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let (items, total) = invoice::list(&state.db, &filters, page).await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit: page.limit,
+        offset: page.offset,
+    }))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<InvoiceInput>,
+) -> Result<Response, AppError> {
+    let new = input.validate()?;
+    let created = invoice::insert(&state.db, &new).await?;
+    state.telemetry.business.invoice_created(new.status);
+    let location = format!("/api/invoices/{}", created.id());
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(created),
+    )
+        .into_response())
+}
+
+async fn show(State(state): State<AppState>, Id(id): Id) -> Result<Json<Invoice>, AppError> {
+    Ok(Json(invoice::get(&state.db, id).await?))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Id(id): Id,
+    ApiJson(input): ApiJson<InvoiceInput>,
+) -> Result<Json<Invoice>, AppError> {
+    let new = input.validate()?;
+    Ok(Json(invoice::update(&state.db, id, &new).await?))
+}
+
+/// Deletes the invoice, its lines and its attachments (records and files).
+async fn remove(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode, AppError> {
+    let files = invoice::delete(&state.db, id).await?;
+    for name in files {
+        let path = state.config.uploads_dir.join(&name);
+        if let Err(error) = tokio::fs::remove_file(&path).await {
+            tracing::warn!(path = %path.display(), %error, "cannot remove an attachment file");
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,257 @@
+//! Metrics and logs.
+//!
+//! One `prometheus-client` [`Registry`] holds the business metrics below; it is handed to
+//! [`tower_prometheus::Metrics::builder`], which adds the HTTP metrics (and its default
+//! collectors) to it, so that one `/metrics` serves them all.
+//!
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `invoicing_invoices_created_total` | counter | `status` | invoices created, by status at creation |
+//! | `invoicing_db_query_duration_seconds` | histogram | `operation` | time of each database operation (a transaction counts as one) |
+//! | `invoicing_attachments_stored_bytes_total` | counter | | bytes of attachments written to `UPLOADS_DIR` |
+//! | `invoicing_build_info` | gauge | `version` | always 1; the version of the running binary |
+
+use std::future::Future;
+use std::time::Instant;
+
+use axum::extract::MatchedPath;
+use axum::http::Request;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, MakeSpan};
+use tower_http::{LatencyUnit, trace::TraceLayer};
+use tower_prometheus::http::{HttpMetricsLayer, RouteLabel};
+use tower_prometheus::{Buckets, Histogram, Metrics};
+use tracing::{Level, Span};
+
+/// The version reported by `invoicing_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The `status` label of `invoicing_invoices_created_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// `draft`, `issued`, `paid` or `cancelled`.
+    pub status: &'static str,
+}
+
+/// The `operation` label of `invoicing_db_query_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    /// What the database did: `insert_invoice`, `list_sellers`…
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Database operations take from tens of microseconds (a read by id) to tens of
+/// milliseconds (a write waiting for the lock); the HTTP buckets start too high.
+fn db_histogram() -> Histogram {
+    Histogram::new(
+        Buckets::new([
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0,
+        ])
+        .expect("the bounds are finite and increasing"),
+    )
+}
+
+/// The application's own metrics. Cloning gives handles on the same series.
+#[derive(Clone, Debug)]
+pub struct BusinessMetrics {
+    invoices_created: Family<StatusLabel, Counter>,
+    db_query_duration: HistogramFamily<OperationLabel>,
+    attachments_stored_bytes: Counter,
+}
+
+impl BusinessMetrics {
+    /// Registers the metrics in `registry`, under the `invoicing_` prefix.
+    pub fn register(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix("invoicing");
+        let metrics = Self {
+            invoices_created: Family::default(),
+            db_query_duration: Family::new_with_constructor(db_histogram),
+            attachments_stored_bytes: Counter::default(),
+        };
+        registry.register(
+            "invoices_created",
+            "Invoices created, by status at creation",
+            metrics.invoices_created.clone(),
+        );
+        registry.register_with_unit(
+            "db_query_duration",
+            "Duration of database operations, a transaction counting as one",
+            Unit::Seconds,
+            metrics.db_query_duration.clone(),
+        );
+        registry.register_with_unit(
+            "attachments_stored",
+            "Bytes of attachments stored",
+            Unit::Bytes,
+            metrics.attachments_stored_bytes.clone(),
+        );
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info
+            .get_or_create(&VersionLabel { version: VERSION })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the version label tells which build runs",
+            build_info,
+        );
+        metrics
+    }
+
+    /// Counts an invoice created with this status.
+    pub fn invoice_created(&self, status: &'static str) {
+        self.invoices_created
+            .get_or_create(&StatusLabel { status })
+            .inc();
+    }
+
+    /// Counts attachment bytes written.
+    pub fn attachment_stored(&self, bytes: u64) {
+        self.attachments_stored_bytes.inc_by(bytes);
+    }
+
+    /// Runs `operation` and records its duration under `name`, whatever its outcome.
+    pub async fn time_db<T>(&self, name: &'static str, operation: impl Future<Output = T>) -> T {
+        let start = Instant::now();
+        let output = operation.await;
+        self.db_query_duration
+            .get_or_create(&OperationLabel { operation: name })
+            .observe(start.elapsed().as_secs_f64());
+        output
+    }
+}
+
+/// Every metric of the service: the business metrics, and (unless metrics are disabled)
+/// the HTTP layer and exporter of `tower-prometheus` on the same registry.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    /// The application's own metrics.
+    pub business: BusinessMetrics,
+    /// The HTTP metrics and the exporter; `None` with `METRICS_ENABLED=false`.
+    pub http: Option<Metrics>,
+}
+
+impl Telemetry {
+    /// A fresh registry with the business metrics, and the HTTP metrics when `enabled`.
+    ///
+    /// `/metrics` and `/health` are excluded from the HTTP metrics: scrapes and probes
+    /// would otherwise outnumber real traffic on a quiet service.
+    pub fn new(enabled: bool) -> Result<Self, tower_prometheus::Error> {
+        let mut registry = Registry::default();
+        let business = BusinessMetrics::register(&mut registry);
+        let http = if enabled {
+            Some(
+                Metrics::builder()
+                    .registry(registry)
+                    .http(
+                        HttpMetricsLayer::builder()
+                            .exclude_path("/metrics")
+                            .exclude_path("/health"),
+                    )
+                    .build()?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { business, http })
+    }
+}
+
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::EnvFilter;
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+}
+
+/// The static folders, mounted with `nest_service`, and their route templates.
+const STATIC_MOUNTS: [(&str, &str); 2] = [
+    ("/uploads/", "/uploads/{*path}"),
+    ("/pdf-a3/", "/pdf-a3/{*path}"),
+];
+
+/// The route template of a request, for metrics and logs: axum's [`MatchedPath`], or
+/// the template of the static folder the path is under.
+///
+/// axum 0.8 sets no `MatchedPath` on requests routed to a `nest_service` (such as the
+/// `ServeDir` of `/uploads`), so the default route label of `tower-prometheus` would
+/// leave every file download without a route; this names them `/uploads/{*path}` and
+/// `/pdf-a3/{*path}`, still a bounded set.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RouteTemplate;
+
+impl RouteTemplate {
+    /// The template of `request`, or `None` when it matched no route.
+    pub fn of<B>(request: &Request<B>) -> Option<&str> {
+        if let Some(matched) = request.extensions().get::<MatchedPath>() {
+            return Some(matched.as_str());
+        }
+        let path = request.uri().path();
+        STATIC_MOUNTS
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+            .map(|(_, template)| *template)
+    }
+}
+
+impl<B> RouteLabel<B> for RouteTemplate {
+    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
+        Self::of(request)
+    }
+}
+
+/// The span of a request: method, path, route template and request id, so that every log
+/// line of the request carries them.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        let route = RouteTemplate::of(request);
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok());
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = request.uri().path(),
+            route,
+            request_id,
+        )
+    }
+}
+
+/// The tracing layer: a span per request, one `info` line per response with its status
+/// and latency, an `error` line per 5xx.
+pub fn trace_layer() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    RequestSpan,
+    tower_http::trace::DefaultOnRequest,
+    DefaultOnResponse,
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_response(
+            DefaultOnResponse::new()
+                .level(Level::INFO)
+                .latency_unit(LatencyUnit::Micros),
+        )
+        .on_failure(DefaultOnFailure::new().latency_unit(LatencyUnit::Micros))
+}

@@ -1,0 +1,546 @@
+//! The built binary over real HTTP on 127.0.0.1: start-up, graceful shutdown on SIGTERM
+//! with a request in flight, persistence across SIGKILL, concurrent writers.
+//!
+//! Each server listens on a port the kernel picks (`PORT=0`, read back from the
+//! "listening on" log line) and keeps its data in a temporary folder.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+use common::{PDF, invoice, multipart, seller};
+
+/// How long anything in these tests may take before it counts as hung.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `invoicing` binary.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(data: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_invoicing"));
+        command
+            .env("PORT", "0")
+            .env("BIND", "127.0.0.1")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", data.join("invoicing.db").display()),
+            )
+            .env("UPLOADS_DIR", data.join("uploads"))
+            .env("PDF_DIR", data.join("pdf-a3"))
+            .env("RUST_LOG", "info")
+            .env_remove("METRICS_ADDR")
+            .env_remove("METRICS_ENABLED")
+            .env_remove("MAX_UPLOAD_BYTES")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (lines_tx, lines_rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            let lines_tx = lines_tx.clone();
+            // Drains the pipe for the life of the process, so that logging never blocks.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line.clone());
+                    let _ = lines_tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + PATIENCE;
+        let mut metrics_addr = None;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines_rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no 'listening on' line; log: {:#?}", log.lock().unwrap())
+            });
+            if let Some(addr) = address_after(&line, "metrics on http://") {
+                metrics_addr = Some(addr);
+            }
+            if let Some(addr) = address_after(&line, "listening on http://") {
+                break addr;
+            }
+        };
+        Self {
+            child,
+            addr,
+            metrics_addr,
+            log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit on its own.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '/')
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// One request; the status and the body (as JSON when it is JSON).
+async fn call(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<(StatusCode, Value), String> {
+    let mut request = Request::builder().method(method).uri(url);
+    let body = match body {
+        Some(body) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Full::new(Bytes::from(body.to_string()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let response = tokio::time::timeout(PATIENCE, client.request(request.body(body).unwrap()))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|error| error.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, value))
+}
+
+async fn create(client: &HttpClient, server: &Server, path: &str, body: &Value) -> Value {
+    let (status, body) = call(client, Method::POST, &server.url(path), Some(body))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_with_metrics_on_a_separate_port_and_stops_gracefully_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path(), &[("METRICS_ADDR", "127.0.0.1:0")]);
+    let http = client();
+
+    let (status, health) = call(&http, Method::GET, &server.url("/health"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, health),
+        (StatusCode::OK, json!({"status": "ok", "database": "ok"}))
+    );
+    let (status, _) = call(&http, Method::GET, &server.url("/metrics"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "/metrics is only on METRICS_ADDR"
+    );
+    let metrics_url = format!(
+        "http://{}/metrics",
+        server.metrics_addr.expect("metrics line")
+    );
+    let (status, text) = call(&http, Method::GET, &metrics_url, None).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("invoicing_build_info{version="),
+        "{text}"
+    );
+    assert!(data.path().join("invoicing.db").exists());
+    assert!(data.path().join("uploads").is_dir());
+    assert!(data.path().join("pdf-a3").is_dir());
+
+    let s = create(&http, &server, "/api/sellers", &seller("S")).await["id"]
+        .as_i64()
+        .unwrap();
+    let c = create(&http, &server, "/api/clients", &json!({"name": "C"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let id = create(&http, &server, "/api/invoices", &invoice(s, c, "F-1")).await["id"]
+        .as_i64()
+        .unwrap();
+
+    // An upload in flight: the server has asked for the body (100 Continue, so the
+    // handler is reading it) and has half of it when SIGTERM arrives.
+    let mut file = PDF.to_vec();
+    file.extend(std::iter::repeat_n(b' ', 64 * 1024));
+    let (content_type, body) = multipart("file", "late.pdf", "application/pdf", &file);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        stream,
+        "POST /api/invoices/{id}/attachments HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        server.addr,
+        body.len()
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(first).unwrap();
+    stream.flush().unwrap();
+
+    server.signal("TERM");
+    // The listener closes: new connections are refused…
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(server.addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the listener stayed open after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    // …while the request in flight finishes.
+    stream.write_all(rest).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 201 Created\r\n"),
+        "{response}"
+    );
+    let attachment: Value =
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(attachment["size"], file.len());
+
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}: {}", server.log_text());
+    let log = server.log_text();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    // Closed cleanly: the WAL was checkpointed into the database file and emptied.
+    let wal = std::fs::metadata(data.path().join("invoicing.db-wal")).map_or(0, |wal| wal.len());
+    assert_eq!(wal, 0, "the WAL still holds {wal} bytes");
+
+    // The upload acknowledged during the shutdown is there after a restart.
+    let server = Server::start(data.path(), &[]);
+    let http = client();
+    let (status, list) = call(
+        &http,
+        Method::GET,
+        &server.url(&format!("/api/invoices/{id}/attachments")),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"], json!([attachment]));
+    let url = server.url(attachment["url"].as_str().unwrap());
+    let response = http
+        .request(Request::get(url).body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        file
+    );
+    // Static files over real HTTP are counted under their mount's template, as complete
+    // (hyper stops polling a body once Content-Length bytes are out).
+    let (_, text) = call(&http, Method::GET, &server.url("/metrics"), None)
+        .await
+        .unwrap();
+    let samples = common::parse_exposition(text.as_str().unwrap());
+    let downloads = common::find(
+        &samples,
+        "http_server_request_duration_seconds_count",
+        &[("http_route", "/uploads/{*path}")],
+    );
+    assert_eq!(downloads.len(), 1, "{downloads:#?}");
+    assert_eq!(downloads[0].labels["http_response_status_code"], "200");
+    assert_eq!(downloads[0].value, 1.0);
+    assert!(
+        !downloads[0].labels.contains_key("error_type"),
+        "{downloads:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_acknowledged_survives_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let http = client();
+    let s = create(&http, &server, "/api/sellers", &seller("S")).await;
+    let c = create(&http, &server, "/api/clients", &json!({"name": "C"})).await;
+    let (s, c) = (s["id"].as_i64().unwrap(), c["id"].as_i64().unwrap());
+
+    // Four writers create invoices until the process is killed under them.
+    let acknowledged = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let (http, acknowledged) = (http.clone(), acknowledged.clone());
+        let url = server.url("/api/invoices");
+        writers.push(tokio::spawn(async move {
+            for n in 0..2_000 {
+                let body = invoice(s, c, &format!("W{writer}-{n}"));
+                match call(&http, Method::POST, &url, Some(&body)).await {
+                    Ok((StatusCode::CREATED, created)) => {
+                        acknowledged.lock().unwrap().push(created)
+                    }
+                    Ok((status, body)) => panic!("{status}: {body}"),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while acknowledged.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < deadline, "the writers are too slow");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL, with writes in flight
+    server.child.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    drop(server);
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+
+    let server = Server::start(data.path(), &[]);
+    let http = client();
+    for created in &acknowledged {
+        let url = server.url(&format!("/api/invoices/{}", created["id"]));
+        let (status, stored) = call(&http, Method::GET, &url, None).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{created}");
+        assert_eq!(&stored, created);
+    }
+    let (_, list) = call(
+        &http,
+        Method::GET,
+        &server.url("/api/invoices?limit=1"),
+        None,
+    )
+    .await
+    .unwrap();
+    let total = list["total"].as_u64().unwrap() as usize;
+    // Requests cut by the kill may have committed without being acknowledged: a few
+    // more, never fewer.
+    assert!(
+        total >= acknowledged.len() && total <= acknowledged.len() + 4,
+        "{total}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_parallel_creators_never_see_a_locked_database() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let http = client();
+    let s = create(&http, &server, "/api/sellers", &seller("S")).await["id"]
+        .as_i64()
+        .unwrap();
+    let c = create(&http, &server, "/api/clients", &json!({"name": "C"})).await["id"]
+        .as_i64()
+        .unwrap();
+
+    const CREATORS: usize = 32;
+    const EACH: usize = 10;
+    let mut tasks = Vec::new();
+    for creator in 0..CREATORS {
+        let http = http.clone();
+        let invoices = server.url("/api/invoices");
+        let sellers = server.url("/api/sellers");
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for n in 0..EACH {
+                let body = invoice(s, c, &format!("P{creator}-{n}"));
+                statuses.push(call(&http, Method::POST, &invoices, Some(&body)).await);
+                // Writers to another table, and readers, in the same storm.
+                if n % 5 == 0 {
+                    let body = seller(&format!("S{creator}-{n}"));
+                    statuses.push(call(&http, Method::POST, &sellers, Some(&body)).await);
+                    statuses.push(call(&http, Method::GET, &invoices, None).await);
+                }
+            }
+            statuses
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.extend(task.await.unwrap());
+    }
+    for outcome in &outcomes {
+        let (status, body) = outcome.as_ref().expect("every request answered");
+        assert!(
+            *status == StatusCode::CREATED || *status == StatusCode::OK,
+            "{status}: {body}"
+        );
+    }
+    let (_, list) = call(
+        &http,
+        Method::GET,
+        &server.url("/api/invoices?limit=1"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(list["total"], CREATORS * EACH);
+    let log = server.log_text().to_lowercase();
+    assert!(!log.contains("database is locked"), "{log}");
+    assert!(!log.contains("error"), "{log}");
+}
+
+/// loadgen against the binary: it gets no unexpected answer, and `/metrics` counted
+/// exactly what it sent, per status, plus its set-up requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_traffic_is_counted_exactly_in_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[("RUST_LOG", "warn,invoicing=info")]);
+    let url = server.url("");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["--url", &url, "--duration", "1s", "--rate", "100"])
+            .output()
+            .expect("loadgen runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("[  1.0s/1s] sent"),
+        "no progress line: {stderr}"
+    );
+    let field = |name: &str| -> &str {
+        stdout
+            .lines()
+            .find_map(|line| line.trim_start().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .trim()
+    };
+    let requests: f64 = field("requests")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(requests >= 90.0, "{stdout}");
+    assert!(field("errors").starts_with("0 "), "{stdout}");
+    assert!(field("latency").contains("p99"), "{stdout}");
+    let statuses: BTreeMap<String, f64> = field("statuses")
+        .split(", ")
+        .map(|pair| {
+            let (status, count) = pair.split_once(": ").unwrap();
+            (status.to_owned(), count.parse().unwrap())
+        })
+        .collect();
+    let actions = field("actions");
+    let created_invoices: f64 = actions
+        .split(", ")
+        .find_map(|pair| pair.strip_prefix("create invoice: "))
+        .map_or(0.0, |count| count.parse().unwrap());
+
+    let http = client();
+    let (status, text) = call(&http, Method::GET, &server.url("/metrics"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let samples = common::parse_exposition(text.as_str().unwrap());
+    let counted = |status: Option<&str>| -> f64 {
+        let labels: Vec<(&str, &str)> = status
+            .map(|status| vec![("http_response_status_code", status)])
+            .unwrap_or_default();
+        common::find(
+            &samples,
+            "http_server_request_duration_seconds_count",
+            &labels,
+        )
+        .iter()
+        .map(|sample| sample.value)
+        .sum()
+    };
+    // Set-up: 3 sellers, 5 clients, 10 invoices (201s); its /health is excluded.
+    const SETUP: f64 = 18.0;
+    assert_eq!(counted(None), requests + SETUP);
+    for (status, count) in &statuses {
+        let setup = if status == "201" { SETUP } else { 0.0 };
+        assert_eq!(counted(Some(status)), count + setup, "status {status}");
+    }
+    let invoices: f64 = common::find(&samples, "invoicing_invoices_created_total", &[])
+        .iter()
+        .map(|sample| sample.value)
+        .sum();
+    assert_eq!(invoices, created_invoices + 10.0);
+}
