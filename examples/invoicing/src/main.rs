@@ -14,8 +14,10 @@
 
 use std::process::ExitCode;
 
-// Once tower-prometheus has its `heap` feature, its counting allocator goes here as the
-// `#[global_allocator]`, so that `/metrics` reports the live heap.
+/// Counts the heap for `/metrics` (`rust_heap_live_bytes`, …) around the system allocator.
+#[global_allocator]
+static ALLOCATOR: tower_prometheus::CountingAllocator =
+    tower_prometheus::CountingAllocator::system();
 
 use invoicing::config::Config;
 use invoicing::{AppState, app, metrics_app, telemetry};

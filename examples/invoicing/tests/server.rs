@@ -333,6 +333,21 @@ async fn starts_with_metrics_on_a_separate_port_and_stops_gracefully_on_sigterm(
         !downloads[0].labels.contains_key("error_type"),
         "{downloads:#?}"
     );
+    // The default collectors and the counting allocator (the binary's global allocator).
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "tokio_alive_tasks",
+        "tokio_event_loop_lag_seconds_count",
+        "rust_heap_live_bytes",
+        "rust_heap_allocations_total",
+    ] {
+        let found = common::find(&samples, name, &[]);
+        assert!(
+            found.len() == 1 && found[0].value > 0.0,
+            "{name} is published with a value: {found:#?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
