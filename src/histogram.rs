@@ -227,15 +227,29 @@ impl HistogramCore {
     /// is the sum of the buckets read, so the two always agree within one scrape.
     pub(crate) fn encode(&self, encoder: &mut MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
         let bounds = self.buckets.bounds();
-        let pairs: Vec<(f64, u64)> = bounds
+        let pairs = bounds
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
             .enumerate()
-            .map(|(bucket, bound)| (bound, self.cells.sum(bucket)))
-            .collect();
+            .map(|(bucket, bound)| (bound, self.cells.sum(bucket)));
+        // Usual bucket counts fit on the stack: a scrape of many series allocates
+        // nothing per histogram.
+        let mut stack = [(0.0, 0); 32];
+        let heap: Vec<(f64, u64)>;
+        let pairs: &[(f64, u64)] = if bounds.len() < stack.len() {
+            let mut n = 0;
+            for (slot, pair) in stack.iter_mut().zip(pairs) {
+                *slot = pair;
+                n += 1;
+            }
+            &stack[..n]
+        } else {
+            heap = pairs.collect();
+            &heap
+        };
         let count = pairs.iter().fold(0u64, |acc, (_, n)| acc.wrapping_add(*n));
-        encoder.encode_histogram::<NoLabelSet>(self.sum(), count, &pairs, None)
+        encoder.encode_histogram::<NoLabelSet>(self.sum(), count, pairs, None)
     }
 }
 

@@ -51,11 +51,14 @@ where
         Poll::Ready(match result {
             Ok(response) => {
                 if let Some(guard) = &mut guard {
-                    let expected = response
-                        .headers()
-                        .get(http::header::CONTENT_LENGTH)
-                        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
-                        .or_else(|| response.body().size_hint().exact());
+                    // The exact size hint first: it is free, where the header costs a
+                    // hash lookup, and hyper sends the one it has.
+                    let expected = response.body().size_hint().exact().or_else(|| {
+                        response
+                            .headers()
+                            .get(http::header::CONTENT_LENGTH)
+                            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
+                    });
                     guard.responded(response.status(), expected);
                 }
                 if sends_no_body(*this.method, response.status()) || response.body().is_end_stream()

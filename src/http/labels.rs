@@ -1,7 +1,5 @@
 //! Label names, label values and the packed key of a series.
 
-use std::borrow::Cow;
-
 use http::{Request, StatusCode};
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
@@ -306,38 +304,61 @@ pub(crate) fn group_status(status: StatusCode, grouped: bool) -> u16 {
     if grouped { code / 100 * 100 } else { code }
 }
 
-/// A series key with what is needed to write its labels.
+/// A series key with what is needed to write its labels. Written once per line of the
+/// exposition (each bucket repeats them), so nothing here allocates.
 pub(crate) struct SeriesLabels<'a> {
-    pub(crate) key: SeriesKey,
-    pub(crate) names: &'a Names,
-    pub(crate) route: Option<&'a str>,
-    pub(crate) grouped_status: bool,
+    key: SeriesKey,
+    names: &'a Names,
+    route: Option<&'a str>,
+    /// The status label value, `"404"` or `"4xx"`.
+    status: [u8; 3],
+}
+
+impl<'a> SeriesLabels<'a> {
+    pub(crate) fn new(
+        key: SeriesKey,
+        names: &'a Names,
+        route: Option<&'a str>,
+        grouped_status: bool,
+    ) -> Self {
+        let code = key.status();
+        let digit = |n: u16| b'0' + (n % 10) as u8;
+        let status = if grouped_status {
+            [digit(code / 100), b'x', b'x']
+        } else {
+            [digit(code / 100), digit(code / 10), digit(code)]
+        };
+        Self {
+            key,
+            names,
+            route,
+            status,
+        }
+    }
+
+    fn status(&self) -> &str {
+        std::str::from_utf8(&self.status).unwrap_or("_OTHER")
+    }
 }
 
 impl EncodeLabelSet for SeriesLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
         let names = self.names;
-        let status = self.key.status();
-        let status_label: Cow<'static, str> = if self.grouped_status {
-            Cow::Owned(format!("{}xx", status / 100))
-        } else {
-            Cow::Owned(status.to_string())
-        };
         (names.method, self.key.method().as_str()).encode(encoder.encode_label())?;
         if let Some(route) = self.route {
             (names.route, route).encode(encoder.encode_label())?;
         }
-        (names.status, status_label.as_ref()).encode(encoder.encode_label())?;
+        (names.status, self.status()).encode(encoder.encode_label())?;
         if names.otel_labels {
             ("url_scheme", self.key.scheme().as_str()).encode(encoder.encode_label())?;
             ("network_protocol_version", self.key.version()).encode(encoder.encode_label())?;
             let error_type = match self.key.outcome().error_type() {
-                Some(error_type) => Some(Cow::Borrowed(error_type)),
-                None if status >= 500 => Some(status_label),
+                Some(error_type) => Some(error_type),
+                None if self.key.status() >= 500 => Some(self.status()),
                 None => None,
             };
             if let Some(error_type) = error_type {
-                ("error_type", error_type.as_ref()).encode(encoder.encode_label())?;
+                ("error_type", error_type).encode(encoder.encode_label())?;
             }
         }
         Ok(())

@@ -436,14 +436,14 @@ impl Collector for Recorder {
                 encoder.encode_descriptor(name, help, Some(&unit), MetricType::Histogram)?;
             for (key, s) in &series {
                 let Some(histogram) = field(s) else { continue };
-                let labels = SeriesLabels {
-                    key: *key,
+                let labels = SeriesLabels::new(
+                    *key,
                     names,
-                    route: routes
+                    routes
                         .get((key.route() as usize).wrapping_sub(1))
                         .map(|r| &**r),
-                    grouped_status: self.config.grouped_status,
-                };
+                    self.config.grouped_status,
+                );
                 histogram.encode(&mut family.encode_family(&labels)?)?;
             }
             if let Some(histogram) = field(&self.overflow).filter(|_| !self.overflow.is_empty()) {
