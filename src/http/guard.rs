@@ -16,15 +16,15 @@ pub(crate) struct Guard {
     recorder: Arc<RecorderHandle>,
     start: Instant,
     key: SeriesKey,
-    active_slot: usize,
+    active_slot: u8,
     request_bytes: Option<Arc<AtomicU64>>,
     /// The status to record, already grouped; `None` until the response head arrived.
     status: Option<u16>,
     response_bytes: u64,
-    /// The body length hyper will send, when known (`Content-Length`, or an exact size
-    /// hint): hyper stops polling a body once that many bytes are written, whether or not
-    /// the body has said it ended.
-    expected_bytes: Option<u64>,
+    /// The body length hyper will send (`Content-Length`, or an exact size hint;
+    /// `u64::MAX` when unknown): hyper stops polling a body once that many bytes are
+    /// written, whether or not the body has said it ended.
+    expected_bytes: u64,
     /// Set while the inner service, future or body runs: if the guard is dropped then,
     /// that code panicked (the guard is dropped by the unwinding). Dropped at any other
     /// time, the request was cancelled, whatever else is unwinding on this thread.
@@ -43,7 +43,8 @@ impl Guard {
     ) -> Self {
         let thread = crate::sharded::thread_shard();
         let recorder = handles.at(thread).clone();
-        let active_slot = recorder.start(thread, key.method(), scheme);
+        // Slots are below 20 (methods × schemes): the cast is lossless.
+        let active_slot = recorder.start(thread, key.method(), scheme) as u8;
         Self {
             recorder,
             start,
@@ -52,7 +53,7 @@ impl Guard {
             request_bytes,
             status: None,
             response_bytes: 0,
-            expected_bytes: None,
+            expected_bytes: u64::MAX,
             polling: false,
             finished: false,
         }
@@ -70,14 +71,13 @@ impl Guard {
 
     pub(crate) fn responded(&mut self, status: StatusCode, expected_bytes: Option<u64>) {
         self.status = Some(group_status(status, self.recorder.grouped_status()));
-        self.expected_bytes = expected_bytes;
+        self.expected_bytes = expected_bytes.unwrap_or(u64::MAX);
     }
 
     /// Counts streamed bytes; true once the known length is reached.
     pub(crate) fn add_response_bytes(&mut self, bytes: usize) -> bool {
         self.response_bytes = self.response_bytes.saturating_add(bytes as u64);
-        self.expected_bytes
-            .is_some_and(|expected| self.response_bytes >= expected)
+        self.response_bytes >= self.expected_bytes
     }
 
     /// Records the request; later calls and the `Drop` do nothing.
@@ -99,7 +99,7 @@ impl Guard {
             .map_or(0, |bytes| bytes.load(Ordering::Relaxed));
         self.recorder.finish(
             self.key.finish(status, outcome),
-            self.active_slot,
+            usize::from(self.active_slot),
             self.start.elapsed().as_secs_f64(),
             request_bytes,
             self.response_bytes,
