@@ -16,6 +16,7 @@
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -78,12 +79,18 @@ pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 #[derive(Clone, Debug)]
 pub struct Exporter {
     registry: Arc<Registry>,
+    /// The length of the last exposition: the next one is encoded into a buffer that
+    /// size, not grown by doubling (and copying) from empty.
+    last_len: Arc<AtomicUsize>,
 }
 
 impl Exporter {
     /// An exporter of `registry`.
     pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            last_len: Arc::default(),
+        }
     }
 
     /// The response to a request with this method and these headers.
@@ -99,7 +106,8 @@ impl Exporter {
             return response;
         }
         let openmetrics = prefers_openmetrics(headers);
-        let mut text = String::new();
+        let last_len = self.last_len.load(Ordering::Relaxed);
+        let mut text = String::with_capacity(last_len + last_len / 8);
         let encoded = if openmetrics {
             text::encode(&mut text, &self.registry)
         } else {
@@ -111,6 +119,7 @@ impl Exporter {
                 "the metrics could not be encoded\n",
             );
         }
+        self.last_len.store(text.len(), Ordering::Relaxed);
         let (body, gzipped) = compress(text.into_bytes(), headers);
         let content_type = if openmetrics {
             OPENMETRICS_CONTENT_TYPE
