@@ -1,5 +1,6 @@
 //! The guard that records a request exactly once, however it ends.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -115,7 +116,44 @@ impl Drop for Guard {
             Outcome::Cancelled
         };
         self.finish(outcome);
+        if let Some(counter) = self.request_bytes.take() {
+            recycle_counter(counter);
+        }
     }
+}
+
+/// Request body byte counters this thread can reuse: a request with a body needs one,
+/// shared by its body and its guard, and allocating it anew would cost an allocation
+/// per request.
+const POOLED_COUNTERS: usize = 64;
+
+thread_local! {
+    static COUNTERS: RefCell<Vec<Arc<AtomicU64>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A zeroed counter, from this thread's pool when it has one.
+pub(crate) fn request_bytes_counter() -> Arc<AtomicU64> {
+    COUNTERS
+        .try_with(|pool| pool.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Gives a counter back to this thread's pool, if nothing else holds it any more (the
+/// request body was dropped) and the pool has room.
+fn recycle_counter(mut counter: Arc<AtomicU64>) {
+    let Some(count) = Arc::get_mut(&mut counter) else {
+        return;
+    };
+    *count.get_mut() = 0;
+    let _ = COUNTERS.try_with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut() {
+            if pool.len() < POOLED_COUNTERS {
+                pool.push(counter);
+            }
+        }
+    });
 }
 
 /// Whether no body follows this response head: HEAD, a CONNECT tunnel (2xx), 1xx, 204

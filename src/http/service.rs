@@ -1,7 +1,6 @@
 //! The service the layer produces.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -11,7 +10,7 @@ use tower_service::Service;
 
 use super::body::{RequestBody, ResponseBody};
 use super::future::ResponseFuture;
-use super::guard::Guard;
+use super::guard::{Guard, request_bytes_counter};
 use super::labels::{Method, Scheme, SeriesKey};
 use super::recorder::Handles;
 use super::route::{DefaultRoute, RouteLabel};
@@ -81,7 +80,7 @@ where
             .map_or(0, |route| recorder.route_id(route));
         let key = SeriesKey::request(&request, method, route);
         let request_bytes = (recorder.measures_body_sizes() && !request.body().is_end_stream())
-            .then(|| Arc::new(AtomicU64::new(0)));
+            .then(request_bytes_counter);
         let mut guard = Guard::start(
             &self.handles,
             start,
