@@ -90,6 +90,25 @@ fn stream_router(metrics: &Metrics, rx: mpsc::Receiver<Result<Bytes, std::io::Er
         .layer(metrics.http_layer())
 }
 
+/// A `/stream` request whose response body has streamed its first chunk, `first`;
+/// the sender feeds the rest.
+async fn stream_started(
+    metrics: &Metrics,
+    first: &'static [u8],
+) -> (mpsc::Sender<Result<Bytes, std::io::Error>>, Body) {
+    let (tx, rx) = mpsc::channel(1);
+    let response = stream_router(metrics, rx)
+        .oneshot(get_request("/stream"))
+        .await
+        .expect("infallible");
+    let mut body = response.into_body();
+    tx.send(Ok(Bytes::from_static(first)))
+        .await
+        .expect("body alive");
+    assert!(body.frame().await.is_some());
+    (tx, body)
+}
+
 fn get_request(uri: &str) -> Request<Body> {
     Request::get(uri)
         .body(Body::empty())
@@ -277,17 +296,7 @@ async fn body_sizes_are_the_bytes_streamed() {
 #[tokio::test]
 async fn duration_includes_streaming_the_body() {
     let metrics = Metrics::new();
-    let (tx, rx) = mpsc::channel(1);
-    let router = stream_router(&metrics, rx);
-    let response = router
-        .oneshot(get_request("/stream"))
-        .await
-        .expect("infallible");
-    let mut body = response.into_body();
-    tx.send(Ok(Bytes::from_static(b"first")))
-        .await
-        .expect("body alive");
-    assert!(body.frame().await.is_some());
+    let (tx, mut body) = stream_started(&metrics, b"first").await;
     assert_eq!(
         total(&scrape(&metrics), DURATION_COUNT, &[]),
         0.0,
@@ -322,17 +331,7 @@ async fn duration_includes_streaming_the_body() {
 #[tokio::test]
 async fn body_dropped_mid_stream_is_cancelled_with_its_status() {
     let metrics = Metrics::new();
-    let (tx, rx) = mpsc::channel(1);
-    let router = stream_router(&metrics, rx);
-    let response = router
-        .oneshot(get_request("/stream"))
-        .await
-        .expect("infallible");
-    let mut body = response.into_body();
-    tx.send(Ok(Bytes::from_static(b"half")))
-        .await
-        .expect("body alive");
-    assert!(body.frame().await.is_some());
+    let (_tx, body) = stream_started(&metrics, b"half").await;
     let samples = scrape(&metrics);
     assert_eq!(
         value(
