@@ -33,6 +33,23 @@ fn series(status: &str, error_type: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The registry's one request was recorded once, with this status and `error_type`,
+/// and nothing is left in flight.
+fn assert_recorded_once(registry: &Registry, status: &str, error_type: &str) {
+    let samples = parse(&prometheus_text(registry));
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &borrowed(&series(status, error_type))
+        ),
+        Some(1.0),
+        "{samples:#?}"
+    );
+    assert_eq!(total(&samples, DURATION_COUNT, &[]), 1.0, "recorded once");
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
 fn borrowed<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
     labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
@@ -50,16 +67,7 @@ async fn inner_error_is_500_other_and_passed_through() {
         .await
         .expect_err("the inner error");
     assert_eq!(error.to_string(), "database unreachable");
-    let samples = parse(&prometheus_text(&registry));
-    assert_eq!(
-        value(
-            &samples,
-            DURATION_COUNT,
-            &borrowed(&series("500", "_OTHER"))
-        ),
-        Some(1.0)
-    );
-    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+    assert_recorded_once(&registry, "500", "_OTHER");
 }
 
 #[tokio::test]
@@ -77,13 +85,7 @@ async fn panic_in_the_handler_is_500_panic() {
         ));
     let task = tokio::spawn(service.oneshot(request()));
     assert!(task.await.expect_err("the task panicked").is_panic());
-    let samples = parse(&prometheus_text(&registry));
-    assert_eq!(
-        value(&samples, DURATION_COUNT, &borrowed(&series("500", "panic"))),
-        Some(1.0)
-    );
-    assert_eq!(total(&samples, DURATION_COUNT, &[]), 1.0, "recorded once");
-    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+    assert_recorded_once(&registry, "500", "panic");
 }
 
 #[tokio::test]
@@ -112,12 +114,7 @@ async fn panic_while_streaming_the_body_keeps_the_status() {
     let response = service.oneshot(request()).await.expect("a response");
     let task = tokio::spawn(response.into_body().collect());
     assert!(task.await.expect_err("the body panicked").is_panic());
-    let samples = parse(&prometheus_text(&registry));
-    assert_eq!(
-        value(&samples, DURATION_COUNT, &borrowed(&series("200", "panic"))),
-        Some(1.0)
-    );
-    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+    assert_recorded_once(&registry, "200", "panic");
 }
 
 #[tokio::test]
@@ -194,12 +191,7 @@ async fn panic_in_the_synchronous_call_is_500_panic() {
     ));
     let task = tokio::spawn(service.oneshot(request()));
     assert!(task.await.expect_err("the task panicked").is_panic());
-    let samples = parse(&prometheus_text(&registry));
-    assert_eq!(
-        value(&samples, DURATION_COUNT, &borrowed(&series("500", "panic"))),
-        Some(1.0)
-    );
-    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+    assert_recorded_once(&registry, "500", "panic");
 }
 
 /// A panic caught outside the layer (as tower-http's `CatchPanic` does) drops the
@@ -231,12 +223,7 @@ fn panics_are_told_apart_from_cancellations_by_where_they_happen() {
     let caught = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
     assert!(caught.is_err(), "the handler panicked");
     drop(future);
-    let samples = parse(&prometheus_text(&caught_registry));
-    assert_eq!(
-        value(&samples, DURATION_COUNT, &borrowed(&series("500", "panic"))),
-        Some(1.0),
-        "{samples:#?}"
-    );
+    assert_recorded_once(&caught_registry, "500", "panic");
 
     let mut future = Box::pin(tower::Service::call(&mut pending, request()));
     assert!(future.as_mut().poll(&mut cx).is_pending());
@@ -245,15 +232,5 @@ fn panics_are_told_apart_from_cancellations_by_where_they_happen() {
         panic!("something else panicked");
     }));
     assert!(caught.is_err());
-    let samples = parse(&prometheus_text(&sibling_registry));
-    assert_eq!(
-        value(
-            &samples,
-            DURATION_COUNT,
-            &borrowed(&series("499", "cancelled"))
-        ),
-        Some(1.0),
-        "{samples:#?}"
-    );
-    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+    assert_recorded_once(&sibling_registry, "499", "cancelled");
 }
