@@ -101,9 +101,8 @@ struct LocalCache {
     /// `Rc`: the cache never leaves its thread, so sharing a name costs no atomic.
     routes: HashMap<Rc<str>, u32, BuildHasherDefault<FxHasher>>,
     series: SeriesMap,
-    /// The route and the series used last: a hit costs a comparison, not a hash.
+    /// The route used last: a hit costs a comparison, not a hash.
     last_route: Option<(Rc<str>, u32)>,
-    last_series: Option<(SeriesKey, Arc<Series>)>,
 }
 
 impl LocalCache {
@@ -113,7 +112,6 @@ impl LocalCache {
             routes: HashMap::default(),
             series: HashMap::default(),
             last_route: None,
-            last_series: None,
         }
     }
 
@@ -130,14 +128,12 @@ impl LocalCache {
         Some(id)
     }
 
+    /// No "last used" shortcut here: keeping it would clone the series' `Arc`, a
+    /// reference count shared by every thread, on each change of label set; a lookup
+    /// by an integer key is about as cheap.
     #[inline]
     fn series(&mut self, key: SeriesKey) -> Option<&Series> {
-        let hit = matches!(&self.last_series, Some((last, _)) if *last == key);
-        if !hit {
-            let series = self.series.get(&key)?.clone();
-            self.last_series = Some((key, series));
-        }
-        self.last_series.as_ref().map(|(_, series)| &**series)
+        self.series.get(&key).map(|series| &**series)
     }
 }
 
