@@ -40,6 +40,13 @@ step "tests (all features: the heap tests need the counting allocator)"
 # A hung test fails the run after 20 minutes instead of eating CI's 90.
 timeout 1200 cargo test --workspace --all-features
 
+step "monitoring/: promtool, amtool, docker-compose config, end to end against a real Prometheus"
+if ! command -v prometheus-alertmanager >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus-alertmanager docker-compose
+fi
+timeout 600 monitoring/test.sh
+
 step "runtime tests with --cfg tokio_unstable (own target dir: other RUSTFLAGS)"
 RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/tokio-unstable \
     timeout 600 cargo test --all-features --test runtime
