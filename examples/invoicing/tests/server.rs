@@ -333,19 +333,20 @@ async fn starts_with_metrics_on_a_separate_port_and_stops_gracefully_on_sigterm(
         !downloads[0].labels.contains_key("error_type"),
         "{downloads:#?}"
     );
-    // The default collectors and the counting allocator (the binary's global allocator).
-    for name in [
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "tokio_alive_tasks",
-        "tokio_event_loop_lag_seconds_count",
-        "rust_heap_live_bytes",
-        "rust_heap_allocations_total",
+    // The default collectors and the counting allocator (the binary's global allocator)
+    // are published; what must have moved by now is above zero.
+    for (name, moved) in [
+        ("process_cpu_seconds_total", false),
+        ("process_resident_memory_bytes", true),
+        ("tokio_alive_tasks", false),
+        ("tokio_event_loop_lag_seconds_count", false),
+        ("rust_heap_live_bytes", true),
+        ("rust_heap_allocations_total", true),
     ] {
         let found = common::find(&samples, name, &[]);
         assert!(
-            found.len() == 1 && found[0].value > 0.0,
-            "{name} is published with a value: {found:#?}"
+            found.len() == 1 && (found[0].value > 0.0 || !moved && found[0].value == 0.0),
+            "{name} is published with a plausible value: {found:#?}"
         );
     }
 }
