@@ -127,10 +127,23 @@ async fn runtime_gauges_and_counters_move() {
     for task in work {
         task.await.expect("the task ends");
     }
-    let samples = scrape(&registry);
+    // Workers publish their busy time when they park or tick, not at each poll: wait
+    // (at most 5 s) until it shows.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let samples = scrape(&registry);
+        let now = value(&samples, "tokio_worker_busy_seconds_total", &[]).expect("published");
+        if now > busy {
+            break samples;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "busy time never grew from {busy}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let done = value(&samples, "tokio_alive_tasks", &[]).expect("published");
     assert!(done < parked, "finished tasks are no longer alive");
-    assert!(value(&samples, "tokio_worker_busy_seconds_total", &[]).expect("published") > busy);
     assert!(value(&samples, "tokio_worker_parks_total", &[]).expect("published") >= 1.0);
     // Remote wake-ups (the probe's, among others) pass through the global queue: its
     // depth at any instant is small but not always zero.
@@ -199,7 +212,21 @@ fn unstable_metrics_with_tokio_unstable() {
         for _ in 0..10 {
             tokio::spawn(async {}).await.expect("the task ends");
         }
-        scrape(&registry)
+        // Workers publish their poll counts when they park or tick, not at each poll:
+        // wait (at most 5 s) until the 10 polls show.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let samples = scrape(&registry);
+            let polls = value(&samples, "tokio_task_poll_time_seconds_count", &[]);
+            if polls.is_some_and(|polls| polls >= 10.0) {
+                return samples;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "polls never published: {polls:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     });
     assert!(value(&samples, "tokio_blocking_threads", &[]).expect("published") >= 1.0);
     assert!(value(&samples, "tokio_spawned_tasks_total", &[]).expect("published") >= 10.0);
