@@ -1,7 +1,7 @@
 //! HTTP metrics on a plain hyper 1.x server, without axum.
 //!
 //! Without axum there is no `MatchedPath`, so the route label comes from a closure given
-//! to `route_label`: it must return the route *template* (`/hello/{name}`), never the
+//! to `route_fn`: it must return the route *template* (`/hello/{name}`), never the
 //! raw path, or every name would become a series of its own.
 //!
 //! Run it with:
@@ -18,6 +18,9 @@
 //! curl http://127.0.0.1:3000/hello/world
 //! curl http://127.0.0.1:3000/metrics
 //! ```
+//!
+//! The router matches by hand and only knows `GET`: other methods, `HEAD` included, get
+//! 405 (recorded with their route).
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};

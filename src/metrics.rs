@@ -61,7 +61,6 @@ impl Metrics {
     ///
     /// let metrics = Metrics::builder()
     ///     .registry(registry)
-    ///     .prefix("invoicing")
     ///     .http(HttpMetricsLayer::builder().naming(Naming::PromClient).exclude_path("/metrics"))
     ///     .build()?;
     /// # Ok::<(), tower_prometheus::Error>(())
@@ -135,8 +134,11 @@ impl MetricsBuilder {
         self
     }
 
-    /// A prefix for the names of the crate's metrics (`myapp` gives
-    /// `myapp_http_server_request_duration_seconds`). Defaults to none.
+    /// A prefix for the names of all of the crate's metrics, collectors included
+    /// (`myapp` gives `myapp_http_server_request_duration_seconds`,
+    /// `myapp_process_cpu_seconds_total`, …), not for those already in the registry
+    /// you pass. Dashboards and alerts must use the prefixed names, so the ones in
+    /// `monitoring/` expect none. Defaults to none.
     ///
     /// It must be a valid metric name without colons, otherwise
     /// [`build`](Self::build) returns [`Error::InvalidPrefix`].

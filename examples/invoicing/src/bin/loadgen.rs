@@ -560,6 +560,10 @@ async fn run(options: Options) -> Result<bool, String> {
     }
 
     eprintln!(
+        "loadgen: set-up sent 19 requests (GET /health, 3 sellers, 5 clients, 10 invoices), \
+         not counted in the summary"
+    );
+    eprintln!(
         "loadgen: {} for {:?} at {}/s, at most {} in flight",
         target.base, options.duration, options.rate, options.concurrency
     );
