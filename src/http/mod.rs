@@ -1,8 +1,8 @@
 //! The HTTP layer: request duration, in-flight requests and body sizes.
 //!
 //! [`HttpMetricsLayer`] wraps any `tower::Service<http::Request<B>>` whose response is an
-//! `http::Response` with an [`http_body::Body`]: an axum `Router`, a hyper service, a
-//! tonic server. For each request it records:
+//! `http::Response` with an [`http_body::Body`]: an axum `Router`, a hyper service, any
+//! tower HTTP stack. For each request it records:
 //!
 //! - a **duration** histogram, from the moment the request enters the layer until the
 //!   response body has been streamed to its end;
