@@ -119,6 +119,15 @@ fn scrape(metrics: &Metrics) -> Vec<common::Sample> {
     parse(&prometheus_text(metrics.registry()))
 }
 
+/// The in-flight gauge of plain-HTTP `GET` requests.
+fn get_in_flight(samples: &[common::Sample]) -> Option<f64> {
+    value(
+        samples,
+        ACTIVE,
+        &[("http_request_method", "GET"), ("url_scheme", "http")],
+    )
+}
+
 fn labels<'a>(route: Option<&'a str>, method: &'a str, status: &'a str) -> Vec<(&'a str, &'a str)> {
     let mut labels = vec![
         ("http_request_method", method),
@@ -164,14 +173,7 @@ async fn counts_concurrent_requests_exactly() {
         1,
         "one series for one route, method and status: {samples:#?}"
     );
-    assert_eq!(
-        value(
-            &samples,
-            ACTIVE,
-            &[("http_request_method", "GET"), ("url_scheme", "http")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(get_in_flight(&samples), Some(0.0));
 }
 
 #[tokio::test]
@@ -333,14 +335,7 @@ async fn body_dropped_mid_stream_is_cancelled_with_its_status() {
     let metrics = Metrics::new();
     let (_tx, body) = stream_started(&metrics, b"half").await;
     let samples = scrape(&metrics);
-    assert_eq!(
-        value(
-            &samples,
-            ACTIVE,
-            &[("http_request_method", "GET"), ("url_scheme", "http")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(get_in_flight(&samples), Some(1.0));
     drop(body);
     let samples = scrape(&metrics);
     let mut series = labels(Some("/stream"), "GET", "200");
@@ -354,14 +349,7 @@ async fn body_dropped_mid_stream_is_cancelled_with_its_status() {
         ),
         Some(4.0)
     );
-    assert_eq!(
-        value(
-            &samples,
-            ACTIVE,
-            &[("http_request_method", "GET"), ("url_scheme", "http")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(get_in_flight(&samples), Some(0.0));
 }
 
 #[tokio::test]
@@ -406,15 +394,14 @@ async fn future_dropped_before_a_response_is_499_cancelled() {
         .layer(metrics.http_layer());
     let request = tokio::spawn(router.oneshot(get_request("/slow")));
     started_rx.await.expect("the handler starts");
-    let active = [("http_request_method", "GET"), ("url_scheme", "http")];
-    assert_eq!(value(&scrape(&metrics), ACTIVE, &active), Some(1.0));
+    assert_eq!(get_in_flight(&scrape(&metrics)), Some(1.0));
     request.abort();
     assert!(request.await.expect_err("aborted").is_cancelled());
     let samples = scrape(&metrics);
     let mut series = labels(Some("/slow"), "GET", "499");
     series.push(("error_type", "cancelled"));
     assert_eq!(value(&samples, DURATION_COUNT, &series), Some(1.0));
-    assert_eq!(value(&samples, ACTIVE, &active), Some(0.0));
+    assert_eq!(get_in_flight(&samples), Some(0.0));
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
 use super::guard::{Guard, sends_no_body};
-use super::labels::{Method, Outcome};
+use super::labels::Outcome;
 
 pin_project! {
     /// The future of [`HttpMetrics`](super::HttpMetrics): the inner future, and the guard
@@ -19,17 +19,12 @@ pin_project! {
         #[pin]
         inner: F,
         guard: Option<Guard>,
-        method: Method,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, guard: Option<Guard>, method: Method) -> Self {
-        Self {
-            inner,
-            guard,
-            method,
-        }
+    pub(crate) fn new(inner: F, guard: Option<Guard>) -> Self {
+        Self { inner, guard }
     }
 }
 
@@ -50,7 +45,7 @@ where
         let mut guard = this.guard.take();
         Poll::Ready(match result {
             Ok(response) => {
-                if let Some(guard) = &mut guard {
+                if let Some(active) = &mut guard {
                     // The exact size hint first: it is free, where the header costs a
                     // hash lookup, and hyper sends the one it has.
                     let expected = response.body().size_hint().exact().or_else(|| {
@@ -59,12 +54,12 @@ where
                             .get(http::header::CONTENT_LENGTH)
                             .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
                     });
-                    guard.responded(response.status(), expected);
-                }
-                if sends_no_body(*this.method, response.status()) || response.body().is_end_stream()
-                {
-                    if let Some(mut guard) = guard.take() {
-                        guard.finish(Outcome::Completed);
+                    active.responded(response.status(), expected);
+                    if sends_no_body(active.method(), response.status())
+                        || response.body().is_end_stream()
+                    {
+                        active.finish(Outcome::Completed);
+                        guard = None;
                     }
                 }
                 Ok(response.map(|body| ResponseBody::new(body, guard)))

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use super::labels::{Method, Outcome, Scheme, SeriesKey, group_status};
+use super::labels::{Method, Outcome, SeriesKey, group_status};
 use super::recorder::{Handles, RecorderHandle};
 
 /// Created when a request enters the layer, moved from the response future into the
@@ -39,13 +39,12 @@ impl Guard {
         handles: &Handles,
         start: Instant,
         key: SeriesKey,
-        scheme: Scheme,
         request_bytes: Option<Arc<AtomicU64>>,
     ) -> Self {
         let thread = crate::sharded::thread_shard();
         let recorder = handles.at(thread).clone();
         // Slots are below 20 (methods × schemes): the cast is lossless.
-        let active_slot = recorder.start(thread, key.method(), scheme) as u8;
+        let active_slot = recorder.start(thread, key.method(), key.scheme()) as u8;
         Self {
             recorder,
             start,
@@ -68,6 +67,11 @@ impl Guard {
         let output = f();
         self.polling = false;
         output
+    }
+
+    /// The request's method.
+    pub(crate) fn method(&self) -> Method {
+        self.key.method()
     }
 
     pub(crate) fn responded(&mut self, status: StatusCode, expected_bytes: Option<u64>) {

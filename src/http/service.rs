@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::body::{RequestBody, ResponseBody};
 use super::future::ResponseFuture;
 use super::guard::{Guard, request_bytes_counter};
-use super::labels::{Method, Scheme, SeriesKey};
+use super::labels::{Method, SeriesKey};
 use super::recorder::Handles;
 use super::route::{DefaultRoute, RouteLabel};
 
@@ -71,7 +71,7 @@ where
         let recorder = self.handles.recorder();
         if recorder.is_excluded(request.uri().path()) {
             let request = request.map(|body| RequestBody::new(body, None));
-            return ResponseFuture::new(self.inner.call(request), None, Method::Get);
+            return ResponseFuture::new(self.inner.call(request), None);
         }
         let method = Method::from_http(request.method());
         let route = self
@@ -81,19 +81,13 @@ where
         let key = SeriesKey::request(&request, method, route);
         let request_bytes = (recorder.measures_body_sizes() && !request.body().is_end_stream())
             .then(request_bytes_counter);
-        let mut guard = Guard::start(
-            &self.handles,
-            start,
-            key,
-            Scheme::of(&request),
-            request_bytes.clone(),
-        );
+        let mut guard = Guard::start(&self.handles, start, key, request_bytes.clone());
         let request = request.map(|body| RequestBody::new(body, request_bytes));
         // Set by hand rather than through a closure, which would move the request once
         // more.
         guard.polling = true;
         let future = self.inner.call(request);
         guard.polling = false;
-        ResponseFuture::new(future, Some(guard), method)
+        ResponseFuture::new(future, Some(guard))
     }
 }

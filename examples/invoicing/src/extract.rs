@@ -158,6 +158,18 @@ pub struct Page<T> {
     pub offset: i64,
 }
 
+impl Pagination {
+    /// The page answered for these items, of `total` matching.
+    pub fn page<T>(self, items: Vec<T>, total: i64) -> Page<T> {
+        Page {
+            items,
+            total,
+            limit: self.limit,
+            offset: self.offset,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

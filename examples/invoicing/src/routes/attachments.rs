@@ -53,12 +53,7 @@ async fn list(
         return Err(no_invoice(invoice_id));
     }
     let (items, total) = attachment::list(&state.db, invoice_id, page).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit: page.limit,
-        offset: page.offset,
-    }))
+    Ok(Json(page.page(items, total)))
 }
 
 async fn upload(

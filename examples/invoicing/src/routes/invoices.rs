@@ -43,12 +43,7 @@ async fn list(
         return Err(AppError::Validation(errors));
     }
     let (items, total) = invoice::list(&state.db, &filters, page).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit: page.limit,
-        offset: page.offset,
-    }))
+    Ok(Json(page.page(items, total)))
 }
 
 async fn create(

@@ -47,12 +47,7 @@ async fn list(
         return Err(AppError::Validation(errors));
     }
     let (items, total) = party::list(&state.db, kind, page).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit: page.limit,
-        offset: page.offset,
-    }))
+    Ok(Json(page.page(items, total)))
 }
 
 async fn create(
