@@ -22,19 +22,23 @@ fn request() -> Request<Full<Bytes>> {
         .expect("valid request")
 }
 
+/// The labels of the series of one request; no `error_type` when it is empty.
 fn series(status: &str, error_type: &str) -> Vec<(&'static str, String)> {
-    vec![
+    let mut labels = vec![
         ("http_request_method", "POST".into()),
         ("http_route", "/jobs/{id}".into()),
         ("http_response_status_code", status.into()),
         ("url_scheme", "http".into()),
         ("network_protocol_version", "1.1".into()),
-        ("error_type", error_type.into()),
-    ]
+    ];
+    if !error_type.is_empty() {
+        labels.push(("error_type", error_type.into()));
+    }
+    labels
 }
 
-/// The registry's one request was recorded once, with this status and `error_type`,
-/// and nothing is left in flight.
+/// The registry's one request was recorded once, with this status and `error_type`
+/// (none when empty), and nothing is left in flight.
 fn assert_recorded_once(registry: &Registry, status: &str, error_type: &str) {
     let samples = parse(&prometheus_text(registry));
     assert_eq!(
@@ -233,4 +237,98 @@ fn panics_are_told_apart_from_cancellations_by_where_they_happen() {
     }));
     assert!(caught.is_err());
     assert_recorded_once(&sibling_registry, "499", "cancelled");
+}
+
+/// A request can end on another thread than the one it started on (a work-stealing
+/// runtime moves tasks): a thread that never served a request of this layer finishes
+/// it, and it is recorded once, with nothing left in flight.
+#[test]
+fn a_body_finished_on_a_thread_new_to_the_layer_is_recorded() {
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry)
+        .route_fn(route)
+        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+        }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let response = runtime
+        .block_on(service.oneshot(request()))
+        .expect("the service answers");
+    let body = response.into_body();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(body.collect()).expect("the body streams")
+    })
+    .join()
+    .expect("the other thread does not panic");
+    assert_recorded_once(&registry, "200", "");
+}
+
+/// A response body may outlive the layer and every service it made: the request is
+/// still recorded into the registry, which holds the metrics.
+#[tokio::test]
+async fn a_body_outliving_the_layer_is_recorded() {
+    let mut registry = Registry::default();
+    let layer = HttpMetricsLayer::new(&mut registry).route_fn(route);
+    let service = layer.layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"late"))))
+    }));
+    let response = service
+        .oneshot(request())
+        .await
+        .expect("the service answers");
+    drop(layer);
+    assert_eq!(
+        total(
+            &parse(&prometheus_text(&registry)),
+            "http_server_active_requests",
+            &[]
+        ),
+        1.0,
+        "in flight until the body ends"
+    );
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body streams");
+    assert_recorded_once(&registry, "200", "");
+}
+
+/// Once the layer, its services and the registry are gone, nothing can show the
+/// metrics any more: a body that ends then, on a thread that never saw the layer,
+/// streams whole and nothing panics.
+#[tokio::test]
+async fn a_body_outliving_the_registry_ends_quietly() {
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry)
+        .route_fn(route)
+        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+                b"orphan",
+            ))))
+        }));
+    let response = service
+        .oneshot(request())
+        .await
+        .expect("the service answers");
+    drop(registry);
+    let body = response.into_body();
+    // A fresh thread holds no cache of the recorder, so nothing keeps it alive there.
+    let collected = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(body.collect())
+    })
+    .join()
+    .expect("finishing an orphaned request does not panic");
+    assert_eq!(
+        collected.expect("the body streams").to_bytes(),
+        Bytes::from_static(b"orphan")
+    );
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::Response;
 use http_body::Body;
@@ -37,41 +37,47 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut inner = this.inner;
-        let result = match this.guard.as_mut() {
-            Some(guard) => ready!(guard.run(|| inner.as_mut().poll(cx))),
-            None => ready!(inner.poll(cx)),
+        let poll = match this.guard.as_mut() {
+            Some(guard) => guard.run(|| this.inner.poll(cx)),
+            None => this.inner.poll(cx),
         };
-        let mut guard = this.guard.take();
-        Poll::Ready(match result {
+        // One chain of `map`s, without a binding of the response in between: the
+        // response is then moved once, not three times.
+        poll.map(|result| match result {
             Ok(response) => {
-                if let Some(active) = &mut guard {
-                    // The exact size hint first: it is free, where the header costs a
-                    // hash lookup, and hyper sends the one it has.
-                    let expected = response.body().size_hint().exact().or_else(|| {
-                        response
-                            .headers()
-                            .get(http::header::CONTENT_LENGTH)
-                            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
-                    });
-                    active.responded(response.status(), expected);
-                    if sends_no_body(active.method(), response.status())
-                        || response.body().is_end_stream()
-                    {
-                        active.finish(Outcome::Completed);
-                        guard = None;
-                    }
-                }
+                let guard = this
+                    .guard
+                    .take()
+                    .and_then(|guard| responded(guard, &response));
                 Ok(response.map(|body| ResponseBody::new(body, guard)))
             }
             Err(error) => {
-                if let Some(mut guard) = guard {
+                if let Some(mut guard) = this.guard.take() {
                     guard.finish(Outcome::ServiceError);
                 }
                 Err(error)
             }
         })
     }
+}
+
+/// Notes the response head in the guard; the guard back if the body is still to come,
+/// `None` if the request was finished here (no body follows the head).
+fn responded<B: Body>(mut guard: Guard, response: &Response<B>) -> Option<Guard> {
+    // The exact size hint first: it is free, where the header costs a hash lookup, and
+    // hyper sends the one it has.
+    let expected = response.body().size_hint().exact().or_else(|| {
+        response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
+    });
+    guard.responded(response.status(), expected);
+    if sends_no_body(guard.method(), response.status()) || response.body().is_end_stream() {
+        guard.finish(Outcome::Completed);
+        return None;
+    }
+    Some(guard)
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {

@@ -7,19 +7,21 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use super::labels::{Method, Outcome, SeriesKey, group_status};
-use super::recorder::{Handles, RecorderHandle};
+use super::labels::{Method, Outcome, SeriesKey};
+use super::recorder::{self, Observation};
 
 /// Created when a request enters the layer, moved from the response future into the
 /// response body, and finished by whichever ends the request: the end of the body, an
 /// error, or its own `Drop` (a dropped future or body, or a panic unwinding through).
 pub(crate) struct Guard {
-    recorder: Arc<RecorderHandle>,
+    /// The id of the recorder: the thread that finishes the request finds it by that
+    /// (see [`recorder::finish`]).
+    recorder: u64,
     start: Instant,
     key: SeriesKey,
     active_slot: u8,
     request_bytes: Option<Arc<AtomicU64>>,
-    /// The status to record, already grouped; `None` until the response head arrived.
+    /// The response's status code; `None` until the response head arrived.
     status: Option<u16>,
     response_bytes: u64,
     /// The body length hyper will send (`Content-Length`, or an exact size hint;
@@ -34,17 +36,16 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    /// Counts the request in flight; from here on it is recorded exactly once.
-    pub(crate) fn start(
-        handles: &Handles,
+    /// A request counted in flight (in `active_slot`, by
+    /// [`RecorderHandle::start`](recorder::RecorderHandle::start)): from here on it is
+    /// recorded exactly once.
+    pub(crate) fn new(
+        recorder: u64,
         start: Instant,
         key: SeriesKey,
+        active_slot: u8,
         request_bytes: Option<Arc<AtomicU64>>,
     ) -> Self {
-        let thread = crate::sharded::thread_shard();
-        let recorder = handles.at(thread).clone();
-        // Slots are below 20 (methods × schemes): the cast is lossless.
-        let active_slot = recorder.start(thread, key.method(), key.scheme()) as u8;
         Self {
             recorder,
             start,
@@ -75,7 +76,7 @@ impl Guard {
     }
 
     pub(crate) fn responded(&mut self, status: StatusCode, expected_bytes: Option<u64>) {
-        self.status = Some(group_status(status, self.recorder.grouped_status()));
+        self.status = Some(status.as_u16());
         self.expected_bytes = expected_bytes.unwrap_or(u64::MAX);
     }
 
@@ -90,24 +91,24 @@ impl Guard {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        let status = self.status.unwrap_or_else(|| {
-            let status = match outcome {
-                Outcome::Cancelled => StatusCode::from_u16(499)
-                    .expect("499 is a valid status code (client closed request)"),
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            group_status(status, self.recorder.grouped_status())
+        // 499: client closed request (nginx's code).
+        let status = self.status.unwrap_or(match outcome {
+            Outcome::Cancelled => 499,
+            _ => 500,
         });
         let request_bytes = self
             .request_bytes
             .as_ref()
             .map_or(0, |bytes| bytes.load(Ordering::Relaxed));
-        self.recorder.finish(
+        recorder::finish(
+            self.recorder,
             self.key.finish(status, outcome),
-            usize::from(self.active_slot),
-            self.start.elapsed().as_secs_f64(),
-            request_bytes,
-            self.response_bytes,
+            self.active_slot,
+            &Observation {
+                seconds: self.start.elapsed().as_secs_f64(),
+                request_bytes,
+                response_bytes: self.response_bytes,
+            },
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Label names, label values and the packed key of a series.
 
-use http::{Request, StatusCode};
+use http::Request;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 /// Which names the HTTP metrics and their labels get.
@@ -246,25 +246,39 @@ impl Outcome {
 /// | 8–10 | outcome |
 /// | 11–20 | status code (100–999) |
 /// | 21–52 | route id (0: no route) |
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct SeriesKey(u64);
 
 impl SeriesKey {
     /// The labels known when the request arrives.
-    pub(crate) fn request<B>(request: &Request<B>, method: Method, route: u32) -> Self {
+    pub(crate) fn request<B>(
+        request: &Request<B>,
+        method: Method,
+        scheme: Scheme,
+        route: u32,
+    ) -> Self {
         Self(
             method as u64
-                | (Scheme::of(request) as u64) << 4
+                | (scheme as u64) << 4
                 | version_index(request.version()) << 5
                 | u64::from(route) << 21,
         )
     }
 
-    /// The key completed with how the request ended. `status` is already grouped when
-    /// status grouping is on.
+    /// The key completed with how the request ended.
     pub(crate) fn finish(self, status: u16, outcome: Outcome) -> Self {
         let status = u64::from(status.min(1023));
         Self(self.0 & !(0x1fff << 8) | (outcome as u64) << 8 | status << 11)
+    }
+
+    /// The key with its status code replaced by its class (404 by 400) when `grouped`.
+    pub(crate) fn group_status(self, grouped: bool) -> Self {
+        if grouped {
+            let class = u64::from(self.status() / 100 * 100);
+            Self(self.0 & !(0x3ff << 11) | class << 11)
+        } else {
+            self
+        }
     }
 
     /// The key with scheme, protocol version and outcome cleared: what is left is what
@@ -296,12 +310,6 @@ impl SeriesKey {
     fn status(self) -> u16 {
         (self.0 >> 11 & 0x3ff) as u16
     }
-}
-
-/// The status label value: the code, or its class (`"2xx"`) when grouped.
-pub(crate) fn group_status(status: StatusCode, grouped: bool) -> u16 {
-    let code = status.as_u16();
-    if grouped { code / 100 * 100 } else { code }
 }
 
 /// A series key with what is needed to write its labels. Written once per line of the
@@ -418,9 +426,14 @@ mod tests {
             .version(http::Version::HTTP_2)
             .body(())
             .expect("valid request");
-        let key = SeriesKey::request(&request, Method::Delete, 4_000_000_000)
-            .finish(503, Outcome::Completed)
-            .finish(204, Outcome::BodyError);
+        let key = SeriesKey::request(
+            &request,
+            Method::Delete,
+            Scheme::of(&request),
+            4_000_000_000,
+        )
+        .finish(503, Outcome::Completed)
+        .finish(204, Outcome::BodyError);
         assert_eq!(key.method(), Method::Delete);
         assert_eq!(key.scheme(), Scheme::Https);
         assert_eq!(key.version(), "2");
@@ -431,7 +444,9 @@ mod tests {
 
     #[test]
     fn groups_status_codes_by_class() {
-        assert_eq!(group_status(StatusCode::NOT_FOUND, true), 400);
-        assert_eq!(group_status(StatusCode::NOT_FOUND, false), 404);
+        let key = SeriesKey::default().finish(404, Outcome::Completed);
+        assert_eq!(key.group_status(true).status(), 400);
+        assert_eq!(key.group_status(false).status(), 404);
+        assert_eq!(key.group_status(true).outcome(), Outcome::Completed);
     }
 }

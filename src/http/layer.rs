@@ -7,7 +7,7 @@ use prometheus_client::registry::Registry;
 use tower_layer::Layer;
 
 use super::labels::Naming;
-use super::recorder::{Config, Handles, Recorder};
+use super::recorder::{Config, Recorder, RecorderHandle};
 use http::Request;
 
 use super::route::{DefaultRoute, RouteFn};
@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_SERIES: usize = 2_000;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer<R = DefaultRoute> {
-    handles: Arc<Handles>,
+    recorder: Arc<RecorderHandle>,
     route: R,
 }
 
@@ -85,7 +85,7 @@ impl<R> HttpMetricsLayer<R> {
     /// [`DefaultRoute`].
     pub fn route_label<R2>(self, route: R2) -> HttpMetricsLayer<R2> {
         HttpMetricsLayer {
-            handles: self.handles,
+            recorder: self.recorder,
             route,
         }
     }
@@ -95,7 +95,7 @@ impl<S, R: Clone> Layer<S> for HttpMetricsLayer<R> {
     type Service = HttpMetrics<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics::new(inner, self.handles.clone(), self.route.clone())
+        HttpMetrics::new(inner, self.recorder.clone(), self.route.clone())
     }
 }
 
@@ -222,14 +222,14 @@ impl HttpMetricsBuilder {
             (true, Some(bounds)) => Some(Buckets::new(bounds)?),
             (true, None) => Some(Buckets::size_bytes()),
         };
-        let recorder = Arc::new(Recorder::new(Config {
+        let recorder = Recorder::new(Config {
             names,
             grouped_status: self.group_status_codes,
             duration_buckets,
             size_buckets,
             max_series: self.max_series,
             excluded_paths: self.excluded_paths.into_iter().map(Into::into).collect(),
-        }));
+        });
         let registry = if self.const_labels.is_empty() {
             registry
         } else {
@@ -241,7 +241,7 @@ impl HttpMetricsBuilder {
         };
         registry.register_collector(Box::new(recorder.clone()));
         Ok(HttpMetricsLayer {
-            handles: Arc::new(Handles::new(recorder)),
+            recorder: Arc::new(RecorderHandle::new(recorder)),
             route: DefaultRoute,
         })
     }

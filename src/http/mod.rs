@@ -46,10 +46,15 @@
 //!
 //! Per request: two clock reads, one lookup of the route template (a comparison with the
 //! last one, else a hash of the template) and one of the series (an integer), both in
-//! caches of the calling thread, and atomic adds on counters sharded per thread: no lock, no mutex, no
-//! reference count shared between threads. Once a label set exists, a request
-//! allocates nothing (a request with a body borrows its byte counter from a per-thread
-//! pool).
+//! caches of the calling thread, and atomic adds on counters sharded per thread: no
+//! lock, no mutex, no reference count. Once a label set exists, a request allocates
+//! nothing (a request with a body borrows its byte counter from a per-thread pool).
+//! `benches/README.md` has the figures.
+//!
+//! Each thread that served requests keeps a cache of the layer's route ids and series,
+//! which also keeps the layer's metrics alive after the layer, its services and the
+//! registry are gone (a response body may still be streaming); a thread lets go of it
+//! when it makes room for another layer's cache, at most four layers per thread.
 //!
 //! Memory: each label set holds three histograms (one without body sizes), each stored
 //! once per shard (the available parallelism rounded up to a power of two, at most 8) on

@@ -10,13 +10,17 @@
 //! ([`LocalCache`]), and goes to the shared maps only the first time it meets a route or
 //! a label set. Taking even a read lock writes to the lock's cache line, which threads
 //! recording at once would fight over.
+//!
+//! A request in flight holds no reference to the recorder, only its id: the thread
+//! cache holds the recorder, and a thread that finishes a request it has no cache for
+//! (the task moved) finds the recorder in [`RECORDERS`] once, then caches it too.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -62,13 +66,13 @@ impl Series {
     }
 
     #[inline]
-    fn observe(&self, thread: usize, seconds: f64, request_bytes: u64, response_bytes: u64) {
-        self.duration.observe_at(thread, seconds);
+    fn observe(&self, thread: usize, observation: &Observation) {
+        self.duration.observe_at(thread, observation.seconds);
         if let Some(histogram) = &self.request_size {
-            histogram.observe_at(thread, request_bytes as f64);
+            histogram.observe_at(thread, observation.request_bytes as f64);
         }
         if let Some(histogram) = &self.response_size {
-            histogram.observe_at(thread, response_bytes as f64);
+            histogram.observe_at(thread, observation.response_bytes as f64);
         }
     }
 
@@ -93,11 +97,21 @@ thread_local! {
     static LOCAL_CACHES: RefCell<Vec<LocalCache>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One thread's copy of what it has used of one recorder: route ids and series handles.
-/// Entries are never stale (routes and series are never removed), and there are never
-/// more than in the shared maps (overflowing routes and series are not cached).
+/// Every recorder alive, by id: where a thread that finishes a request of a recorder it
+/// has no cache for finds it.
+static RECORDERS: Mutex<Vec<(u64, Weak<Recorder>)>> = Mutex::new(Vec::new());
+
+/// One thread's copy of what it has used of one recorder: the recorder itself, route
+/// ids and series handles. Entries are never stale (routes and series are never
+/// removed), and there are never more than in the shared maps (overflowing routes and
+/// series are not cached).
+///
+/// The cache holds the recorder so that a request in flight does not have to: a guard
+/// keeps only the recorder's id, and the thread that finishes it finds the recorder
+/// here. Cloning an `Arc` per request would cost two atomic read-modify-writes, each
+/// of which waits for the request's and response's copies to reach the cache.
 struct LocalCache {
-    recorder: u64,
+    recorder: Arc<Recorder>,
     /// `Rc`: the cache never leaves its thread, so sharing a name costs no atomic.
     routes: HashMap<Rc<str>, u32, BuildHasherDefault<FxHasher>>,
     series: SeriesMap,
@@ -106,7 +120,7 @@ struct LocalCache {
 }
 
 impl LocalCache {
-    fn new(recorder: u64) -> Self {
+    fn new(recorder: Arc<Recorder>) -> Self {
         Self {
             recorder,
             routes: HashMap::default(),
@@ -115,70 +129,127 @@ impl LocalCache {
         }
     }
 
+    /// The id of a route template, interned on first sight; at most `max_series` routes,
+    /// the others are [`OVERFLOW_ROUTE`].
     #[inline]
-    fn route_id(&mut self, route: &str) -> Option<u32> {
+    fn route_id(&mut self, route: &str) -> u32 {
         if let Some((last, id)) = &self.last_route {
             if **last == *route {
-                return Some(*id);
+                return *id;
             }
         }
-        let (name, id) = self.routes.get_key_value(route)?;
-        let id = *id;
-        self.last_route = Some((name.clone(), id));
-        Some(id)
+        if let Some((name, id)) = self.routes.get_key_value(route) {
+            let id = *id;
+            self.last_route = Some((name.clone(), id));
+            return id;
+        }
+        let id = self.recorder.shared_route_id(route);
+        // Overflowing routes are not cached: the cache stays as bounded as the table.
+        if id != OVERFLOW_ROUTE {
+            self.routes.insert(route.into(), id);
+        }
+        id
     }
 
-    /// No "last used" shortcut here: keeping it would clone the series' `Arc`, a
-    /// reference count shared by every thread, on each change of label set; a lookup
+    /// Records a finished request into its series.
+    ///
+    /// No "last used" shortcut for the series: keeping it would clone the series' `Arc`,
+    /// a reference count shared by every thread, on each change of label set; a lookup
     /// by an integer key is about as cheap.
     #[inline]
-    fn series(&mut self, key: SeriesKey) -> Option<&Series> {
-        self.series.get(&key).map(|series| &**series)
-    }
-}
-
-/// How many [`RecorderHandle`]s a layer spreads its guards over.
-const HANDLES: usize = 16;
-
-/// The recorder as the layer and its services hold it: one handle per shard of threads.
-///
-/// A guard holds its recorder until its request is finished, and cloning one shared
-/// `Arc` per request would make all threads write to one reference count. Each guard
-/// clones the handle of its thread's shard instead (each handle on its own cache line),
-/// so threads recording at once touch different counts.
-pub(crate) struct Handles {
-    shards: Box<[Arc<RecorderHandle>]>,
-}
-
-impl Handles {
-    pub(crate) fn new(recorder: Arc<Recorder>) -> Self {
-        Self {
-            shards: (0..HANDLES)
-                .map(|_| Arc::new(RecorderHandle(recorder.clone())))
-                .collect(),
+    fn observe(&mut self, thread: usize, key: SeriesKey, observation: &Observation) {
+        let recorder = &*self.recorder;
+        if key.route() == OVERFLOW_ROUTE {
+            recorder.overflow.observe(thread, observation);
+            return;
+        }
+        if let Some(series) = self.series.get(&key) {
+            series.observe(thread, observation);
+            return;
+        }
+        let series = recorder.shared_series(key);
+        series.observe(thread, observation);
+        // The overflow series is not cached: the cache stays as bounded as the map.
+        if !Arc::ptr_eq(&series, &recorder.overflow) {
+            self.series.insert(key, series);
         }
     }
-
-    /// The handle for the thread numbered `thread`, to keep.
-    #[inline]
-    pub(crate) fn at(&self, thread: usize) -> &Arc<RecorderHandle> {
-        &self.shards[thread % HANDLES]
-    }
-
-    pub(crate) fn recorder(&self) -> &Recorder {
-        &self.shards[0].0
-    }
 }
 
-impl std::fmt::Debug for Handles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.recorder().fmt(f)
-    }
+/// Runs `f` on this thread's cache of the recorder numbered `id`, made from `recorder`
+/// (called only when the thread has none). `None` when the thread is being torn down,
+/// its cache is already borrowed, or `recorder` gives nothing.
+#[inline]
+fn with_local<T>(
+    id: u64,
+    recorder: impl FnOnce() -> Option<Arc<Recorder>>,
+    f: impl FnOnce(&mut LocalCache) -> T,
+) -> Option<T> {
+    LOCAL_CACHES
+        .try_with(|caches| {
+            let mut caches = caches.try_borrow_mut().ok()?;
+            // The recorder used last sits first: one comparison in the usual case.
+            if caches.first().is_none_or(|cache| cache.recorder.id != id) {
+                match caches.iter().position(|cache| cache.recorder.id == id) {
+                    Some(index) => caches.swap(0, index),
+                    None => {
+                        let recorder = recorder()?;
+                        // Caches of closed recorders only hold memory: drop them now.
+                        caches.retain(|cache| !cache.recorder.closed.load(Ordering::Relaxed));
+                        caches.truncate(LOCAL_CACHES_PER_THREAD - 1);
+                        caches.insert(0, LocalCache::new(recorder));
+                    }
+                }
+            }
+            Some(f(&mut caches[0]))
+        })
+        .ok()
+        .flatten()
 }
 
-/// A reference to the recorder, alone on its cache line.
-#[repr(align(128))]
+/// What one finished request adds to its series.
+pub(crate) struct Observation {
+    pub(crate) seconds: f64,
+    pub(crate) request_bytes: u64,
+    pub(crate) response_bytes: u64,
+}
+
+/// The layer's and its services' hold on the recorder. When the last one is dropped,
+/// no request can start any more: threads then drop their caches of the recorder the
+/// next time they make room for another.
 pub(crate) struct RecorderHandle(Arc<Recorder>);
+
+impl RecorderHandle {
+    pub(crate) fn new(recorder: Arc<Recorder>) -> Self {
+        Self(recorder)
+    }
+
+    /// Counts a request in flight and returns its route id (0 without a route) and
+    /// the in-flight gauge slot to give back to [`finish`].
+    #[inline]
+    pub(crate) fn start(&self, route: Option<&str>, method: Method, scheme: Scheme) -> (u32, u8) {
+        let recorder = &self.0;
+        let slot = method as usize * Scheme::COUNT + scheme as usize;
+        if !recorder.active_seen[slot].load(Ordering::Relaxed) {
+            recorder.active_seen[slot].store(true, Ordering::Relaxed);
+        }
+        recorder
+            .active
+            .at(crate::sharded::thread_shard(), slot)
+            .fetch_add(1, Ordering::Relaxed);
+        let route = match route {
+            None => 0,
+            Some(route) => with_local(
+                recorder.id,
+                || Some(recorder.clone()),
+                |local| local.route_id(route),
+            )
+            .unwrap_or_else(|| recorder.shared_route_id(route)),
+        };
+        // Slots are below 20 (methods × schemes): the cast is lossless.
+        (route, slot as u8)
+    }
+}
 
 impl std::ops::Deref for RecorderHandle {
     type Target = Recorder;
@@ -186,6 +257,61 @@ impl std::ops::Deref for RecorderHandle {
     fn deref(&self) -> &Recorder {
         &self.0
     }
+}
+
+impl Drop for RecorderHandle {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for RecorderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Records a finished request of the recorder numbered `recorder`, with its status
+/// code not yet grouped.
+///
+/// Found through this thread's cache, else through [`RECORDERS`] (a request finished on
+/// another thread than the one it started on). A recorder that no longer exists has
+/// nobody left to show its metrics to: the request is then not recorded.
+///
+/// The in-flight gauge is summed over shards one by one while requests start on one
+/// worker and finish on another, so a scrape can see a decrement before its
+/// increment: values below zero are shown as zero.
+pub(crate) fn finish(recorder: u64, key: SeriesKey, active_slot: u8, observation: &Observation) {
+    let thread = crate::sharded::thread_shard();
+    let record = |local: &mut LocalCache| {
+        let config = &local.recorder.config;
+        // Without the OpenTelemetry labels, requests that differ only in scheme,
+        // version or outcome have the same labels: they must be one series.
+        let mut key = key.group_status(config.grouped_status);
+        if !config.names.otel_labels {
+            key = key.without_otel_labels();
+        }
+        local
+            .recorder
+            .active
+            .at(thread, usize::from(active_slot))
+            .fetch_sub(1, Ordering::Relaxed);
+        local.observe(thread, key, observation);
+    };
+    if with_local(recorder, || find(recorder), record).is_none() {
+        // This thread is being torn down: record without its cache.
+        if let Some(found) = find(recorder) {
+            record(&mut LocalCache::new(found));
+        }
+    }
+}
+
+/// The recorder numbered `id`, if it still exists.
+fn find(id: u64) -> Option<Arc<Recorder>> {
+    lock(&RECORDERS)
+        .iter()
+        .find(|(number, _)| *number == id)
+        .and_then(|(_, recorder)| recorder.upgrade())
 }
 
 /// Everything a layer and its services share.
@@ -198,12 +324,14 @@ pub(crate) struct Recorder {
     overflow: Arc<Series>,
     active: ShardedCells,
     active_seen: [AtomicBool; ACTIVE_SLOTS],
+    /// No [`RecorderHandle`] is left: no request can start any more.
+    closed: AtomicBool,
 }
 
 impl Recorder {
-    pub(crate) fn new(config: Config) -> Self {
+    pub(crate) fn new(config: Config) -> Arc<Self> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        Self {
+        let recorder = Arc::new(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             overflow: Arc::new(Series::new(&config)),
             config,
@@ -211,33 +339,24 @@ impl Recorder {
             series: RwLock::default(),
             active: ShardedCells::new(ACTIVE_SLOTS),
             active_seen: Default::default(),
-        }
+            closed: AtomicBool::new(false),
+        });
+        lock(&RECORDERS).push((recorder.id, Arc::downgrade(&recorder)));
+        recorder
+    }
+
+    /// The id that names this recorder in guards and thread caches, unique for the life
+    /// of the process.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn is_excluded(&self, path: &str) -> bool {
         self.config.excluded_paths.iter().any(|p| **p == *path)
     }
 
-    pub(crate) fn grouped_status(&self) -> bool {
-        self.config.grouped_status
-    }
-
     pub(crate) fn measures_body_sizes(&self) -> bool {
         self.config.size_buckets.is_some()
-    }
-
-    /// The id of a route template, interned on first sight; at most `max_series` routes,
-    /// the others are [`OVERFLOW_ROUTE`].
-    pub(crate) fn route_id(&self, route: &str) -> u32 {
-        if let Some(Some(id)) = self.with_local(|local| local.route_id(route)) {
-            return id;
-        }
-        let id = self.shared_route_id(route);
-        // Overflowing routes are not cached: the cache stays as bounded as the table.
-        if id != OVERFLOW_ROUTE {
-            self.with_local(|local| local.routes.insert(route.into(), id));
-        }
-        id
     }
 
     fn shared_route_id(&self, route: &str) -> u32 {
@@ -264,61 +383,6 @@ impl Recorder {
         id
     }
 
-    /// Counts a request in flight; returns the gauge slot to give back to [`Self::finish`].
-    pub(crate) fn start(&self, thread: usize, method: Method, scheme: Scheme) -> usize {
-        let slot = method as usize * Scheme::COUNT + scheme as usize;
-        if !self.active_seen[slot].load(Ordering::Relaxed) {
-            self.active_seen[slot].store(true, Ordering::Relaxed);
-        }
-        self.active.at(thread, slot).fetch_add(1, Ordering::Relaxed);
-        slot
-    }
-
-    /// Records a finished request.
-    ///
-    /// The in-flight gauge is summed over shards one by one while requests start on one
-    /// worker and finish on another, so a scrape can see a decrement before its
-    /// increment: values below zero are shown as zero.
-    pub(crate) fn finish(
-        &self,
-        key: SeriesKey,
-        active_slot: usize,
-        seconds: f64,
-        request_bytes: u64,
-        response_bytes: u64,
-    ) {
-        let thread = crate::sharded::thread_shard();
-        self.active
-            .at(thread, active_slot)
-            .fetch_sub(1, Ordering::Relaxed);
-        // Without the OpenTelemetry labels, requests that differ only in scheme,
-        // version or outcome have the same labels: they must be one series.
-        let key = if self.config.names.otel_labels {
-            key
-        } else {
-            key.without_otel_labels()
-        };
-        if key.route() == OVERFLOW_ROUTE {
-            self.overflow
-                .observe(thread, seconds, request_bytes, response_bytes);
-            return;
-        }
-        let cached = self.with_local(|local| {
-            local
-                .series(key)
-                .map(|series| series.observe(thread, seconds, request_bytes, response_bytes))
-        });
-        if let Some(Some(())) = cached {
-            return;
-        }
-        let series = self.shared_series(key);
-        series.observe(thread, seconds, request_bytes, response_bytes);
-        // The overflow series is not cached: the cache stays as bounded as the map.
-        if !Arc::ptr_eq(&series, &self.overflow) {
-            self.with_local(|local| local.series.insert(key, series));
-        }
-    }
-
     /// The series of `key` from the shared map, created if the limit allows, else the
     /// overflow series.
     fn shared_series(&self, key: SeriesKey) -> Arc<Series> {
@@ -341,31 +405,6 @@ impl Recorder {
         map.entry(key)
             .or_insert_with(|| Arc::new(Series::new(&self.config)))
             .clone()
-    }
-
-    /// Runs `f` on this thread's cache of this recorder; `None` when the thread is being
-    /// torn down or the cache is already borrowed (the caller then uses the shared maps).
-    #[inline]
-    fn with_local<T>(&self, f: impl FnOnce(&mut LocalCache) -> T) -> Option<T> {
-        LOCAL_CACHES
-            .try_with(|caches| {
-                let mut caches = caches.try_borrow_mut().ok()?;
-                // The recorder used last sits first: one comparison in the usual case.
-                if caches.first().is_none_or(|cache| cache.recorder != self.id) {
-                    match caches.iter().position(|cache| cache.recorder == self.id) {
-                        Some(index) => caches.swap(0, index),
-                        None => {
-                            if caches.len() >= LOCAL_CACHES_PER_THREAD {
-                                caches.pop();
-                            }
-                            caches.insert(0, LocalCache::new(self.id));
-                        }
-                    }
-                }
-                Some(f(&mut caches[0]))
-            })
-            .ok()
-            .flatten()
     }
 
     /// The series as they are now, sorted by key, without holding a lock while encoding.
@@ -493,6 +532,12 @@ impl Collector for Recorder {
     }
 }
 
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        lock(&RECORDERS).retain(|(id, _)| *id != self.id);
+    }
+}
+
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
@@ -511,6 +556,10 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The multiply-rotate hash of rustc (FxHash): a few cycles for a packed key or a short
@@ -562,5 +611,59 @@ impl Hasher for FxHasher {
     #[inline]
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::labels::Naming;
+
+    fn recorder() -> Arc<Recorder> {
+        Recorder::new(Config {
+            names: Naming::OpenTelemetry.names(),
+            grouped_status: false,
+            duration_buckets: Buckets::duration_seconds(),
+            size_buckets: None,
+            max_series: 10,
+            excluded_paths: Box::new([]),
+        })
+    }
+
+    /// A thread's cache keeps a recorder alive after its layer is gone (a body may still
+    /// finish), until the thread makes room for another recorder.
+    #[test]
+    fn thread_caches_let_go_of_closed_recorders() {
+        std::thread::spawn(|| {
+            let first = recorder();
+            let id = first.id();
+            let handle = RecorderHandle::new(first);
+            handle.start(Some("/a"), Method::Get, Scheme::Http);
+            drop(handle);
+            assert!(find(id).is_some(), "this thread's cache holds it");
+
+            let second = RecorderHandle::new(recorder());
+            second.start(Some("/b"), Method::Get, Scheme::Http);
+            assert!(find(id).is_none(), "dropped with the cache");
+        })
+        .join()
+        .expect("the test thread does not panic");
+    }
+
+    /// A recorder that still has a handle stays cached, however many others come.
+    #[test]
+    fn thread_caches_are_bounded() {
+        std::thread::spawn(|| {
+            let handles: Vec<_> = (0..2 * LOCAL_CACHES_PER_THREAD)
+                .map(|_| RecorderHandle::new(recorder()))
+                .collect();
+            for handle in &handles {
+                handle.start(Some("/a"), Method::Get, Scheme::Http);
+            }
+            let cached = LOCAL_CACHES.with(|caches| caches.borrow().len());
+            assert_eq!(cached, LOCAL_CACHES_PER_THREAD);
+        })
+        .join()
+        .expect("the test thread does not panic");
     }
 }

@@ -11,8 +11,8 @@ use tower_service::Service;
 use super::body::{RequestBody, ResponseBody};
 use super::future::ResponseFuture;
 use super::guard::{Guard, request_bytes_counter};
-use super::labels::{Method, SeriesKey};
-use super::recorder::Handles;
+use super::labels::{Method, Scheme, SeriesKey};
+use super::recorder::RecorderHandle;
 use super::route::{DefaultRoute, RouteLabel};
 
 /// Records HTTP metrics for the requests it passes to the inner service.
@@ -22,15 +22,15 @@ use super::route::{DefaultRoute, RouteLabel};
 #[derive(Clone, Debug)]
 pub struct HttpMetrics<S, R = DefaultRoute> {
     inner: S,
-    handles: Arc<Handles>,
+    recorder: Arc<RecorderHandle>,
     route: R,
 }
 
 impl<S, R> HttpMetrics<S, R> {
-    pub(crate) fn new(inner: S, handles: Arc<Handles>, route: R) -> Self {
+    pub(crate) fn new(inner: S, recorder: Arc<RecorderHandle>, route: R) -> Self {
         Self {
             inner,
-            handles,
+            recorder,
             route,
         }
     }
@@ -68,20 +68,24 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let recorder = self.handles.recorder();
+        let recorder = &*self.recorder;
         if recorder.is_excluded(request.uri().path()) {
             let request = request.map(|body| RequestBody::new(body, None));
             return ResponseFuture::new(self.inner.call(request), None);
         }
         let method = Method::from_http(request.method());
-        let route = self
-            .route
-            .route(&request)
-            .map_or(0, |route| recorder.route_id(route));
-        let key = SeriesKey::request(&request, method, route);
+        let scheme = Scheme::of(&request);
+        let (route, active_slot) = recorder.start(self.route.route(&request), method, scheme);
+        let key = SeriesKey::request(&request, method, scheme, route);
         let request_bytes = (recorder.measures_body_sizes() && !request.body().is_end_stream())
             .then(request_bytes_counter);
-        let mut guard = Guard::start(&self.handles, start, key, request_bytes.clone());
+        let mut guard = Guard::new(
+            recorder.id(),
+            start,
+            key,
+            active_slot,
+            request_bytes.clone(),
+        );
         let request = request.map(|body| RequestBody::new(body, request_bytes));
         // Set by hand rather than through a closure, which would move the request once
         // more.
