@@ -104,7 +104,7 @@ impl Guard {
             self.recorder,
             self.key.finish(status, outcome),
             self.active_slot,
-            &Observation {
+            Observation {
                 seconds: self.start.elapsed().as_secs_f64(),
                 request_bytes,
                 response_bytes: self.response_bytes,

@@ -66,7 +66,7 @@ impl Series {
     }
 
     #[inline]
-    fn observe(&self, thread: usize, observation: &Observation) {
+    fn observe(&self, thread: usize, observation: Observation) {
         self.duration.observe_at(thread, observation.seconds);
         if let Some(histogram) = &self.request_size {
             histogram.observe_at(thread, observation.request_bytes as f64);
@@ -151,13 +151,30 @@ impl LocalCache {
         id
     }
 
-    /// Records a finished request into its series.
+    /// Records a finished request: the in-flight gauge back down, and its series.
+    #[inline]
+    fn record(&mut self, thread: usize, key: SeriesKey, active_slot: u8, observation: Observation) {
+        let config = &self.recorder.config;
+        // Without the OpenTelemetry labels, requests that differ only in scheme,
+        // version or outcome have the same labels: they must be one series.
+        let mut key = key.group_status(config.grouped_status);
+        if !config.names.otel_labels {
+            key = key.without_otel_labels();
+        }
+        self.recorder
+            .active
+            .at(thread, usize::from(active_slot))
+            .fetch_sub(1, Ordering::Relaxed);
+        self.observe(thread, key, observation);
+    }
+
+    /// Adds a finished request to its series.
     ///
     /// No "last used" shortcut for the series: keeping it would clone the series' `Arc`,
     /// a reference count shared by every thread, on each change of label set; a lookup
     /// by an integer key is about as cheap.
     #[inline]
-    fn observe(&mut self, thread: usize, key: SeriesKey, observation: &Observation) {
+    fn observe(&mut self, thread: usize, key: SeriesKey, observation: Observation) {
         let recorder = &*self.recorder;
         if key.route() == OVERFLOW_ROUTE {
             recorder.overflow.observe(thread, observation);
@@ -208,6 +225,10 @@ fn with_local<T>(
 }
 
 /// What one finished request adds to its series.
+///
+/// Passed by value: built from registers an instant before, it would be read back
+/// through memory by reference, and a read of fresh writes of another width stalls.
+#[derive(Clone, Copy)]
 pub(crate) struct Observation {
     pub(crate) seconds: f64,
     pub(crate) request_bytes: u64,
@@ -281,28 +302,25 @@ impl std::fmt::Debug for RecorderHandle {
 /// The in-flight gauge is summed over shards one by one while requests start on one
 /// worker and finish on another, so a scrape can see a decrement before its
 /// increment: values below zero are shown as zero.
-pub(crate) fn finish(recorder: u64, key: SeriesKey, active_slot: u8, observation: &Observation) {
+pub(crate) fn finish(recorder: u64, key: SeriesKey, active_slot: u8, observation: Observation) {
     let thread = crate::sharded::thread_shard();
-    let record = |local: &mut LocalCache| {
-        let config = &local.recorder.config;
-        // Without the OpenTelemetry labels, requests that differ only in scheme,
-        // version or outcome have the same labels: they must be one series.
-        let mut key = key.group_status(config.grouped_status);
-        if !config.names.otel_labels {
-            key = key.without_otel_labels();
-        }
-        local
-            .recorder
-            .active
-            .at(thread, usize::from(active_slot))
-            .fetch_sub(1, Ordering::Relaxed);
-        local.observe(thread, key, observation);
-    };
+    let record = |local: &mut LocalCache| local.record(thread, key, active_slot, observation);
     if with_local(recorder, || find(recorder), record).is_none() {
-        // This thread is being torn down: record without its cache.
-        if let Some(found) = find(recorder) {
-            record(&mut LocalCache::new(found));
-        }
+        finish_uncached(recorder, thread, key, active_slot, observation);
+    }
+}
+
+/// [`finish`] on a thread being torn down: without its cache.
+#[cold]
+fn finish_uncached(
+    recorder: u64,
+    thread: usize,
+    key: SeriesKey,
+    active_slot: u8,
+    observation: Observation,
+) {
+    if let Some(found) = find(recorder) {
+        LocalCache::new(found).record(thread, key, active_slot, observation);
     }
 }
 
