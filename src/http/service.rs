@@ -86,11 +86,12 @@ where
             active_slot,
             request_bytes.clone(),
         );
-        let request = request.map(|body| RequestBody::new(body, request_bytes));
         // Set by hand rather than through a closure, which would move the request once
-        // more.
+        // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;
-        let future = self.inner.call(request);
+        let future = self
+            .inner
+            .call(request.map(|body| RequestBody::new(body, request_bytes)));
         guard.polling = false;
         ResponseFuture::new(future, Some(guard))
     }
