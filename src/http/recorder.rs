@@ -111,6 +111,8 @@ static RECORDERS: Mutex<Vec<(u64, Weak<Recorder>)>> = Mutex::new(Vec::new());
 /// here. Cloning an `Arc` per request would cost two atomic read-modify-writes, each
 /// of which waits for the request's and response's copies to reach the cache.
 struct LocalCache {
+    /// The recorder's id, beside it: finding the cache costs no pointer chase.
+    id: u64,
     recorder: Arc<Recorder>,
     /// `Rc`: the cache never leaves its thread, so sharing a name costs no atomic.
     routes: HashMap<Rc<str>, u32, BuildHasherDefault<FxHasher>>,
@@ -122,6 +124,7 @@ struct LocalCache {
 impl LocalCache {
     fn new(recorder: Arc<Recorder>) -> Self {
         Self {
+            id: recorder.id,
             recorder,
             routes: HashMap::default(),
             series: HashMap::default(),
@@ -206,8 +209,8 @@ fn with_local<T>(
         .try_with(|caches| {
             let mut caches = caches.try_borrow_mut().ok()?;
             // The recorder used last sits first: one comparison in the usual case.
-            if caches.first().is_none_or(|cache| cache.recorder.id != id) {
-                match caches.iter().position(|cache| cache.recorder.id == id) {
+            if caches.first().is_none_or(|cache| cache.id != id) {
+                match caches.iter().position(|cache| cache.id == id) {
                     Some(index) => caches.swap(0, index),
                     None => {
                         let recorder = recorder()?;
@@ -369,8 +372,10 @@ impl Recorder {
         self.id
     }
 
-    pub(crate) fn is_excluded(&self, path: &str) -> bool {
-        self.config.excluded_paths.iter().any(|p| **p == *path)
+    pub(crate) fn is_excluded<B>(&self, request: &http::Request<B>) -> bool {
+        let excluded = &self.config.excluded_paths;
+        // Checked first: most layers exclude nothing, and the path costs a computation.
+        !excluded.is_empty() && excluded.iter().any(|path| **path == *request.uri().path())
     }
 
     pub(crate) fn measures_body_sizes(&self) -> bool {

@@ -69,7 +69,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let recorder = &*self.recorder;
-        if recorder.is_excluded(request.uri().path()) {
+        if recorder.is_excluded(&request) {
             let request = request.map(|body| RequestBody::new(body, None));
             return ResponseFuture::new(self.inner.call(request), None);
         }
