@@ -45,10 +45,13 @@ where
         // response is then moved once, not three times.
         poll.map(|result| match result {
             Ok(response) => {
-                let guard = this
+                // Noted in place, before the guard moves: reading it back from a fresh
+                // copy would stall.
+                let body_follows = this
                     .guard
-                    .take()
-                    .and_then(|guard| responded(guard, &response));
+                    .as_mut()
+                    .is_some_and(|guard| responded(guard, &response));
+                let guard = this.guard.take().filter(|_| body_follows);
                 Ok(response.map(|body| ResponseBody::new(body, guard)))
             }
             Err(error) => {
@@ -61,9 +64,9 @@ where
     }
 }
 
-/// Notes the response head in the guard; the guard back if the body is still to come,
-/// `None` if the request was finished here (no body follows the head).
-fn responded<B: Body>(mut guard: Guard, response: &Response<B>) -> Option<Guard> {
+/// Notes the response head in the guard; true if the body is still to come, false if
+/// the request was finished here (no body follows the head).
+fn responded<B: Body>(guard: &mut Guard, response: &Response<B>) -> bool {
     // The exact size hint first: it is free, where the header costs a hash lookup, and
     // hyper sends the one it has.
     let expected = response.body().size_hint().exact().or_else(|| {
@@ -75,9 +78,9 @@ fn responded<B: Body>(mut guard: Guard, response: &Response<B>) -> Option<Guard>
     guard.responded(response.status(), expected);
     if sends_no_body(guard.method(), response.status()) || response.body().is_end_stream() {
         guard.finish(Outcome::Completed);
-        return None;
+        return false;
     }
-    Some(guard)
+    true
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
