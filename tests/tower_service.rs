@@ -300,25 +300,30 @@ async fn a_body_outliving_the_layer_is_recorded() {
 }
 
 /// Once the layer, its services and the registry are gone, nothing can show the
-/// metrics any more: a body that ends then, on a thread that never saw the layer,
-/// streams whole and nothing panics.
-#[tokio::test]
-async fn a_body_outliving_the_registry_ends_quietly() {
-    let mut registry = Registry::default();
-    let service = HttpMetricsLayer::new(&mut registry)
-        .route_fn(route)
-        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
-            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
-                b"orphan",
-            ))))
-        }));
-    let response = service
-        .oneshot(request())
-        .await
-        .expect("the service answers");
-    drop(registry);
-    let body = response.into_body();
-    // A fresh thread holds no cache of the recorder, so nothing keeps it alive there.
+/// metrics any more. The request starts on a thread that then exits (its cache of the
+/// layer goes with it) and its body ends on another that never saw the layer: the body
+/// streams whole, and nothing panics.
+#[test]
+fn a_body_outliving_the_registry_ends_quietly() {
+    let body = std::thread::spawn(|| {
+        let mut registry = Registry::default();
+        let service = HttpMetricsLayer::new(&mut registry)
+            .route_fn(route)
+            .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+                    b"orphan",
+                ))))
+            }));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let response = runtime
+            .block_on(service.oneshot(request()))
+            .expect("the service answers");
+        response.into_body()
+    })
+    .join()
+    .expect("the starting thread does not panic");
     let collected = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -331,4 +336,33 @@ async fn a_body_outliving_the_registry_ends_quietly() {
         collected.expect("the body streams").to_bytes(),
         Bytes::from_static(b"orphan")
     );
+}
+
+/// A thread keeps caches for a few layers only: requests of more layers than that,
+/// interleaved on one thread, push each other's caches out between their start and
+/// their end. Each is still recorded once, into its own registry.
+#[tokio::test]
+async fn requests_of_many_layers_interleaved_are_each_recorded_once() {
+    let mut registries: Vec<Registry> = (0..8).map(|_| Registry::default()).collect();
+    let mut bodies = Vec::new();
+    for registry in &mut registries {
+        let service = HttpMetricsLayer::new(registry)
+            .route_fn(route)
+            .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+                    b"interleaved",
+                ))))
+            }));
+        let response = service
+            .oneshot(request())
+            .await
+            .expect("the service answers");
+        bodies.push(response.into_body());
+    }
+    for body in bodies {
+        body.collect().await.expect("the body streams");
+    }
+    for registry in &registries {
+        assert_recorded_once(registry, "200", "");
+    }
 }

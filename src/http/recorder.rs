@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock, Weak};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -99,7 +99,7 @@ thread_local! {
 
 /// Every recorder alive, by id: where a thread that finishes a request of a recorder it
 /// has no cache for finds it.
-static RECORDERS: Mutex<Vec<(u64, Weak<Recorder>)>> = Mutex::new(Vec::new());
+static RECORDERS: LazyLock<Mutex<HashMap<u64, Weak<Recorder>>>> = LazyLock::new(Mutex::default);
 
 /// One thread's copy of what it has used of one recorder: the recorder itself, route
 /// ids and series handles. Entries are never stale (routes and series are never
@@ -208,10 +208,11 @@ fn with_local<T>(
     LOCAL_CACHES
         .try_with(|caches| {
             let mut caches = caches.try_borrow_mut().ok()?;
-            // The recorder used last sits first: one comparison in the usual case.
+            // Most recently used first: the usual case is one comparison, and the cache
+            // dropped to make room is the least recently used.
             if caches.first().is_none_or(|cache| cache.id != id) {
                 match caches.iter().position(|cache| cache.id == id) {
-                    Some(index) => caches.swap(0, index),
+                    Some(index) => caches[..=index].rotate_right(1),
                     None => {
                         let recorder = recorder()?;
                         // Caches of closed recorders only hold memory: drop them now.
@@ -261,15 +262,14 @@ impl RecorderHandle {
             .active
             .at(crate::sharded::thread_shard(), slot)
             .fetch_add(1, Ordering::Relaxed);
-        let route = match route {
-            None => 0,
-            Some(route) => with_local(
-                recorder.id,
-                || Some(recorder.clone()),
-                |local| local.route_id(route),
-            )
-            .unwrap_or_else(|| recorder.shared_route_id(route)),
-        };
+        // The thread's cache is made here even without a route: the request's end, on
+        // this thread most of the time, then finds the recorder in it.
+        let route = with_local(
+            recorder.id,
+            || Some(recorder.clone()),
+            |local| route.map_or(0, |route| local.route_id(route)),
+        )
+        .unwrap_or_else(|| route.map_or(0, |route| recorder.shared_route_id(route)));
         // Slots are below 20 (methods × schemes): the cast is lossless.
         (route, slot as u8)
     }
@@ -313,7 +313,8 @@ pub(crate) fn finish(recorder: u64, key: SeriesKey, active_slot: u8, observation
     }
 }
 
-/// [`finish`] on a thread being torn down: without its cache.
+/// [`finish`] without this thread's cache: the thread is being torn down (or its cache
+/// is borrowed), or the recorder no longer exists, and then nothing is found here either.
 #[cold]
 fn finish_uncached(
     recorder: u64,
@@ -329,10 +330,7 @@ fn finish_uncached(
 
 /// The recorder numbered `id`, if it still exists.
 fn find(id: u64) -> Option<Arc<Recorder>> {
-    lock(&RECORDERS)
-        .iter()
-        .find(|(number, _)| *number == id)
-        .and_then(|(_, recorder)| recorder.upgrade())
+    lock(&RECORDERS).get(&id).and_then(Weak::upgrade)
 }
 
 /// Everything a layer and its services share.
@@ -362,7 +360,7 @@ impl Recorder {
             active_seen: Default::default(),
             closed: AtomicBool::new(false),
         });
-        lock(&RECORDERS).push((recorder.id, Arc::downgrade(&recorder)));
+        lock(&RECORDERS).insert(recorder.id, Arc::downgrade(&recorder));
         recorder
     }
 
@@ -557,7 +555,7 @@ impl Collector for Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        lock(&RECORDERS).retain(|(id, _)| *id != self.id);
+        lock(&RECORDERS).remove(&self.id);
     }
 }
 
@@ -673,7 +671,7 @@ mod tests {
         .expect("the test thread does not panic");
     }
 
-    /// A recorder that still has a handle stays cached, however many others come.
+    /// A thread keeps at most four caches, whatever the number of recorders it serves.
     #[test]
     fn thread_caches_are_bounded() {
         std::thread::spawn(|| {

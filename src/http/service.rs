@@ -73,12 +73,15 @@ where
             let request = request.map(|body| RequestBody::new(body, None));
             return ResponseFuture::new(self.inner.call(request), None);
         }
+        // Everything that runs the caller's code (the body's `is_end_stream`, the route
+        // label) runs before the request is counted in flight: if it panics, there is
+        // nothing to take back.
+        let request_bytes = (recorder.measures_body_sizes() && !request.body().is_end_stream())
+            .then(request_bytes_counter);
         let method = Method::from_http(request.method());
         let scheme = Scheme::of(&request);
         let (route, active_slot) = recorder.start(self.route.route(&request), method, scheme);
         let key = SeriesKey::request(&request, method, scheme, route);
-        let request_bytes = (recorder.measures_body_sizes() && !request.body().is_end_stream())
-            .then(request_bytes_counter);
         let mut guard = Guard::new(
             recorder.id(),
             start,
