@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Whole-service load: the invoicing example under wrk on loopback, with metrics on and
-# off (METRICS_ENABLED=false: same app, no layer, no /metrics), one after the other.
-# The server runs on core 0, wrk on core 1. Prints requests/s, p50, p99 and the
-# server's resident memory after the load for both runs, then the ratios.
+# off (METRICS_ENABLED=false: same app, no layer, no /metrics), in rounds (off then on,
+# then on then off, ...): on a shared machine a single pair of runs mostly measures
+# which of the two got the quieter minute. The server runs on core 0, wrk on core 1.
+# Prints requests/s, p50, p99 and the server's resident memory after the load for each
+# run, then the median over rounds of the ratios.
 #
-# Usage: benches/load.sh            (20 s per run)
-#        DURATION=60 CONNECTIONS=64 benches/load.sh
+# Usage: benches/load.sh            (3 rounds of 20 s per run)
+#        ROUNDS=5 DURATION=60 CONNECTIONS=64 benches/load.sh
 # Needs wrk (apt-get install -y wrk), curl and taskset. Traffic goes to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-20}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-3}
 for tool in wrk curl taskset; do
@@ -72,17 +75,37 @@ run() {
     echo "$name $rps $p50 $p99 $rss"
 }
 
-echo "GET /api/sellers/1, wrk -t1 -c$CONNECTIONS -d${DURATION}s, server on core 0, wrk on core 1" >&2
-off=$(run metrics_off false)
-on=$(run metrics_on true)
-printf '%-12s %12s %10s %10s %12s\n' run requests/s p50 p99 rss_after_kib
-for line in "$off" "$on"; do
-    # shellcheck disable=SC2086
-    printf '%-12s %12s %10s %10s %12s\n' $line
+echo "GET /api/sellers/1, wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds, server on core 0, wrk on core 1" >&2
+printf '%-6s %-12s %12s %10s %10s %12s\n' round run requests/s p50 p99 rss_after_kib
+ratios=()
+for round in $(seq 1 "$ROUNDS"); do
+    # Which goes first alternates too, so that a drift over the run favours neither.
+    if ((round % 2)); then
+        off=$(run metrics_off false)
+        on=$(run metrics_on true)
+    else
+        on=$(run metrics_on true)
+        off=$(run metrics_off false)
+    fi
+    for line in "$off" "$on"; do
+        # shellcheck disable=SC2086
+        printf '%-6s %-12s %12s %10s %10s %12s\n' "$round" $line
+    done
+    read -r _ rps_off _ _ rss_off <<<"$off"
+    read -r _ rps_on _ _ rss_on <<<"$on"
+    ratios+=("$(awk -v on="$rps_on" -v off="$rps_off" -v ron="$rss_on" -v roff="$rss_off" \
+        'BEGIN { printf "%.4f %d", on / off, ron - roff }')")
 done
-read -r _ rps_off _ _ rss_off <<<"$off"
-read -r _ rps_on _ _ rss_on <<<"$on"
-awk -v on="$rps_on" -v off="$rps_off" -v ron="$rss_on" -v roff="$rss_off" 'BEGIN {
-    printf "throughput with metrics: %.1f%% of without (target >= 97%%)\n", 100 * on / off
-    printf "extra RSS with metrics: %+.0f KiB (target <= 1024 KiB)\n", ron - roff
-}'
+printf '%s\n' "${ratios[@]}" | awk '
+    { throughput[NR] = $1; rss[NR] = $2 }
+    function median(values, n,    i, j, t) {
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+            if (values[j] < values[i]) { t = values[i]; values[i] = values[j]; values[j] = t }
+        return n % 2 ? values[(n + 1) / 2] : (values[n / 2] + values[n / 2 + 1]) / 2
+    }
+    END {
+        printf "throughput with metrics, per round: "
+        for (i = 1; i <= NR; i++) printf "%.1f%% ", 100 * throughput[i]
+        printf "\nthroughput with metrics: median %.1f%% of without (target >= 97%%)\n", 100 * median(throughput, NR)
+        printf "extra RSS with metrics: median %+.0f KiB (target <= 1024 KiB)\n", median(rss, NR)
+    }'
