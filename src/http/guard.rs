@@ -163,6 +163,7 @@ fn recycle_counter(mut counter: Arc<AtomicU64>) {
 
 /// Whether no body follows this response head: HEAD, a CONNECT tunnel (2xx), 1xx, 204
 /// and 304 responses. hyper drops such a body without polling it.
+#[inline]
 pub(crate) fn sends_no_body(method: Method, status: StatusCode) -> bool {
     method == Method::Head
         || (method == Method::Connect && status.is_success())

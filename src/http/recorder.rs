@@ -370,6 +370,7 @@ impl Recorder {
         self.id
     }
 
+    #[inline]
     pub(crate) fn is_excluded<B>(&self, request: &http::Request<B>) -> bool {
         let excluded = &self.config.excluded_paths;
         // Checked first: most layers exclude nothing, and the path costs a computation.
