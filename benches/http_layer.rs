@@ -15,7 +15,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{Request, Response, Uri};
 use http_body::Body;
 use http_body_util::Full;
@@ -362,36 +363,23 @@ fn bench(c: &mut Criterion) {
     };
 
     let mut group = c.benchmark_group("request/1_thread");
-    group.bench_function("bare", |b| {
-        let mut service = bare;
-        b.iter(|| drive(&mut service, "/a/1"));
-    });
-    group.bench_function("passthrough_layer", |b| {
-        let mut service = Passthrough(service_fn(handler::<PassBody<Full<Bytes>>>));
-        b.iter(|| drive(&mut service, "/a/1"));
-    });
-    group.bench_function("tower_prometheus", |b| {
-        let mut service = ours.clone();
-        b.iter(|| drive(&mut service, "/a/1"));
-    });
-    group.bench_function("tower_prometheus_duration_only", |b| {
-        let mut service = ours_duration_only.clone();
-        b.iter(|| drive(&mut service, "/a/1"));
-    });
-    group.bench_function("axum_prometheus", |b| {
-        let mut service = peer.clone();
-        b.iter(|| drive(&mut service, "/a/1"));
-    });
-    group.bench_function("hand_written_prometheus_client", |b| {
-        let mut service = naive.clone();
-        b.iter(|| drive(&mut service, "/a/1"));
-    });
+    on_one_thread(&mut group, "bare", &bare);
+    on_one_thread(
+        &mut group,
+        "passthrough_layer",
+        &Passthrough(service_fn(handler::<PassBody<Full<Bytes>>>)),
+    );
+    on_one_thread(&mut group, "tower_prometheus", &ours);
+    on_one_thread(
+        &mut group,
+        "tower_prometheus_duration_only",
+        &ours_duration_only,
+    );
+    on_one_thread(&mut group, "axum_prometheus", &peer);
+    on_one_thread(&mut group, "hand_written_prometheus_client", &naive);
     group.bench_function("floor_default", |b| b.iter(|| floor_default.run()));
     group.bench_function("floor_duration_only", |b| b.iter(|| floor_duration.run()));
-    group.bench_function("end_of_body_floor_default", |b| {
-        let mut service = end_of_body_floor.clone();
-        b.iter(|| drive(&mut service, "/a/1"));
-    });
+    on_one_thread(&mut group, "end_of_body_floor_default", &end_of_body_floor);
     group.finish();
 
     for (routes, uris) in [
@@ -399,38 +387,10 @@ fn bench(c: &mut Criterion) {
         ("different_routes", ["/a/1", "/b/1"]),
     ] {
         let mut group = c.benchmark_group(format!("request/2_threads_{routes}"));
-        group.bench_function("bare", |b| {
-            b.iter_custom(|iters| {
-                two_threads(iters, |thread, n| {
-                    let mut service = bare;
-                    (0..n).for_each(|_| drive(&mut service, uris[thread]));
-                })
-            });
-        });
-        group.bench_function("tower_prometheus", |b| {
-            b.iter_custom(|iters| {
-                two_threads(iters, |thread, n| {
-                    let mut service = ours.clone();
-                    (0..n).for_each(|_| drive(&mut service, uris[thread]));
-                })
-            });
-        });
-        group.bench_function("axum_prometheus", |b| {
-            b.iter_custom(|iters| {
-                two_threads(iters, |thread, n| {
-                    let mut service = peer.clone();
-                    (0..n).for_each(|_| drive(&mut service, uris[thread]));
-                })
-            });
-        });
-        group.bench_function("hand_written_prometheus_client", |b| {
-            b.iter_custom(|iters| {
-                two_threads(iters, |thread, n| {
-                    let mut service = naive.clone();
-                    (0..n).for_each(|_| drive(&mut service, uris[thread]));
-                })
-            });
-        });
+        on_two_threads(&mut group, "bare", &bare, uris);
+        on_two_threads(&mut group, "tower_prometheus", &ours, uris);
+        on_two_threads(&mut group, "axum_prometheus", &peer, uris);
+        on_two_threads(&mut group, "hand_written_prometheus_client", &naive, uris);
         // One floor per thread: a gauge shared by both would measure its cache line
         // bouncing between the cores, which the layer's sharded gauges avoid.
         let floors = [Floor::new(3, true), Floor::new(3, true)];
@@ -443,6 +403,41 @@ fn bench(c: &mut Criterion) {
         });
         group.finish();
     }
+}
+
+/// Benches requests to "/a/1" through a clone of `service`, one at a time.
+fn on_one_thread<S, B>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, service: &S)
+where
+    S: Service<Req<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    group.bench_function(name, |b| {
+        let mut service = service.clone();
+        b.iter(|| drive(&mut service, "/a/1"));
+    });
+}
+
+/// Benches requests on two threads at once, each through its own clone of `service`,
+/// thread `i` to `uris[i]`.
+fn on_two_threads<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    service: &S,
+    uris: [&'static str; 2],
+) where
+    S: Service<Req<Full<Bytes>>, Response = Response<B>> + Clone + Sync,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, |thread, n| {
+                let mut service = service.clone();
+                (0..n).for_each(|_| drive(&mut service, uris[thread]));
+            })
+        });
+    });
 }
 
 criterion_group!(benches, bench);

@@ -58,6 +58,36 @@ fn borrowed<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)>
     labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// What the inner services of these tests answer.
+type Answer = Result<Response<Full<Bytes>>, std::convert::Infallible>;
+
+/// An inner service answering 200 with `body`.
+fn answering(
+    body: &'static [u8],
+) -> impl tower::Service<
+    Request<RequestBody<Full<Bytes>>>,
+    Response = Response<Full<Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Answer> + Send,
+> + Clone
++ Send {
+    service_fn(move |_: Request<RequestBody<Full<Bytes>>>| async move {
+        Ok(Response::new(Full::new(Bytes::from_static(body))))
+    })
+}
+
+/// Runs `future` to its end on a thread of its own, which exits right after.
+fn on_a_new_thread<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
+    })
+    .join()
+    .expect("the other thread does not panic")
+}
+
 #[tokio::test]
 async fn inner_error_is_500_other_and_passed_through() {
     let mut registry = Registry::default();
@@ -126,9 +156,7 @@ async fn request_body_not_read_counts_zero_bytes() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
         .route_fn(route)
-        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
-            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-        }));
+        .layer(answering(b"ok"));
     let response = service.oneshot(request()).await.expect("a response");
     response
         .into_body()
@@ -165,9 +193,7 @@ async fn layered_service_with_a_route_closure_is_send() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
         .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))
-        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
-            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-        }));
+        .layer(answering(b"ok"));
     let task = tokio::spawn(async move {
         let response = service.oneshot(request()).await?;
         response
@@ -242,29 +268,17 @@ fn panics_are_told_apart_from_cancellations_by_where_they_happen() {
 /// A request can end on another thread than the one it started on (a work-stealing
 /// runtime moves tasks): a thread that never served a request of this layer finishes
 /// it, and it is recorded once, with nothing left in flight.
-#[test]
-fn a_body_finished_on_a_thread_new_to_the_layer_is_recorded() {
+#[tokio::test]
+async fn a_body_finished_on_a_thread_new_to_the_layer_is_recorded() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
         .route_fn(route)
-        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
-            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
-        }));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime");
-    let response = runtime
-        .block_on(service.oneshot(request()))
+        .layer(answering(b"done"));
+    let response = service
+        .oneshot(request())
+        .await
         .expect("the service answers");
-    let body = response.into_body();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(body.collect()).expect("the body streams")
-    })
-    .join()
-    .expect("the other thread does not panic");
+    on_a_new_thread(response.into_body().collect()).expect("the body streams");
     assert_recorded_once(&registry, "200", "");
 }
 
@@ -274,10 +288,8 @@ fn a_body_finished_on_a_thread_new_to_the_layer_is_recorded() {
 async fn a_body_outliving_the_layer_is_recorded() {
     let mut registry = Registry::default();
     let layer = HttpMetricsLayer::new(&mut registry).route_fn(route);
-    let service = layer.layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
-        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"late"))))
-    }));
-    let response = service
+    let response = layer
+        .layer(answering(b"late"))
         .oneshot(request())
         .await
         .expect("the service answers");
@@ -305,37 +317,19 @@ async fn a_body_outliving_the_layer_is_recorded() {
 /// streams whole, and nothing panics.
 #[test]
 fn a_body_outliving_the_registry_ends_quietly() {
-    let body = std::thread::spawn(|| {
+    let body = on_a_new_thread(async {
         let mut registry = Registry::default();
         let service = HttpMetricsLayer::new(&mut registry)
             .route_fn(route)
-            .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
-                    b"orphan",
-                ))))
-            }));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime");
-        let response = runtime
-            .block_on(service.oneshot(request()))
+            .layer(answering(b"orphan"));
+        let response = service
+            .oneshot(request())
+            .await
             .expect("the service answers");
         response.into_body()
-    })
-    .join()
-    .expect("the starting thread does not panic");
-    let collected = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(body.collect())
-    })
-    .join()
-    .expect("finishing an orphaned request does not panic");
-    assert_eq!(
-        collected.expect("the body streams").to_bytes(),
-        Bytes::from_static(b"orphan")
-    );
+    });
+    let collected = on_a_new_thread(body.collect()).expect("the body streams");
+    assert_eq!(collected.to_bytes(), Bytes::from_static(b"orphan"));
 }
 
 /// A thread keeps caches for a few layers only: requests of more layers than that,
@@ -348,11 +342,7 @@ async fn requests_of_many_layers_interleaved_are_each_recorded_once() {
     for registry in &mut registries {
         let service = HttpMetricsLayer::new(registry)
             .route_fn(route)
-            .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
-                    b"interleaved",
-                ))))
-            }));
+            .layer(answering(b"interleaved"));
         let response = service
             .oneshot(request())
             .await

@@ -19,7 +19,6 @@ pub(crate) struct Guard {
     recorder: u64,
     start: Instant,
     key: SeriesKey,
-    active_slot: u8,
     request_bytes: Option<Arc<AtomicU64>>,
     /// The response's status code; `None` until the response head arrived.
     status: Option<u16>,
@@ -36,21 +35,19 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    /// A request counted in flight (in `active_slot`, by
+    /// A request counted in flight (by
     /// [`RecorderHandle::start`](recorder::RecorderHandle::start)): from here on it is
     /// recorded exactly once.
     pub(crate) fn new(
         recorder: u64,
         start: Instant,
         key: SeriesKey,
-        active_slot: u8,
         request_bytes: Option<Arc<AtomicU64>>,
     ) -> Self {
         Self {
             recorder,
             start,
             key,
-            active_slot,
             request_bytes,
             status: None,
             response_bytes: 0,
@@ -103,7 +100,6 @@ impl Guard {
         recorder::finish(
             self.recorder,
             self.key.finish(status, outcome),
-            self.active_slot,
             Observation {
                 seconds: self.start.elapsed().as_secs_f64(),
                 request_bytes,

@@ -185,6 +185,11 @@ impl Scheme {
     }
 }
 
+/// The slot of the in-flight gauge of requests with this method and scheme.
+pub(crate) fn active_slot(method: Method, scheme: Scheme) -> usize {
+    method as usize * Scheme::COUNT + scheme as usize
+}
+
 /// `network_protocol_version`, from the request's HTTP version.
 fn version_index(version: http::Version) -> u64 {
     match version {
@@ -285,6 +290,11 @@ impl SeriesKey {
     /// the `PromClient` names label (method, route, status).
     pub(crate) fn without_otel_labels(self) -> Self {
         Self(self.0 & !(0x1 << 4 | 0x7 << 5 | 0x7 << 8))
+    }
+
+    /// The slot of the request's in-flight gauge: one per method and scheme.
+    pub(crate) fn active_slot(self) -> usize {
+        active_slot(self.method(), self.scheme())
     }
 
     pub(crate) fn method(self) -> Method {
@@ -440,6 +450,7 @@ mod tests {
         assert_eq!(key.route(), 4_000_000_000);
         assert_eq!(key.status(), 204);
         assert_eq!(key.outcome(), Outcome::BodyError);
+        assert_eq!(key.active_slot(), active_slot(Method::Delete, Scheme::Https));
     }
 
     #[test]

@@ -27,7 +27,9 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::labels::{ActiveLabels, Method, Names, OverflowLabels, Scheme, SeriesKey, SeriesLabels};
+use super::labels::{
+    ActiveLabels, Method, Names, OverflowLabels, Scheme, SeriesKey, SeriesLabels, active_slot,
+};
 use crate::histogram::{Buckets, HistogramCore};
 use crate::sharded::ShardedCells;
 
@@ -156,8 +158,9 @@ impl LocalCache {
 
     /// Records a finished request: the in-flight gauge back down, and its series.
     #[inline]
-    fn record(&mut self, thread: usize, key: SeriesKey, active_slot: u8, observation: Observation) {
+    fn record(&mut self, thread: usize, key: SeriesKey, observation: Observation) {
         let config = &self.recorder.config;
+        let active_slot = key.active_slot();
         // Without the OpenTelemetry labels, requests that differ only in scheme,
         // version or outcome have the same labels: they must be one series.
         let mut key = key.group_status(config.grouped_status);
@@ -166,7 +169,7 @@ impl LocalCache {
         }
         self.recorder
             .active
-            .at(thread, usize::from(active_slot))
+            .at(thread, active_slot)
             .fetch_sub(1, Ordering::Relaxed);
         self.observe(thread, key, observation);
     }
@@ -249,12 +252,12 @@ impl RecorderHandle {
         Self(recorder)
     }
 
-    /// Counts a request in flight and returns its route id (0 without a route) and
-    /// the in-flight gauge slot to give back to [`finish`].
+    /// Counts a request in flight and returns its route id (0 without a route).
+    /// [`finish`] finds the in-flight gauge again from the key's method and scheme.
     #[inline]
-    pub(crate) fn start(&self, route: Option<&str>, method: Method, scheme: Scheme) -> (u32, u8) {
+    pub(crate) fn start(&self, route: Option<&str>, method: Method, scheme: Scheme) -> u32 {
         let recorder = &self.0;
-        let slot = method as usize * Scheme::COUNT + scheme as usize;
+        let slot = active_slot(method, scheme);
         if !recorder.active_seen[slot].load(Ordering::Relaxed) {
             recorder.active_seen[slot].store(true, Ordering::Relaxed);
         }
@@ -264,14 +267,12 @@ impl RecorderHandle {
             .fetch_add(1, Ordering::Relaxed);
         // The thread's cache is made here even without a route: the request's end, on
         // this thread most of the time, then finds the recorder in it.
-        let route = with_local(
+        with_local(
             recorder.id,
             || Some(recorder.clone()),
             |local| route.map_or(0, |route| local.route_id(route)),
         )
-        .unwrap_or_else(|| route.map_or(0, |route| recorder.shared_route_id(route)));
-        // Slots are below 20 (methods × schemes): the cast is lossless.
-        (route, slot as u8)
+        .unwrap_or_else(|| route.map_or(0, |route| recorder.shared_route_id(route)))
     }
 }
 
@@ -305,26 +306,20 @@ impl std::fmt::Debug for RecorderHandle {
 /// The in-flight gauge is summed over shards one by one while requests start on one
 /// worker and finish on another, so a scrape can see a decrement before its
 /// increment: values below zero are shown as zero.
-pub(crate) fn finish(recorder: u64, key: SeriesKey, active_slot: u8, observation: Observation) {
+pub(crate) fn finish(recorder: u64, key: SeriesKey, observation: Observation) {
     let thread = crate::sharded::thread_shard();
-    let record = |local: &mut LocalCache| local.record(thread, key, active_slot, observation);
+    let record = |local: &mut LocalCache| local.record(thread, key, observation);
     if with_local(recorder, || find(recorder), record).is_none() {
-        finish_uncached(recorder, thread, key, active_slot, observation);
+        finish_uncached(recorder, thread, key, observation);
     }
 }
 
 /// [`finish`] without this thread's cache: the thread is being torn down (or its cache
 /// is borrowed), or the recorder no longer exists, and then nothing is found here either.
 #[cold]
-fn finish_uncached(
-    recorder: u64,
-    thread: usize,
-    key: SeriesKey,
-    active_slot: u8,
-    observation: Observation,
-) {
+fn finish_uncached(recorder: u64, thread: usize, key: SeriesKey, observation: Observation) {
     if let Some(found) = find(recorder) {
-        LocalCache::new(found).record(thread, key, active_slot, observation);
+        LocalCache::new(found).record(thread, key, observation);
     }
 }
 

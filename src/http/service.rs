@@ -80,15 +80,9 @@ where
             .then(request_bytes_counter);
         let method = Method::from_http(request.method());
         let scheme = Scheme::of(&request);
-        let (route, active_slot) = recorder.start(self.route.route(&request), method, scheme);
+        let route = recorder.start(self.route.route(&request), method, scheme);
         let key = SeriesKey::request(&request, method, scheme, route);
-        let mut guard = Guard::new(
-            recorder.id(),
-            start,
-            key,
-            active_slot,
-            request_bytes.clone(),
-        );
+        let mut guard = Guard::new(recorder.id(), start, key, request_bytes.clone());
         // Set by hand rather than through a closure, which would move the request once
         // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;
