@@ -450,7 +450,10 @@ mod tests {
         assert_eq!(key.route(), 4_000_000_000);
         assert_eq!(key.status(), 204);
         assert_eq!(key.outcome(), Outcome::BodyError);
-        assert_eq!(key.active_slot(), active_slot(Method::Delete, Scheme::Https));
+        assert_eq!(
+            key.active_slot(),
+            active_slot(Method::Delete, Scheme::Https)
+        );
     }
 
     #[test]
