@@ -18,7 +18,7 @@ use http_body_util::Full;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_prometheus::Exporter;
-use tower_prometheus::http::{HttpMetricsLayer, RequestBody, RouteLabel};
+use tower_prometheus::http_metrics::{HttpMetricsLayer, RequestBody, RouteLabel};
 
 /// Series per label set: duration (14 bounds) 17, request and response sizes (11) 14 each.
 const SERIES_PER_LABEL_SET: usize = 45;

@@ -24,7 +24,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service, service_fn};
-use tower_prometheus::http::HttpMetricsLayer;
+use tower_prometheus::http_metrics::HttpMetricsLayer;
 use tower_prometheus::{Buckets, Histogram};
 
 type Req<B> = Request<B>;

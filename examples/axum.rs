@@ -25,7 +25,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::{Router, extract::Path, routing::get};
-use tower_prometheus::{Metrics, http::HttpMetricsLayer};
+use tower_prometheus::{HttpMetricsLayer, Metrics};
 
 /// Heap metrics when built with `--features heap`.
 #[cfg(feature = "heap")]

@@ -35,7 +35,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_prometheus::http::{HttpMetricsLayer, RequestBody};
+use tower_prometheus::http_metrics::{HttpMetricsLayer, RequestBody};
 use tower_prometheus::{Exporter, Metrics};
 
 #[tokio::main]

@@ -8,7 +8,7 @@ use std::fmt;
 /// instead, naming the value it refused.
 ///
 /// ```
-/// use tower_prometheus::http::HttpMetricsLayer;
+/// use tower_prometheus::http_metrics::HttpMetricsLayer;
 /// use prometheus_client::registry::Registry;
 ///
 /// let error = HttpMetricsLayer::builder()

@@ -4,7 +4,7 @@
 //!
 //! - [`Metrics`]: one [`Registry`](prometheus_client::registry::Registry) with the layer
 //!   and the exporter wired; [`MetricsBuilder`] for the options.
-//! - [`http`]: the tower layer ([`HttpMetricsLayer`](http::HttpMetricsLayer)), its
+//! - [`http_metrics`]: the tower layer ([`HttpMetricsLayer`]), its
 //!   service, future and bodies, and the module doc that says exactly when a request
 //!   counts as finished.
 //! - [`Exporter`]: the `/metrics` service.
@@ -29,7 +29,7 @@ mod exporter;
 #[cfg(feature = "heap")]
 mod heap;
 mod histogram;
-pub mod http;
+pub mod http_metrics;
 mod metrics;
 #[cfg(feature = "process")]
 mod process;
@@ -42,8 +42,12 @@ pub use exporter::{Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_T
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram};
+pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming};
 pub use metrics::{Metrics, MetricsBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;
+/// The `prometheus-client` this crate registers into: use it for metrics of your own,
+/// so that its `Registry` is the one [`MetricsBuilder::registry`] takes.
+pub use prometheus_client;
 #[cfg(feature = "runtime")]
 pub use runtime::{DEFAULT_LAG_RESOLUTION, RuntimeCollector};

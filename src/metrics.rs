@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 
 use crate::error::{Error, is_valid_metric_name};
 use crate::exporter::Exporter;
-use crate::http::{HttpMetricsBuilder, HttpMetricsLayer};
+use crate::http_metrics::{HttpMetricsBuilder, HttpMetricsLayer};
 
 /// A registry with the HTTP metrics and the default collectors registered, the layer
 /// that records them and the exporter that serves them.
@@ -52,7 +52,7 @@ impl Metrics {
     ///
     /// ```
     /// use prometheus_client::{metrics::counter::Counter, registry::Registry};
-    /// use tower_prometheus::{Metrics, http::{HttpMetricsLayer, Naming}};
+    /// use tower_prometheus::{HttpMetricsLayer, Metrics, Naming};
     ///
     /// // Metrics of your own go in the registry before it is handed over.
     /// let mut registry = Registry::default();

@@ -14,7 +14,7 @@ use http_body::Body as _;
 use http_body_util::Full;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service, service_fn};
-use tower_prometheus::http::{HttpMetricsLayer, RequestBody};
+use tower_prometheus::http_metrics::{HttpMetricsLayer, RequestBody};
 
 struct Counting;
 

@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 use tower_prometheus::Metrics;
-use tower_prometheus::http::{HttpMetricsLayer, Naming, RouteLabel};
+use tower_prometheus::http_metrics::{HttpMetricsLayer, Naming, RouteLabel};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 const ACTIVE: &str = "http_server_active_requests";
@@ -851,7 +851,7 @@ fn bad_options_are_errors() {
     use prometheus_client::registry::Registry;
     use tower_prometheus::Error;
 
-    let build = |builder: tower_prometheus::http::HttpMetricsBuilder| {
+    let build = |builder: tower_prometheus::http_metrics::HttpMetricsBuilder| {
         builder.build(&mut Registry::default()).map(|_| ())
     };
     let builder = HttpMetricsLayer::builder;

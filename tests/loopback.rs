@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tower_prometheus::http::HttpMetricsLayer;
+use tower_prometheus::http_metrics::HttpMetricsLayer;
 use tower_prometheus::{Exporter, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";

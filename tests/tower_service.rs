@@ -8,7 +8,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use prometheus_client::registry::Registry;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_prometheus::http::{HttpMetricsLayer, RequestBody};
+use tower_prometheus::http_metrics::{HttpMetricsLayer, RequestBody};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 

@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, MakeSpan};
 use tower_http::{LatencyUnit, trace::TraceLayer};
-use tower_prometheus::http::{HttpMetricsLayer, RouteLabel};
+use tower_prometheus::http_metrics::{HttpMetricsLayer, RouteLabel};
 use tower_prometheus::{Buckets, Histogram, Metrics};
 use tracing::{Level, Span};
 

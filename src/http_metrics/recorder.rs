@@ -634,7 +634,7 @@ impl Hasher for FxHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::labels::Naming;
+    use crate::http_metrics::labels::Naming;
 
     fn recorder() -> Arc<Recorder> {
         Recorder::new(Config {

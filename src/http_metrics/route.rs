@@ -17,7 +17,7 @@ use http::Request;
 /// ```
 /// use http::Request;
 /// use prometheus_client::registry::Registry;
-/// use tower_prometheus::http::{HttpMetricsLayer, RouteLabel};
+/// use tower_prometheus::http_metrics::{HttpMetricsLayer, RouteLabel};
 ///
 /// /// The template a router of ours stored in the request extensions.
 /// #[derive(Clone)]

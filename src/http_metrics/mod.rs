@@ -77,7 +77,7 @@
 //! ```
 //! use axum::{Router, routing::get};
 //! use prometheus_client::registry::Registry;
-//! use tower_prometheus::http::HttpMetricsLayer;
+//! use tower_prometheus::http_metrics::HttpMetricsLayer;
 //!
 //! let mut registry = Registry::default();
 //! let app: Router = Router::new()

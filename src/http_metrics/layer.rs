@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_SERIES: usize = 2_000;
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
-/// use tower_prometheus::http::{HttpMetricsLayer, Naming};
+/// use tower_prometheus::http_metrics::{HttpMetricsLayer, Naming};
 ///
 /// let mut registry = Registry::default();
 /// let layer = HttpMetricsLayer::builder()
@@ -64,7 +64,7 @@ impl<R> HttpMetricsLayer<R> {
     /// ```
     /// use http::Request;
     /// use prometheus_client::registry::Registry;
-    /// use tower_prometheus::http::HttpMetricsLayer;
+    /// use tower_prometheus::http_metrics::HttpMetricsLayer;
     ///
     /// let layer = HttpMetricsLayer::new(&mut Registry::default()).route_fn(
     ///     |request: &Request<String>| match request.uri().path() {
