@@ -66,7 +66,7 @@ where
 }
 
 /// The template of the two routes of the benches.
-fn route<B>(request: &Req<B>) -> Option<&'static str> {
+fn route<B>(request: &Req<B>) -> Option<&str> {
     if request.uri().path().starts_with("/a/") {
         Some("/a/{id}")
     } else {

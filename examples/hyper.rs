@@ -35,8 +35,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_prometheus::http_metrics::{HttpMetricsLayer, RequestBody};
-use tower_prometheus::{Exporter, Metrics};
+use tower_prometheus::{Exporter, HttpMetricsLayer, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The router: the path is matched by hand. Every branch answers with the same body
     // type, `Full<Bytes>`, which is also the exporter's.
-    let router = service_fn(move |request: Request<RequestBody<Incoming>>| {
+    let router = service_fn(move |request: Request<Incoming>| {
         let exporter = exporter.clone();
         async move { route(exporter, request).await }
     });
@@ -111,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Answers one request: `GET /hello/{name}` and `GET /metrics`, 404 otherwise.
 async fn route(
     exporter: Exporter,
-    request: Request<RequestBody<Incoming>>,
+    request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path();
     if path == "/metrics" {

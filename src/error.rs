@@ -8,7 +8,7 @@ use std::fmt;
 /// instead, naming the value it refused.
 ///
 /// ```
-/// use tower_prometheus::http_metrics::HttpMetricsLayer;
+/// use tower_prometheus::HttpMetricsLayer;
 /// use prometheus_client::registry::Registry;
 ///
 /// let error = HttpMetricsLayer::builder()
@@ -35,6 +35,10 @@ pub enum Error {
     NoRuntime,
     /// A lag probe resolution of zero.
     InvalidLagResolution,
+    /// A path the layer cannot use (a nested service's mount, say).
+    InvalidPath(String),
+    /// A metric registered twice, or under a name Prometheus does not accept.
+    InvalidMetricName(String),
 }
 
 impl fmt::Display for Error {
@@ -55,6 +59,8 @@ impl fmt::Display for Error {
             Self::InvalidLagResolution => {
                 f.write_str("invalid lag probe resolution: it must be longer than zero")
             }
+            Self::InvalidPath(reason) => write!(f, "invalid path: {reason}"),
+            Self::InvalidMetricName(reason) => write!(f, "invalid metric name: {reason}"),
         }
     }
 }

@@ -14,7 +14,8 @@ use http_body::Body as _;
 use http_body_util::Full;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service, service_fn};
-use tower_prometheus::http_metrics::{HttpMetricsLayer, RequestBody};
+use tower_prometheus::HttpMetricsLayer;
+use tower_prometheus::http_metrics::{ReadBytes, RequestBody};
 
 struct Counting;
 
@@ -114,24 +115,47 @@ fn no_allocation_per_request_once_the_label_set_exists() {
     let baseline = allocations_of_1000(&mut bare, b"");
     assert_eq!(allocations_of_1000(&mut bare, b"payload"), baseline);
 
-    let mut registry = Registry::default();
-    let mut service = HttpMetricsLayer::new(&mut registry)
+    // Both ways of measuring request sizes, each on its own registry.
+    let mut declared = Registry::default();
+    let mut service = HttpMetricsLayer::new(&mut declared)
         .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))
+        .layer(service_fn(handler::<Full<Bytes>>));
+    assert_eq!(
+        allocations_of_1000(&mut service, b""),
+        baseline,
+        "no allocation in 1,000 requests without a body (ContentLength)"
+    );
+    assert_eq!(
+        allocations_of_1000(&mut service, b"payload"),
+        baseline,
+        "no allocation in 1,000 requests with a body (ContentLength)"
+    );
+
+    let mut read = Registry::default();
+    let mut service = HttpMetricsLayer::new(&mut read)
+        .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))
+        .request_size(ReadBytes)
         .layer(service_fn(handler::<RequestBody<Full<Bytes>>>));
     assert_eq!(
         allocations_of_1000(&mut service, b""),
         baseline,
-        "no allocation in 1,000 requests without a body"
+        "no allocation in 1,000 requests without a body (ReadBytes)"
     );
     // A request with a body shares a byte counter between its body and the response,
     // reused from a per-thread pool.
     assert_eq!(
         allocations_of_1000(&mut service, b"payload"),
         baseline,
-        "no allocation in 1,000 requests with a body"
+        "no allocation in 1,000 requests with a body (ReadBytes)"
     );
 
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
-    assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"POST\",http_route=\"/jobs/{id}\",http_response_status_code=\"200\",url_scheme=\"http\",network_protocol_version=\"1.1\"} 2002"), "{text}");
+    // The handler reads no body: declared, a request with a body has 7 bytes; read, 0.
+    for (registry, sum) in [(&declared, "7007.0"), (&read, "0.0")] {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("encodes");
+        assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"POST\",http_route=\"/jobs/{id}\",http_response_status_code=\"200\",url_scheme=\"http\",network_protocol_version=\"1.1\"} 2002"), "{text}");
+        let labels = "{http_request_method=\"POST\",http_route=\"/jobs/{id}\",http_response_status_code=\"200\",url_scheme=\"http\",network_protocol_version=\"1.1\"}";
+        let line = format!("http_server_request_body_size_bytes_sum{labels} {sum}\n");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
 }

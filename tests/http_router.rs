@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 use tower_prometheus::Metrics;
-use tower_prometheus::http_metrics::{HttpMetricsLayer, Naming, RouteLabel};
+use tower_prometheus::http_metrics::{HttpMetricsLayer, Naming, RouteLabel, UrlScheme};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 const ACTIVE: &str = "http_server_active_requests";
@@ -724,16 +724,26 @@ async fn a_custom_limit_overflows_early() {
     );
 }
 
+/// The scheme a request line claims is not the one the server knows: a plaintext
+/// `GET https://example.com/...` stays `url_scheme="http"`, and only a layer told its
+/// listener is TLS records `https` (before, any client could double the series).
 #[tokio::test]
-async fn http2_and_https_are_labelled() {
+async fn url_scheme_comes_from_the_layer_not_the_request_line() {
     let metrics = Metrics::new();
-    let request = Request::get("https://example.com/hello/x")
-        .version(http::Version::HTTP_2)
-        .body(Body::empty())
-        .expect("valid request");
-    send(app(&metrics), request).await;
+    let request = || {
+        Request::get("https://example.com/hello/x")
+            .version(http::Version::HTTP_2)
+            .body(Body::empty())
+            .expect("valid request")
+    };
+    send(app(&metrics), request()).await;
+    let tls = Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .layer(metrics.http_layer().url_scheme(UrlScheme::Https));
+    send(tls.clone(), request()).await;
+    send(tls, request()).await;
     let samples = scrape(&metrics);
-    assert_eq!(
+    let series = |scheme| {
         value(
             &samples,
             DURATION_COUNT,
@@ -741,20 +751,23 @@ async fn http2_and_https_are_labelled() {
                 ("http_request_method", "GET"),
                 ("http_route", "/hello/{name}"),
                 ("http_response_status_code", "200"),
-                ("url_scheme", "https"),
+                ("url_scheme", scheme),
                 ("network_protocol_version", "2"),
-            ]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(
-            &samples,
-            ACTIVE,
-            &[("http_request_method", "GET"), ("url_scheme", "https")]
-        ),
-        Some(0.0)
-    );
+            ],
+        )
+    };
+    assert_eq!(series("http"), Some(1.0), "the plaintext listener's layer");
+    assert_eq!(series("https"), Some(2.0), "the TLS listener's layer");
+    for scheme in ["http", "https"] {
+        assert_eq!(
+            value(
+                &samples,
+                ACTIVE,
+                &[("http_request_method", "GET"), ("url_scheme", scheme)]
+            ),
+            Some(0.0)
+        );
+    }
 }
 
 #[tokio::test]

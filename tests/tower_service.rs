@@ -8,11 +8,12 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use prometheus_client::registry::Registry;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_prometheus::http_metrics::{HttpMetricsLayer, RequestBody};
+use tower_prometheus::HttpMetricsLayer;
+use tower_prometheus::http_metrics::{ReadBytes, RequestBody};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 
-fn route(_: &Request<Full<Bytes>>) -> Option<&'static str> {
+fn route(_: &Request<Full<Bytes>>) -> Option<&str> {
     Some("/jobs/{id}")
 }
 
@@ -62,16 +63,16 @@ fn borrowed<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)>
 type Answer = Result<Response<Full<Bytes>>, std::convert::Infallible>;
 
 /// An inner service answering 200 with `body`.
-fn answering(
+fn answering<B>(
     body: &'static [u8],
 ) -> impl tower::Service<
-    Request<RequestBody<Full<Bytes>>>,
+    Request<B>,
     Response = Response<Full<Bytes>>,
     Error = std::convert::Infallible,
     Future = impl Future<Output = Answer> + Send,
 > + Clone
 + Send {
-    service_fn(move |_: Request<RequestBody<Full<Bytes>>>| async move {
+    service_fn(move |_: Request<B>| async move {
         Ok(Response::new(Full::new(Bytes::from_static(body))))
     })
 }
@@ -93,7 +94,7 @@ async fn inner_error_is_500_other_and_passed_through() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
         .route_fn(route)
-        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+        .layer(service_fn(|_: Request<Full<Bytes>>| async {
             Err::<Response<Full<Bytes>>, _>(std::io::Error::other("database unreachable"))
         }));
     let error = service
@@ -109,14 +110,12 @@ async fn panic_in_the_handler_is_500_panic() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
         .route_fn(route)
-        .layer(service_fn(
-            |request: Request<RequestBody<Full<Bytes>>>| async move {
-                if request.uri().path() == "/jobs/1" {
-                    panic!("handler bug");
-                }
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
-            },
-        ));
+        .layer(service_fn(|request: Request<Full<Bytes>>| async move {
+            if request.uri().path() == "/jobs/1" {
+                panic!("handler bug");
+            }
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+        }));
     let task = tokio::spawn(service.oneshot(request()));
     assert!(task.await.expect_err("the task panicked").is_panic());
     assert_recorded_once(&registry, "500", "panic");
@@ -142,7 +141,7 @@ async fn panic_while_streaming_the_body_keeps_the_status() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
         .route_fn(route)
-        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+        .layer(service_fn(|_: Request<Full<Bytes>>| async {
             Ok::<_, std::convert::Infallible>(Response::new(PanickingBody))
         }));
     let response = service.oneshot(request()).await.expect("a response");
@@ -156,7 +155,8 @@ async fn request_body_not_read_counts_zero_bytes() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry)
         .route_fn(route)
-        .layer(answering(b"ok"));
+        .request_size(ReadBytes)
+        .layer(answering::<RequestBody<Full<Bytes>>>(b"ok"));
     let response = service.oneshot(request()).await.expect("a response");
     response
         .into_body()
@@ -215,7 +215,7 @@ async fn layered_service_with_a_route_closure_is_send() {
 async fn panic_in_the_synchronous_call_is_500_panic() {
     let mut registry = Registry::default();
     let service = HttpMetricsLayer::new(&mut registry).route_fn(route).layer(service_fn(
-        |_: Request<RequestBody<Full<Bytes>>>| -> std::future::Ready<
+        |_: Request<Full<Bytes>>| -> std::future::Ready<
             Result<Response<Full<Bytes>>, std::convert::Infallible>,
         > { panic!("bug before the future") },
     ));
@@ -236,7 +236,7 @@ fn panics_are_told_apart_from_cancellations_by_where_they_happen() {
     let mut caught_registry = Registry::default();
     let mut panicking = HttpMetricsLayer::new(&mut caught_registry)
         .route_fn(route)
-        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| async {
+        .layer(service_fn(|_: Request<Full<Bytes>>| async {
             panic!("handler bug");
             #[allow(unreachable_code)]
             Ok::<Response<Full<Bytes>>, std::convert::Infallible>(Response::new(Full::default()))
@@ -244,7 +244,7 @@ fn panics_are_told_apart_from_cancellations_by_where_they_happen() {
     let mut sibling_registry = Registry::default();
     let mut pending = HttpMetricsLayer::new(&mut sibling_registry)
         .route_fn(route)
-        .layer(service_fn(|_: Request<RequestBody<Full<Bytes>>>| {
+        .layer(service_fn(|_: Request<Full<Bytes>>| {
             std::future::pending::<Result<Response<Full<Bytes>>, std::convert::Infallible>>()
         }));
     let mut cx = Context::from_waker(Waker::noop());

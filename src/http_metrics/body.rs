@@ -1,20 +1,119 @@
-//! The request and response bodies of the layer: they count the bytes streamed.
+//! The request and response bodies of the layer, and how request sizes are measured.
 
+use std::any::Any;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
+use http::{Request, header};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::guard::Guard;
-use super::labels::Outcome;
+use super::classify::ErrorType;
+use super::guard::{Guard, RequestBytes, request_bytes_counter};
+use super::labels::error_id;
+
+/// How the layer measures request bodies, which decides the request type the inner
+/// service receives: [`ContentLength`] (the default) or [`ReadBytes`].
+///
+/// Chosen with [`HttpMetricsLayer::request_size`](super::HttpMetricsLayer::request_size).
+/// This trait is sealed.
+pub trait RequestSize: sealed::Sealed + Clone {
+    /// The request body the inner service receives, for a request body `B`.
+    type Body<B>;
+
+    /// The request for the inner service, and how its size will be known; `measure` is
+    /// false when body sizes are off.
+    #[doc(hidden)]
+    fn prepare<B: Body>(
+        request: Request<B>,
+        measure: bool,
+    ) -> (Request<Self::Body<B>>, RequestBytes);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ContentLength {}
+    impl Sealed for super::ReadBytes {}
+}
+
+/// The request size is the length the request declared: its `Content-Length`, or the
+/// exact size its body reports (0 for a request without a body, such as most `GET`s).
+/// A request whose length is unknown (a chunked upload) is not observed in the request
+/// size histogram. The inner service receives the request untouched: a hyper handler
+/// keeps taking `Request<Incoming>`.
+///
+/// The default: it costs nothing per request beyond reading the header, and wraps
+/// nothing (axum boxes every request body it did not make itself, so a wrapper costs an
+/// allocation per request there).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ContentLength;
+
+impl RequestSize for ContentLength {
+    type Body<B> = B;
+
+    #[inline]
+    fn prepare<B: Body>(request: Request<B>, measure: bool) -> (Request<B>, RequestBytes) {
+        if !measure {
+            return (request, RequestBytes::Unknown);
+        }
+        let body = request.body();
+        let declared = body.size_hint().exact().or_else(|| {
+            // The header only when the body does not know: it costs a hash lookup.
+            request
+                .headers()
+                .get(header::CONTENT_LENGTH)?
+                .to_str()
+                .ok()?
+                .parse()
+                .ok()
+        });
+        let bytes = match declared {
+            Some(bytes) => RequestBytes::Declared(bytes),
+            None if body.is_end_stream() => RequestBytes::Declared(0),
+            None => RequestBytes::Unknown,
+        };
+        (request, bytes)
+    }
+}
+
+/// The request size is the bytes the inner service read from the request body by the
+/// time the request finished, whatever it declared: chunked uploads are measured too,
+/// and a body the service did not read counts 0. The inner service receives the body
+/// wrapped in a [`RequestBody`], which counts them: its request type is
+/// `Request<RequestBody<B>>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadBytes;
+
+impl RequestSize for ReadBytes {
+    type Body<B> = RequestBody<B>;
+
+    #[inline]
+    fn prepare<B: Body>(
+        request: Request<B>,
+        measure: bool,
+    ) -> (Request<RequestBody<B>>, RequestBytes) {
+        let counter = (measure && !request.body().is_end_stream()).then(request_bytes_counter);
+        let bytes = match &counter {
+            Some(counter) => RequestBytes::Counted(counter.clone()),
+            None if measure => RequestBytes::Declared(0),
+            None => RequestBytes::Unknown,
+        };
+        (
+            request.map(|body| RequestBody {
+                inner: body,
+                read: counter,
+            }),
+            bytes,
+        )
+    }
+}
 
 pin_project! {
-    /// The request body the inner service receives: the original body, counting the
-    /// bytes the service reads for the request body size histogram.
+    /// The request body the inner service receives with [`ReadBytes`]: the original
+    /// body, counting the bytes the service reads.
     ///
     /// Bodies that are empty from the start, and all bodies when body sizes are turned
     /// off, are passed through without counting.
@@ -26,10 +125,6 @@ pin_project! {
 }
 
 impl<B> RequestBody<B> {
-    pub(crate) fn new(inner: B, read: Option<Arc<AtomicU64>>) -> Self {
-        Self { inner, read }
-    }
-
     /// The inner body.
     pub fn get_ref(&self) -> &B {
         &self.inner
@@ -76,19 +171,47 @@ impl<B> std::fmt::Debug for RequestBody<B> {
     }
 }
 
+/// Data frames longer than this are handed to the server in slices of this length.
+///
+/// A server takes a frame whole and writes it out at the client's pace: an 8 MiB body
+/// sent as one frame would count as finished when the server took it, not when it was
+/// sent, and a client gone half way would not show. In slices, the server's back-pressure
+/// (hyper stops polling a body while about 400 KiB wait to be written, HTTP/2 while the
+/// client's flow-control window is full) holds the body back until the transfer is
+/// nearly done. Slicing `Bytes` copies nothing; frames of this size or less, which is
+/// nearly every API answer, pass as they are.
+pub(crate) const SLICE: usize = 64 * 1024;
+
 pin_project! {
     /// The response body the layer returns: the inner service's body, carrying the guard
     /// that records the request when the body ends, fails or is dropped.
-    pub struct ResponseBody<B> {
+    ///
+    /// Data frames of `Bytes` over 64 KiB are passed on in 64 KiB slices (see the
+    /// [module docs](super#when-a-request-counts-as-finished)); other data types pass
+    /// whole.
+    pub struct ResponseBody<B, C = super::DefaultClassifier> {
         #[pin]
         inner: B,
         guard: Option<Guard>,
+        // Set when the classifier decides at the end of the body.
+        classify: Option<(C, ClassifyEnd<C>)>,
+        // The rest of a large frame, still to hand on.
+        pending: Option<Bytes>,
     }
 }
 
-impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, guard: Option<Guard>) -> Self {
-        Self { inner, guard }
+impl<B, C> ResponseBody<B, C> {
+    pub(crate) fn new(
+        inner: B,
+        guard: Option<Guard>,
+        classify: Option<(C, ClassifyEnd<C>)>,
+    ) -> Self {
+        Self {
+            inner,
+            guard,
+            classify,
+            pending: None,
+        }
     }
 
     /// The inner body.
@@ -97,7 +220,32 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B: Body> Body for ResponseBody<B> {
+impl<B, C> ResponseBody<B, C>
+where
+    B: Body,
+    B::Data: 'static,
+{
+    /// The next slice of a large frame, if one is pending.
+    fn next_slice(pending: &mut Option<Bytes>) -> Option<B::Data> {
+        let rest = pending.as_mut()?;
+        let slice = if rest.len() > SLICE {
+            rest.split_to(SLICE)
+        } else {
+            pending.take()?
+        };
+        // `pending` is only ever set when `B::Data` is `Bytes`.
+        let mut slice = Some(slice);
+        (&mut slice as &mut dyn Any)
+            .downcast_mut::<Option<B::Data>>()
+            .and_then(Option::take)
+    }
+}
+
+impl<B, C> Body for ResponseBody<B, C>
+where
+    B: Body,
+    B::Data: 'static,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -106,41 +254,98 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = match this.guard.as_mut() {
-            Some(guard) => ready!(guard.run(|| this.inner.as_mut().poll_frame(cx))),
-            None => ready!(this.inner.as_mut().poll_frame(cx)),
-        };
-        if let Some(guard) = this.guard {
-            let outcome = match &frame {
-                Some(Ok(frame)) => {
-                    let complete = frame
-                        .data_ref()
-                        .is_some_and(|data| guard.add_response_bytes(data.remaining()));
-                    // hyper stops polling once the body says it has ended, or once it
-                    // has written the length it announced.
-                    (complete || this.inner.is_end_stream()).then_some(Outcome::Completed)
-                }
-                Some(Err(_)) => Some(Outcome::BodyError),
-                None => Some(Outcome::Completed),
+        let frame = if let Some(slice) = Self::next_slice(this.pending) {
+            Some(Ok(Frame::data(slice)))
+        } else {
+            let frame = match this.guard.as_mut() {
+                Some(guard) => ready!(guard.run(|| this.inner.as_mut().poll_frame(cx))),
+                None => ready!(this.inner.as_mut().poll_frame(cx)),
             };
-            if let Some(outcome) = outcome {
-                guard.finish(outcome);
-                *this.guard = None;
+            match frame {
+                Some(Ok(frame)) => Some(Ok(slice_large(frame, this.pending))),
+                other => other,
             }
+        };
+        let Some(guard) = this.guard.as_mut() else {
+            return Poll::Ready(frame);
+        };
+        let end = match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    if let Some((classify, classify_end)) = this.classify.take() {
+                        let error = classify_end(&classify, Some(trailers));
+                        guard.classified(error_id_of(guard, error));
+                    }
+                }
+                let complete = frame
+                    .data_ref()
+                    .is_some_and(|data| guard.add_response_bytes(data.remaining()));
+                // hyper stops polling once the body says it has ended, or once it has
+                // written the length it announced.
+                this.pending.is_none() && (complete || this.inner.is_end_stream())
+            }
+            Some(Err(_)) => {
+                guard.finish(error_id::BODY_ERROR);
+                false
+            }
+            None => true,
+        };
+        if end {
+            if let Some((classify, classify_end)) = this.classify.take() {
+                let error = classify_end(&classify, None);
+                guard.classified(error_id_of(guard, error));
+            }
+            guard.finish(error_id::NONE);
+        }
+        if end || matches!(frame, Some(Err(_))) {
+            *this.guard = None;
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.pending.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let pending = self.pending.as_ref().map_or(0, |rest| rest.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(pending));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(pending));
+        }
+        hint
     }
 }
 
-impl<B> std::fmt::Debug for ResponseBody<B> {
+/// The frame, or its first slice when it is `Bytes` data over [`SLICE`] long (the rest
+/// goes to `pending`).
+#[inline]
+fn slice_large<D: Buf + 'static>(frame: Frame<D>, pending: &mut Option<Bytes>) -> Frame<D> {
+    match frame.into_data() {
+        Ok(mut data) => {
+            if data.remaining() > SLICE {
+                if let Some(bytes) = (&mut data as &mut dyn Any).downcast_mut::<Bytes>() {
+                    *pending = Some(bytes.split_off(SLICE));
+                }
+            }
+            Frame::data(data)
+        }
+        Err(frame) => frame,
+    }
+}
+
+/// [`Classify::classify_end`](super::Classify::classify_end) of the classifier `C`, for
+/// whichever error type it was chosen: the body then needs no bound on `C`.
+pub(crate) type ClassifyEnd<C> = fn(&C, Option<&http::HeaderMap>) -> Option<ErrorType>;
+
+/// The id of what [`Classify::classify_end`](super::Classify::classify_end) said.
+fn error_id_of(guard: &Guard, error: Option<ErrorType>) -> u8 {
+    error.map_or(error_id::NONE, |error| guard.recorder().error_id(&error))
+}
+
+impl<B, C> std::fmt::Debug for ResponseBody<B, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")
             .field("recording", &self.guard.is_some())

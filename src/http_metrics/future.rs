@@ -8,32 +8,39 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::body::ResponseBody;
+use super::body::{ClassifyEnd, ResponseBody};
+use super::classify::{Classified, Classify, DefaultClassifier};
 use super::guard::{Guard, sends_no_body};
-use super::labels::Outcome;
+use super::labels::error_id;
 
 pin_project! {
     /// The future of [`HttpMetrics`](super::HttpMetrics): the inner future, and the guard
     /// that records the request if the future errs, panics or is dropped.
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, C = DefaultClassifier> {
         #[pin]
         inner: F,
         guard: Option<Guard>,
+        classify: C,
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, guard: Option<Guard>) -> Self {
-        Self { inner, guard }
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn new(inner: F, guard: Option<Guard>, classify: C) -> Self {
+        Self {
+            inner,
+            guard,
+            classify,
+        }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E, C> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
+    C: Classify<E>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<B, C>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -45,18 +52,19 @@ where
         // response is then moved once, not three times.
         poll.map(|result| match result {
             Ok(response) => {
-                // Noted in place, before the guard moves: reading it back from a fresh
-                // copy would stall.
-                let body_follows = this
-                    .guard
-                    .as_mut()
-                    .is_some_and(|guard| responded(guard, &response));
-                let guard = this.guard.take().filter(|_| body_follows);
-                Ok(response.map(|body| ResponseBody::new(body, guard)))
+                let at_end = match this.guard.as_mut() {
+                    Some(guard) => responded(guard, &response, this.classify),
+                    None => None,
+                };
+                let guard = this.guard.take().filter(|_| at_end.is_some());
+                let classify = at_end.flatten().map(|end| (this.classify.clone(), end));
+                Ok(response.map(|body| ResponseBody::new(body, guard, classify)))
             }
             Err(error) => {
                 if let Some(mut guard) = this.guard.take() {
-                    guard.finish(Outcome::ServiceError);
+                    let error_type = this.classify.classify_error(&error);
+                    let id = guard.recorder().error_id(&error_type);
+                    guard.finish(id);
                 }
                 Err(error)
             }
@@ -64,9 +72,15 @@ where
     }
 }
 
-/// Notes the response head in the guard; true if the body is still to come, false if
-/// the request was finished here (no body follows the head).
-fn responded<B: Body>(guard: &mut Guard, response: &Response<B>) -> bool {
+/// Notes the response head in the guard, and classifies it. `None` when the request was
+/// finished here (no body follows the head); else whether the body's end decides the
+/// classification (`Some(Some(..))`, with the function that does) or not (`Some(None)`).
+#[inline]
+fn responded<B: Body, E, C: Classify<E>>(
+    guard: &mut Guard,
+    response: &Response<B>,
+    classify: &C,
+) -> Option<Option<ClassifyEnd<C>>> {
     // The exact size hint first: it is free, where the header costs a hash lookup, and
     // hyper sends the one it has.
     let expected = response.body().size_hint().exact().or_else(|| {
@@ -76,14 +90,29 @@ fn responded<B: Body>(guard: &mut Guard, response: &Response<B>) -> bool {
             .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
     });
     guard.responded(response.status(), expected);
+    let at_end = match classify.classify_response(response.status(), response.headers()) {
+        Classified::Success => false,
+        Classified::Failure(error_type) => {
+            let id = guard.recorder().error_id(&error_type);
+            guard.classified(id);
+            false
+        }
+        Classified::AtEnd => true,
+    };
     if sends_no_body(guard.method(), response.status()) || response.body().is_end_stream() {
-        guard.finish(Outcome::Completed);
-        return false;
+        if at_end {
+            if let Some(error_type) = classify.classify_end(None) {
+                let id = guard.recorder().error_id(&error_type);
+                guard.classified(id);
+            }
+        }
+        guard.finish(error_id::NONE);
+        return None;
     }
-    true
+    Some(at_end.then_some(<C as Classify<E>>::classify_end as ClassifyEnd<C>))
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("recording", &self.guard.is_some())

@@ -7,21 +7,35 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use super::labels::{Method, Outcome, SeriesKey};
-use super::recorder::{self, Observation};
+use super::labels::{Method, SeriesKey, error_id};
+use super::recorder::{Observation, Recorder};
+
+/// The size of a request body, as the layer's [`RequestSize`](super::RequestSize) mode
+/// measures it. Public only to be named by that sealed trait: it cannot be reached
+/// from outside the crate.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum RequestBytes {
+    /// Not measured (body sizes are off), or not known (no declared length).
+    Unknown,
+    /// The length the request declared, or 0 for a request without a body.
+    Declared(u64),
+    /// The bytes the inner service read, counted by its body.
+    Counted(Arc<AtomicU64>),
+}
 
 /// Created when a request enters the layer, moved from the response future into the
 /// response body, and finished by whichever ends the request: the end of the body, an
 /// error, or its own `Drop` (a dropped future or body, or a panic unwinding through).
 pub(crate) struct Guard {
-    /// The id of the recorder: the thread that finishes the request finds it by that
-    /// (see [`recorder::finish`]).
-    recorder: u64,
+    recorder: Arc<Recorder>,
     start: Instant,
     key: SeriesKey,
-    request_bytes: Option<Arc<AtomicU64>>,
-    /// The response's status code; `None` until the response head arrived.
-    status: Option<u16>,
+    request_bytes: RequestBytes,
+    /// The response's status code; 0 until the response head arrived.
+    status: u16,
+    /// The classifier's verdict so far ([`error_id`]).
+    error: u8,
     response_bytes: u64,
     /// The body length hyper will send (`Content-Length`, or an exact size hint;
     /// `u64::MAX` when unknown): hyper stops polling a body once that many bytes are
@@ -35,21 +49,21 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    /// A request counted in flight (by
-    /// [`RecorderHandle::start`](recorder::RecorderHandle::start)): from here on it is
-    /// recorded exactly once.
+    /// A request the recorder counted in flight (with
+    /// [`Recorder::start`]): from here on it is recorded exactly once.
     pub(crate) fn new(
-        recorder: u64,
+        recorder: Arc<Recorder>,
         start: Instant,
         key: SeriesKey,
-        request_bytes: Option<Arc<AtomicU64>>,
+        request_bytes: RequestBytes,
     ) -> Self {
         Self {
             recorder,
             start,
             key,
             request_bytes,
-            status: None,
+            status: 0,
+            error: error_id::NONE,
             response_bytes: 0,
             expected_bytes: u64::MAX,
             polling: false,
@@ -72,34 +86,52 @@ impl Guard {
         self.key.method()
     }
 
+    pub(crate) fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
     pub(crate) fn responded(&mut self, status: StatusCode, expected_bytes: Option<u64>) {
-        self.status = Some(status.as_u16());
+        self.status = status.as_u16();
         self.expected_bytes = expected_bytes.unwrap_or(u64::MAX);
     }
 
+    /// Notes the classifier's verdict (an [`error_id`]); a later one replaces it.
+    pub(crate) fn classified(&mut self, error: u8) {
+        self.error = error;
+    }
+
     /// Counts streamed bytes; true once the known length is reached.
+    #[inline]
     pub(crate) fn add_response_bytes(&mut self, bytes: usize) -> bool {
         self.response_bytes = self.response_bytes.saturating_add(bytes as u64);
         self.response_bytes >= self.expected_bytes
     }
 
-    /// Records the request; later calls and the `Drop` do nothing.
-    pub(crate) fn finish(&mut self, outcome: Outcome) {
+    /// Records the request with the classifier's verdict, or with the layer's own
+    /// `error` ([`error_id::PANIC`], [`CANCELLED`](error_id::CANCELLED), …) when it is
+    /// not [`error_id::NONE`]; later calls and the `Drop` do nothing.
+    pub(crate) fn finish(&mut self, error: u8) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
+        let error = if error == error_id::NONE {
+            self.error
+        } else {
+            error
+        };
         // 499: client closed request (nginx's code).
-        let status = self.status.unwrap_or(match outcome {
-            Outcome::Cancelled => 499,
-            _ => 500,
-        });
-        let request_bytes = self
-            .request_bytes
-            .as_ref()
-            .map_or(0, |bytes| bytes.load(Ordering::Relaxed));
-        recorder::finish(
-            self.recorder,
-            self.key.finish(status, outcome),
+        let status = match (self.status, error) {
+            (0, error_id::CANCELLED) => 499,
+            (0, _) => 500,
+            (status, _) => status,
+        };
+        let request_bytes = match &self.request_bytes {
+            RequestBytes::Unknown => None,
+            RequestBytes::Declared(bytes) => Some(*bytes),
+            RequestBytes::Counted(bytes) => Some(bytes.load(Ordering::Relaxed)),
+        };
+        self.recorder.finish(
+            self.key.finish(status, error),
             Observation {
                 seconds: self.start.elapsed().as_secs_f64(),
                 request_bytes,
@@ -111,21 +143,22 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let outcome = if self.polling {
-            Outcome::Panic
+        self.finish(if self.polling {
+            error_id::PANIC
         } else {
-            Outcome::Cancelled
-        };
-        self.finish(outcome);
-        if let Some(counter) = self.request_bytes.take() {
+            error_id::CANCELLED
+        });
+        if let RequestBytes::Counted(counter) =
+            std::mem::replace(&mut self.request_bytes, RequestBytes::Unknown)
+        {
             recycle_counter(counter);
         }
     }
 }
 
-/// Request body byte counters this thread can reuse: a request with a body needs one,
-/// shared by its body and its guard, and allocating it anew would cost an allocation
-/// per request.
+/// Request body byte counters this thread can reuse: with [`ReadBytes`](super::ReadBytes),
+/// a request with a body needs one, shared by its body and its guard, and allocating it
+/// anew would cost an allocation per request (`tests/allocations.rs` counts them).
 const POOLED_COUNTERS: usize = 64;
 
 thread_local! {

@@ -1,6 +1,5 @@
 //! Label names, label values and the packed key of a series.
 
-use http::Request;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 /// Which names the HTTP metrics and their labels get.
@@ -150,24 +149,22 @@ impl Method {
     }
 }
 
-/// `url_scheme`: `https` when the request URI says so (HTTP/2 `:scheme`, absolute-form),
-/// `http` otherwise (a server cannot tell TLS from the request alone).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scheme {
+/// The `url_scheme` label: what the server knows of its connections, never what a
+/// request line claims (a plaintext `GET https://h/x` is still `http`).
+///
+/// Set on the layer with [`HttpMetricsLayer::url_scheme`](super::HttpMetricsLayer::url_scheme);
+/// a server with a TLS listener and a plaintext one gives each its own layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UrlScheme {
+    /// Plaintext HTTP (the default).
+    #[default]
     Http,
+    /// HTTP over TLS.
     Https,
 }
 
-impl Scheme {
+impl UrlScheme {
     pub(crate) const COUNT: usize = 2;
-
-    pub(crate) fn of<B>(request: &Request<B>) -> Self {
-        if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-            Self::Https
-        } else {
-            Self::Http
-        }
-    }
 
     pub(crate) fn from_index(index: usize) -> Self {
         if index % Self::COUNT == 1 {
@@ -186,8 +183,8 @@ impl Scheme {
 }
 
 /// The slot of the in-flight gauge of requests with this method and scheme.
-pub(crate) fn active_slot(method: Method, scheme: Scheme) -> usize {
-    method as usize * Scheme::COUNT + scheme as usize
+pub(crate) fn active_slot(method: Method, scheme: UrlScheme) -> usize {
+    method as usize * UrlScheme::COUNT + scheme as usize
 }
 
 /// `network_protocol_version`, from the request's HTTP version.
@@ -205,39 +202,19 @@ fn version_str(index: u64) -> &'static str {
     ["0.9", "1.0", "1.1", "2", "3"][(index as usize).min(4)]
 }
 
-/// How a request ended, beyond its status code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// The response was sent whole (`error_type` only on 5xx: the status code).
-    Completed,
-    /// The inner service returned `Err`.
-    ServiceError,
-    /// A panic unwound through the future or the body.
-    Panic,
-    /// The future or the body was dropped before the end.
-    Cancelled,
-    /// The body returned an error mid-stream.
-    BodyError,
-}
-
-impl Outcome {
-    const ALL: [Self; 5] = [
-        Self::Completed,
-        Self::ServiceError,
-        Self::Panic,
-        Self::Cancelled,
-        Self::BodyError,
-    ];
-
-    fn error_type(self) -> Option<&'static str> {
-        match self {
-            Self::Completed => None,
-            Self::ServiceError => Some("_OTHER"),
-            Self::Panic => Some("panic"),
-            Self::Cancelled => Some("cancelled"),
-            Self::BodyError => Some("body_error"),
-        }
-    }
+/// The `error_type` of a series, as a small number: the layer's own values, then those
+/// of the classifier, interned by the recorder.
+pub(crate) mod error_id {
+    /// Not a failure (a 5xx status still gets its code as `error_type`).
+    pub(crate) const NONE: u8 = 0;
+    pub(crate) const OTHER: u8 = 1;
+    pub(crate) const PANIC: u8 = 2;
+    pub(crate) const CANCELLED: u8 = 3;
+    pub(crate) const BODY_ERROR: u8 = 4;
+    /// The first id of a classifier's value.
+    pub(crate) const FIRST_CUSTOM: u8 = 5;
+    /// The layer's own values, by id.
+    pub(crate) const BUILT_IN: [&str; 5] = ["", "_OTHER", "panic", "cancelled", "body_error"];
 }
 
 /// The labels of one series packed in a `u64`, so that finding its counters costs one
@@ -248,51 +225,56 @@ impl Outcome {
 /// | 0–3 | method |
 /// | 4 | scheme |
 /// | 5–7 | protocol version |
-/// | 8–10 | outcome |
-/// | 11–20 | status code (100–999) |
-/// | 21–52 | route id (0: no route) |
+/// | 8–15 | error type ([`error_id`]) |
+/// | 16–25 | status code (100–999) |
+/// | 26–57 | route id (0: no route) |
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct SeriesKey(u64);
 
 impl SeriesKey {
     /// The labels known when the request arrives.
-    pub(crate) fn request<B>(
-        request: &Request<B>,
+    #[inline]
+    pub(crate) fn request(
+        version: http::Version,
         method: Method,
-        scheme: Scheme,
+        scheme: UrlScheme,
         route: u32,
     ) -> Self {
         Self(
             method as u64
                 | (scheme as u64) << 4
-                | version_index(request.version()) << 5
-                | u64::from(route) << 21,
+                | version_index(version) << 5
+                | u64::from(route) << 26,
         )
     }
 
     /// The key completed with how the request ended.
-    pub(crate) fn finish(self, status: u16, outcome: Outcome) -> Self {
+    #[inline]
+    pub(crate) fn finish(self, status: u16, error: u8) -> Self {
         let status = u64::from(status.min(1023));
-        Self(self.0 & !(0x1fff << 8) | (outcome as u64) << 8 | status << 11)
+        Self(self.0 & !(0x3ffff << 8) | u64::from(error) << 8 | status << 16)
     }
 
     /// The key with its status code replaced by its class (404 by 400) when `grouped`.
+    #[inline]
     pub(crate) fn group_status(self, grouped: bool) -> Self {
         if grouped {
             let class = u64::from(self.status() / 100 * 100);
-            Self(self.0 & !(0x3ff << 11) | class << 11)
+            Self(self.0 & !(0x3ff << 16) | class << 16)
         } else {
             self
         }
     }
 
-    /// The key with scheme, protocol version and outcome cleared: what is left is what
-    /// the `PromClient` names label (method, route, status).
+    /// The key with scheme, protocol version and error type cleared: what is left is
+    /// what the `PromClient` names label (method, route, status).
+    #[inline]
     pub(crate) fn without_otel_labels(self) -> Self {
-        Self(self.0 & !(0x1 << 4 | 0x7 << 5 | 0x7 << 8))
+        Self(self.0 & !(0x1 << 4 | 0x7 << 5 | 0xff << 8))
     }
 
     /// The slot of the request's in-flight gauge: one per method and scheme.
+    #[inline]
     pub(crate) fn active_slot(self) -> usize {
         active_slot(self.method(), self.scheme())
     }
@@ -301,24 +283,24 @@ impl SeriesKey {
         Method::from_index((self.0 & 0xf) as usize)
     }
 
-    pub(crate) fn scheme(self) -> Scheme {
-        Scheme::from_index((self.0 >> 4 & 1) as usize)
+    pub(crate) fn scheme(self) -> UrlScheme {
+        UrlScheme::from_index((self.0 >> 4 & 1) as usize)
     }
 
     pub(crate) fn route(self) -> u32 {
-        (self.0 >> 21) as u32
+        (self.0 >> 26) as u32
     }
 
     fn version(self) -> &'static str {
         version_str(self.0 >> 5 & 0x7)
     }
 
-    fn outcome(self) -> Outcome {
-        Outcome::ALL[((self.0 >> 8 & 0x7) as usize).min(Outcome::ALL.len() - 1)]
+    pub(crate) fn error(self) -> u8 {
+        (self.0 >> 8 & 0xff) as u8
     }
 
     fn status(self) -> u16 {
-        (self.0 >> 11 & 0x3ff) as u16
+        (self.0 >> 16 & 0x3ff) as u16
     }
 }
 
@@ -328,6 +310,8 @@ pub(crate) struct SeriesLabels<'a> {
     key: SeriesKey,
     names: &'a Names,
     route: Option<&'a str>,
+    /// The classifier's value, for a custom error id.
+    error: Option<&'a str>,
     /// The status label value, `"404"` or `"4xx"`.
     status: [u8; 3],
 }
@@ -337,6 +321,7 @@ impl<'a> SeriesLabels<'a> {
         key: SeriesKey,
         names: &'a Names,
         route: Option<&'a str>,
+        error: Option<&'a str>,
         grouped_status: bool,
     ) -> Self {
         let code = key.status();
@@ -350,12 +335,22 @@ impl<'a> SeriesLabels<'a> {
             key,
             names,
             route,
+            error,
             status,
         }
     }
 
     fn status(&self) -> &str {
         std::str::from_utf8(&self.status).unwrap_or("_OTHER")
+    }
+
+    fn error_type(&self) -> Option<&str> {
+        match self.key.error() {
+            error_id::NONE if self.key.status() >= 500 => Some(self.status()),
+            error_id::NONE => None,
+            id if id < error_id::FIRST_CUSTOM => Some(error_id::BUILT_IN[usize::from(id)]),
+            _ => Some(self.error.unwrap_or("_OTHER")),
+        }
     }
 }
 
@@ -370,12 +365,7 @@ impl EncodeLabelSet for SeriesLabels<'_> {
         if names.otel_labels {
             ("url_scheme", self.key.scheme().as_str()).encode(encoder.encode_label())?;
             ("network_protocol_version", self.key.version()).encode(encoder.encode_label())?;
-            let error_type = match self.key.outcome().error_type() {
-                Some(error_type) => Some(error_type),
-                None if self.key.status() >= 500 => Some(self.status()),
-                None => None,
-            };
-            if let Some(error_type) = error_type {
+            if let Some(error_type) = self.error_type() {
                 ("error_type", error_type).encode(encoder.encode_label())?;
             }
         }
@@ -387,7 +377,7 @@ impl EncodeLabelSet for SeriesLabels<'_> {
 pub(crate) struct ActiveLabels {
     pub(crate) names: &'static Names,
     pub(crate) method: Method,
-    pub(crate) scheme: Option<Scheme>,
+    pub(crate) scheme: Option<UrlScheme>,
 }
 
 impl EncodeLabelSet for ActiveLabels {
@@ -430,37 +420,37 @@ mod tests {
 
     #[test]
     fn keys_round_trip() {
-        let request = Request::builder()
-            .method("DELETE")
-            .uri("https://example.com/x")
-            .version(http::Version::HTTP_2)
-            .body(())
-            .expect("valid request");
         let key = SeriesKey::request(
-            &request,
+            http::Version::HTTP_2,
             Method::Delete,
-            Scheme::of(&request),
+            UrlScheme::Https,
             4_000_000_000,
         )
-        .finish(503, Outcome::Completed)
-        .finish(204, Outcome::BodyError);
+        .finish(503, error_id::NONE)
+        .finish(204, 200);
         assert_eq!(key.method(), Method::Delete);
-        assert_eq!(key.scheme(), Scheme::Https);
+        assert_eq!(key.scheme(), UrlScheme::Https);
         assert_eq!(key.version(), "2");
         assert_eq!(key.route(), 4_000_000_000);
         assert_eq!(key.status(), 204);
-        assert_eq!(key.outcome(), Outcome::BodyError);
+        assert_eq!(key.error(), 200);
         assert_eq!(
             key.active_slot(),
-            active_slot(Method::Delete, Scheme::Https)
+            active_slot(Method::Delete, UrlScheme::Https)
         );
+        let plain = key.without_otel_labels();
+        assert_eq!(
+            (plain.method(), plain.route(), plain.status()),
+            (Method::Delete, 4_000_000_000, 204)
+        );
+        assert_eq!((plain.scheme(), plain.error()), (UrlScheme::Http, 0));
     }
 
     #[test]
     fn groups_status_codes_by_class() {
-        let key = SeriesKey::default().finish(404, Outcome::Completed);
+        let key = SeriesKey::default().finish(404, error_id::CANCELLED);
         assert_eq!(key.group_status(true).status(), 400);
         assert_eq!(key.group_status(false).status(), 404);
-        assert_eq!(key.group_status(true).outcome(), Outcome::Completed);
+        assert_eq!(key.group_status(true).error(), error_id::CANCELLED);
     }
 }

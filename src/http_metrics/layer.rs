@@ -3,13 +3,14 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use http::Request;
 use prometheus_client::registry::Registry;
 use tower_layer::Layer;
 
-use super::labels::Naming;
-use super::recorder::{Config, Recorder, RecorderHandle};
-use http::Request;
-
+use super::body::{ContentLength, RequestSize};
+use super::classify::DefaultClassifier;
+use super::labels::{Naming, UrlScheme};
+use super::recorder::{Config, Recorder};
 use super::route::{DefaultRoute, RouteFn};
 use super::service::HttpMetrics;
 use crate::error::{Error, is_valid_label_name};
@@ -21,11 +22,16 @@ pub const DEFAULT_MAX_SERIES: usize = 2_000;
 /// A [`Layer`] that records HTTP request metrics; see the [module docs](super).
 ///
 /// Cloning is cheap and clones record into the same metrics, so one layer can wrap
-/// several routers or servers.
+/// several routers or servers. The type parameters are the source of route labels
+/// ([`RouteLabel`](super::RouteLabel)), the classifier of failures
+/// ([`Classify`](super::Classify)) and how request sizes are measured
+/// ([`RequestSize`](super::RequestSize)); each has a default, changed by
+/// [`route_fn`](Self::route_fn) or [`route_label`](Self::route_label),
+/// [`classify`](Self::classify) and [`request_size`](Self::request_size).
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
-/// use tower_prometheus::http_metrics::{HttpMetricsLayer, Naming};
+/// use tower_prometheus::{HttpMetricsLayer, Naming};
 ///
 /// let mut registry = Registry::default();
 /// let layer = HttpMetricsLayer::builder()
@@ -35,9 +41,12 @@ pub const DEFAULT_MAX_SERIES: usize = 2_000;
 /// # Ok::<(), tower_prometheus::Error>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct HttpMetricsLayer<R = DefaultRoute> {
-    recorder: Arc<RecorderHandle>,
+pub struct HttpMetricsLayer<R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
+    recorder: Arc<Recorder>,
     route: R,
+    classify: C,
+    request_size: M,
+    scheme: UrlScheme,
 }
 
 impl HttpMetricsLayer {
@@ -54,48 +63,112 @@ impl HttpMetricsLayer {
     }
 }
 
-impl<R> HttpMetricsLayer<R> {
+impl<R, C, M> HttpMetricsLayer<R, C, M> {
     /// Takes route labels from a closure instead of [`DefaultRoute`].
     ///
     /// The closure returns the route *template* (`/users/{id}`), never the raw path, or
-    /// `None` when the request matched no route. The cardinality limit caps the damage
-    /// if it returns raw paths anyway.
+    /// `None` when the request matched no route. It may return a label borrowed from the
+    /// request. The cardinality limit caps the damage if it returns raw paths anyway.
     ///
     /// ```
+    /// use axum::extract::MatchedPath;
     /// use http::Request;
     /// use prometheus_client::registry::Registry;
-    /// use tower_prometheus::http_metrics::HttpMetricsLayer;
+    /// use tower_prometheus::HttpMetricsLayer;
     ///
+    /// // axum's matched route, else the template of a mount of ours.
     /// let layer = HttpMetricsLayer::new(&mut Registry::default()).route_fn(
-    ///     |request: &Request<String>| match request.uri().path() {
-    ///         "/" => Some("/"),
-    ///         path if path.starts_with("/users/") => Some("/users/{id}"),
-    ///         _ => None,
+    ///     |request: &Request<axum::body::Body>| match request.extensions().get::<MatchedPath>() {
+    ///         Some(matched) => Some(matched.as_str()),
+    ///         None if request.uri().path().starts_with("/files/") => Some("/files/{*path}"),
+    ///         None => None,
     ///     },
     /// );
     /// ```
-    pub fn route_fn<B, F>(self, route: F) -> HttpMetricsLayer<RouteFn<B>>
+    pub fn route_fn<B, F>(self, route: F) -> HttpMetricsLayer<RouteFn<B>, C, M>
     where
-        F: Fn(&Request<B>) -> Option<&'static str> + Send + Sync + 'static,
+        F: for<'a> Fn(&'a Request<B>) -> Option<&'a str> + Send + Sync + 'static,
     {
         self.route_label(RouteFn::new(route))
     }
 
     /// Takes route labels from any [`RouteLabel`](super::RouteLabel) instead of
     /// [`DefaultRoute`].
-    pub fn route_label<R2>(self, route: R2) -> HttpMetricsLayer<R2> {
+    pub fn route_label<R2>(self, route: R2) -> HttpMetricsLayer<R2, C, M> {
         HttpMetricsLayer {
             recorder: self.recorder,
             route,
+            classify: self.classify,
+            request_size: self.request_size,
+            scheme: self.scheme,
         }
+    }
+
+    /// Classifies failures with `classify` instead of [`DefaultClassifier`]: see
+    /// [`Classify`](super::Classify).
+    pub fn classify<C2>(self, classify: C2) -> HttpMetricsLayer<R, C2, M> {
+        HttpMetricsLayer {
+            recorder: self.recorder,
+            route: self.route,
+            classify,
+            request_size: self.request_size,
+            scheme: self.scheme,
+        }
+    }
+
+    /// How request body sizes are measured, which decides the request type of the inner
+    /// service. Defaults to [`ContentLength`]: the declared length, the request passed
+    /// on untouched. [`ReadBytes`](super::ReadBytes) counts the bytes the service reads,
+    /// and hands it a `Request<RequestBody<B>>`.
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use tower_prometheus::HttpMetricsLayer;
+    /// use tower_prometheus::http_metrics::ReadBytes;
+    ///
+    /// let layer = HttpMetricsLayer::new(&mut Registry::default()).request_size(ReadBytes);
+    /// ```
+    pub fn request_size<M2: RequestSize>(self, mode: M2) -> HttpMetricsLayer<R, C, M2> {
+        HttpMetricsLayer {
+            recorder: self.recorder,
+            route: self.route,
+            classify: self.classify,
+            request_size: mode,
+            scheme: self.scheme,
+        }
+    }
+
+    /// The `url_scheme` of the requests this layer sees: what the server knows of its
+    /// listener, since a request line can claim any scheme. Defaults to
+    /// [`UrlScheme::Http`].
+    ///
+    /// A server with a TLS listener and a plaintext one wraps each with its own clone:
+    ///
+    /// ```
+    /// use tower_prometheus::Metrics;
+    /// use tower_prometheus::http_metrics::UrlScheme;
+    ///
+    /// let metrics = Metrics::new();
+    /// let plaintext = metrics.http_layer();
+    /// let tls = metrics.http_layer().url_scheme(UrlScheme::Https);
+    /// ```
+    pub fn url_scheme(mut self, scheme: UrlScheme) -> Self {
+        self.scheme = scheme;
+        self
     }
 }
 
-impl<S, R: Clone> Layer<S> for HttpMetricsLayer<R> {
-    type Service = HttpMetrics<S, R>;
+impl<S, R: Clone, C: Clone, M> Layer<S> for HttpMetricsLayer<R, C, M> {
+    type Service = HttpMetrics<S, R, C, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics::new(inner, self.recorder.clone(), self.route.clone())
+        HttpMetrics::new(
+            inner,
+            self.recorder.clone(),
+            self.route.clone(),
+            self.classify.clone(),
+            self.scheme,
+        )
     }
 }
 
@@ -108,6 +181,9 @@ pub struct HttpMetricsBuilder {
     body_sizes: bool,
     group_status_codes: bool,
     excluded_paths: Vec<String>,
+    excluded_prefixes: Vec<String>,
+    excluded_routes: Vec<String>,
+    nested_services: Vec<String>,
     const_labels: Vec<(String, String)>,
     max_series: usize,
 }
@@ -121,6 +197,9 @@ impl Default for HttpMetricsBuilder {
             body_sizes: true,
             group_status_codes: false,
             excluded_paths: Vec::new(),
+            excluded_prefixes: Vec::new(),
+            excluded_routes: Vec::new(),
+            nested_services: Vec::new(),
             const_labels: Vec::new(),
             max_series: DEFAULT_MAX_SERIES,
         }
@@ -165,10 +244,59 @@ impl HttpMetricsBuilder {
         self
     }
 
-    /// A path whose requests are not recorded at all (compared with the request path,
-    /// exactly). Defaults to none: typical choices are `/metrics` and `/health`.
+    /// A path whose requests are not recorded at all, compared with the request path
+    /// exactly. Defaults to none: typical choices are `/metrics` and `/health`.
     pub fn exclude_path(mut self, path: impl Into<String>) -> Self {
         self.excluded_paths.push(path.into());
+        self
+    }
+
+    /// A prefix of the paths whose requests are not recorded at all: `/internal/`
+    /// excludes `/internal/jobs` but not `/internal` (add that with
+    /// [`exclude_path`](Self::exclude_path)). Defaults to none.
+    pub fn exclude_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.excluded_prefixes.push(prefix.into());
+        self
+    }
+
+    /// A route template whose requests are not recorded at all, compared with the route
+    /// label: `/events/{id}` excludes every request axum matched to that route (a
+    /// server-sent events stream, say), and `/static/{*path}` those under a
+    /// [`nested_service`](Self::nested_service) at `/static`. Defaults to none.
+    ///
+    /// Decided by the route's id, found once per request anyway: it costs nothing per
+    /// request.
+    pub fn exclude_route(mut self, template: impl Into<String>) -> Self {
+        self.excluded_routes.push(template.into());
+        self
+    }
+
+    /// A service mounted at `path` with axum's `Router::nest_service` (a `ServeDir`,
+    /// say): requests under `path/` that have no route label get the route
+    /// `{path}/{*path}`, so that they are not lumped with unmatched requests. Defaults to
+    /// none.
+    ///
+    /// axum sets no `MatchedPath` for such requests, but it does for `path` itself,
+    /// which is its own route. `path` must start with `/`; a trailing `/` is ignored.
+    /// Otherwise [`build`](Self::build) returns [`Error::InvalidPath`].
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use tower_prometheus::{HttpMetricsLayer, Metrics};
+    ///
+    /// let metrics = Metrics::builder()
+    ///     .http(HttpMetricsLayer::builder().nested_service("/static"))
+    ///     .build()?;
+    /// let app: Router = Router::new()
+    ///     .nest_service("/static", tower::service_fn(|_| async {
+    ///         Ok::<_, std::convert::Infallible>(axum::response::Response::new(axum::body::Body::empty()))
+    ///     }))
+    ///     .layer(metrics.http_layer());
+    /// // GET /static/css/app.css is recorded with http_route="/static/{*path}".
+    /// # Ok::<(), tower_prometheus::Error>(())
+    /// ```
+    pub fn nested_service(mut self, path: impl Into<String>) -> Self {
+        self.nested_services.push(path.into());
         self
     }
 
@@ -213,6 +341,16 @@ impl HttpMetricsBuilder {
             }
             seen.push(name);
         }
+        let mut nested_services = Vec::with_capacity(self.nested_services.len());
+        for path in self.nested_services {
+            let prefix = path.strip_suffix('/').unwrap_or(&path);
+            if !path.starts_with('/') || prefix.contains(['{', '}', '*']) {
+                return Err(Error::InvalidPath(format!(
+                    "nested service at {path:?}: a path starts with '/' and has no parameters"
+                )));
+            }
+            nested_services.push(prefix.to_owned());
+        }
         let duration_buckets = match self.duration_buckets {
             Some(bounds) => Buckets::new(bounds)?,
             None => Buckets::duration_seconds(),
@@ -222,14 +360,17 @@ impl HttpMetricsBuilder {
             (true, Some(bounds)) => Some(Buckets::new(bounds)?),
             (true, None) => Some(Buckets::size_bytes()),
         };
-        let recorder = Recorder::new(Config {
+        let recorder = Arc::new(Recorder::new(Config {
             names,
             grouped_status: self.group_status_codes,
             duration_buckets,
             size_buckets,
             max_series: self.max_series,
-            excluded_paths: self.excluded_paths.into_iter().map(Into::into).collect(),
-        });
+            excluded_paths: self.excluded_paths,
+            excluded_prefixes: self.excluded_prefixes,
+            excluded_routes: self.excluded_routes,
+            nested_services,
+        }));
         let registry = if self.const_labels.is_empty() {
             registry
         } else {
@@ -241,8 +382,11 @@ impl HttpMetricsBuilder {
         };
         registry.register_collector(Box::new(recorder.clone()));
         Ok(HttpMetricsLayer {
-            recorder: Arc::new(RecorderHandle::new(recorder)),
+            recorder,
             route: DefaultRoute,
+            classify: DefaultClassifier,
+            request_size: ContentLength,
+            scheme: UrlScheme::Http,
         })
     }
 }

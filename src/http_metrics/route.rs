@@ -17,7 +17,8 @@ use http::Request;
 /// ```
 /// use http::Request;
 /// use prometheus_client::registry::Registry;
-/// use tower_prometheus::http_metrics::{HttpMetricsLayer, RouteLabel};
+/// use tower_prometheus::HttpMetricsLayer;
+/// use tower_prometheus::http_metrics::RouteLabel;
 ///
 /// /// The template a router of ours stored in the request extensions.
 /// #[derive(Clone)]
@@ -44,12 +45,16 @@ pub trait RouteLabel<B> {
 ///
 /// axum inserts `MatchedPath` before the middleware added with `Router::layer` runs, so
 /// the layer sees it for every request that matched a route, nested routers included.
-/// Requests that reach the fallback have none.
+/// It inserts none for requests that reach the fallback, nor for those under a service
+/// mounted with `Router::nest_service` (a `ServeDir`, say); declare such mounts with
+/// [`HttpMetricsBuilder::nested_service`](super::HttpMetricsBuilder::nested_service) to
+/// give their requests the mount's route.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultRoute;
 
 impl<B> RouteLabel<B> for DefaultRoute {
     #[cfg(feature = "axum")]
+    #[inline]
     fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
         request
             .extensions()
@@ -58,6 +63,7 @@ impl<B> RouteLabel<B> for DefaultRoute {
     }
 
     #[cfg(not(feature = "axum"))]
+    #[inline]
     fn route<'a>(&'a self, _request: &'a Request<B>) -> Option<&'a str> {
         None
     }
@@ -68,15 +74,16 @@ impl<B> RouteLabel<B> for DefaultRoute {
 ///
 /// The closure is stored behind a trait object, so that the service stays `Send` inside
 /// spawned futures: with the closure's own type, rustc fails to prove that for a closure
-/// returning `&'static str` ("one type is more general than the other").
+/// over a borrowed request ("one type is more general than the other").
 pub struct RouteFn<B>(Arc<RouteClosure<B>>);
 
-type RouteClosure<B> = dyn Fn(&Request<B>) -> Option<&'static str> + Send + Sync;
+type RouteClosure<B> = dyn for<'a> Fn(&'a Request<B>) -> Option<&'a str> + Send + Sync;
 
 impl<B> RouteFn<B> {
-    pub(crate) fn new(
-        route: impl Fn(&Request<B>) -> Option<&'static str> + Send + Sync + 'static,
-    ) -> Self {
+    pub(crate) fn new<F>(route: F) -> Self
+    where
+        F: for<'a> Fn(&'a Request<B>) -> Option<&'a str> + Send + Sync + 'static,
+    {
         Self(Arc::new(route))
     }
 }
@@ -94,6 +101,7 @@ impl<B> std::fmt::Debug for RouteFn<B> {
 }
 
 impl<B> RouteLabel<B> for RouteFn<B> {
+    #[inline]
     fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
         (self.0)(request)
     }

@@ -1,5 +1,6 @@
 //! The service the layer produces.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -8,11 +9,12 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::body::{RequestBody, ResponseBody};
+use super::body::{ContentLength, RequestSize, ResponseBody};
+use super::classify::{Classify, DefaultClassifier};
 use super::future::ResponseFuture;
-use super::guard::{Guard, request_bytes_counter};
-use super::labels::{Method, Scheme, SeriesKey};
-use super::recorder::RecorderHandle;
+use super::guard::Guard;
+use super::labels::{Method, SeriesKey, UrlScheme};
+use super::recorder::Recorder;
 use super::route::{DefaultRoute, RouteLabel};
 
 /// Records HTTP metrics for the requests it passes to the inner service.
@@ -20,18 +22,30 @@ use super::route::{DefaultRoute, RouteLabel};
 /// Made by [`HttpMetricsLayer`](super::HttpMetricsLayer); see the [module docs](super)
 /// for what is recorded and when a request counts as finished.
 #[derive(Clone, Debug)]
-pub struct HttpMetrics<S, R = DefaultRoute> {
+pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
     inner: S,
-    recorder: Arc<RecorderHandle>,
+    recorder: Arc<Recorder>,
     route: R,
+    classify: C,
+    request_size: PhantomData<M>,
+    scheme: UrlScheme,
 }
 
-impl<S, R> HttpMetrics<S, R> {
-    pub(crate) fn new(inner: S, recorder: Arc<RecorderHandle>, route: R) -> Self {
+impl<S, R, C, M> HttpMetrics<S, R, C, M> {
+    pub(crate) fn new(
+        inner: S,
+        recorder: Arc<Recorder>,
+        route: R,
+        classify: C,
+        scheme: UrlScheme,
+    ) -> Self {
         Self {
             inner,
             recorder,
             route,
+            classify,
+            request_size: PhantomData,
+            scheme,
         }
     }
 
@@ -51,16 +65,18 @@ impl<S, R> HttpMetrics<S, R> {
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetrics<S, R>
+impl<S, R, C, M, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetrics<S, R, C, M>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    S: Service<Request<M::Body<ReqBody>>, Response = Response<ResBody>>,
     R: RouteLabel<ReqBody>,
+    C: Classify<S::Error>,
+    M: RequestSize,
     ReqBody: Body,
     ResBody: Body,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResponseBody<ResBody, C>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -69,27 +85,31 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let recorder = &*self.recorder;
-        if recorder.is_excluded(&request) {
-            let request = request.map(|body| RequestBody::new(body, None));
-            return ResponseFuture::new(self.inner.call(request), None);
+        // Everything that runs the caller's code (the route label, the body's
+        // `is_end_stream` and size hint) runs before the request is counted in flight:
+        // if it panics, there is nothing to take back.
+        let path = request.uri().path();
+        let route = if recorder.excludes_path(path) {
+            None
+        } else {
+            Some(recorder.route(self.route.route(&request), path))
         }
-        // Everything that runs the caller's code (the body's `is_end_stream`, the route
-        // label) runs before the request is counted in flight: if it panics, there is
-        // nothing to take back.
-        let request_bytes = (recorder.measures_body_sizes() && !request.body().is_end_stream())
-            .then(request_bytes_counter);
+        .filter(|route| !route.excluded);
+        let Some(route) = route else {
+            let (request, _) = M::prepare(request, false);
+            let future = self.inner.call(request);
+            return ResponseFuture::new(future, None, self.classify.clone());
+        };
         let method = Method::from_http(request.method());
-        let scheme = Scheme::of(&request);
-        let route = recorder.start(self.route.route(&request), method, scheme);
-        let key = SeriesKey::request(&request, method, scheme, route);
-        let mut guard = Guard::new(recorder.id(), start, key, request_bytes.clone());
+        let key = SeriesKey::request(request.version(), method, self.scheme, route.id);
+        let (request, request_bytes) = M::prepare(request, recorder.measures_body_sizes());
+        recorder.start(method, self.scheme);
+        let mut guard = Guard::new(self.recorder.clone(), start, key, request_bytes);
         // Set by hand rather than through a closure, which would move the request once
-        // more; the request is wrapped right in the call's argument for the same reason.
+        // more.
         guard.polling = true;
-        let future = self
-            .inner
-            .call(request.map(|body| RequestBody::new(body, request_bytes)));
+        let future = self.inner.call(request);
         guard.polling = false;
-        ResponseFuture::new(future, Some(guard))
+        ResponseFuture::new(future, Some(guard), self.classify.clone())
     }
 }
