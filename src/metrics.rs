@@ -1,10 +1,13 @@
 //! [`Metrics`]: one registry with the crate's metrics wired, in two lines.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 #[cfg(feature = "runtime")]
 use std::time::Duration;
 
-use prometheus_client::registry::Registry;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::error::{Error, is_valid_metric_name};
 use crate::exporter::Exporter;
@@ -34,6 +37,7 @@ use crate::http_metrics::{HttpMetricsBuilder, HttpMetricsLayer};
 pub struct Metrics {
     registry: Arc<Registry>,
     http_layer: HttpMetricsLayer,
+    late: Arc<LateMetrics>,
 }
 
 impl Metrics {
@@ -83,6 +87,121 @@ impl Metrics {
     /// The registry, to encode it elsewhere.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Registers a metric created after [`build`](MetricsBuilder::build), such as one
+    /// of a connection pool opened later: it is served from the next scrape on, by every
+    /// clone of these `Metrics`. Metrics known before building go in the registry given
+    /// to [`MetricsBuilder::registry`] instead.
+    ///
+    /// As with `prometheus-client`'s `Registry::register`, the help text gets a full
+    /// stop, and a counter's name its `_total` suffix: do not add it. A name Prometheus
+    /// does not accept, one ending in `_total` for a counter, or one already registered
+    /// this way is an [`Error::InvalidMetricName`], and nothing is registered. The crate
+    /// cannot see the names of the registry you gave it: do not register those twice.
+    ///
+    /// ```
+    /// use tower_prometheus::Metrics;
+    /// use tower_prometheus::prometheus_client::metrics::gauge::Gauge;
+    ///
+    /// let metrics = Metrics::new();
+    /// // Later, once the pool exists:
+    /// let connections: Gauge = Gauge::default();
+    /// metrics.register("db_pool_connections", "Open database connections", connections.clone())?;
+    /// connections.set(4);
+    ///
+    /// let mut text = String::new();
+    /// tower_prometheus::prometheus_client::encoding::text::encode(&mut text, metrics.registry())?;
+    /// assert!(text.contains("# HELP db_pool_connections Open database connections.\n"));
+    /// assert!(text.contains("\ndb_pool_connections 4\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register(
+        &self,
+        name: impl Into<String>,
+        help: impl Into<String>,
+        metric: impl Metric,
+    ) -> Result<(), Error> {
+        self.late
+            .register(name.into(), help.into(), None, Box::new(metric))
+    }
+
+    /// [`register`](Self::register) with a unit, which the name gets as a suffix
+    /// (`Unit::Seconds` makes `job_duration` `job_duration_seconds`).
+    pub fn register_with_unit(
+        &self,
+        name: impl Into<String>,
+        help: impl Into<String>,
+        unit: Unit,
+        metric: impl Metric,
+    ) -> Result<(), Error> {
+        self.late
+            .register(name.into(), help.into(), Some(unit), Box::new(metric))
+    }
+}
+
+/// Metrics registered after the registry was built, served by a collector registered
+/// in it at build time. Scrapes read them under a read lock, which registering takes
+/// for writing only while it pushes one entry.
+#[derive(Debug, Default)]
+struct LateMetrics(RwLock<Vec<LateMetric>>);
+
+#[derive(Debug)]
+struct LateMetric {
+    name: String,
+    help: String,
+    unit: Option<Unit>,
+    metric: Box<dyn Metric>,
+}
+
+impl LateMetrics {
+    fn register(
+        &self,
+        name: String,
+        help: String,
+        unit: Option<Unit>,
+        metric: Box<dyn Metric>,
+    ) -> Result<(), Error> {
+        if !is_valid_metric_name(&name) {
+            return Err(Error::InvalidMetricName(format!(
+                "{name:?}: use letters, digits and '_', not starting with a digit"
+            )));
+        }
+        if metric.metric_type() == MetricType::Counter && name.ends_with("_total") {
+            return Err(Error::InvalidMetricName(format!(
+                "{name:?}: a counter's name gets its _total suffix when encoded"
+            )));
+        }
+        // Only pushes happen under the lock: a poisoned one still holds whole entries.
+        let mut metrics = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if metrics.iter().any(|late| late.name == name) {
+            return Err(Error::InvalidMetricName(format!(
+                "{name:?} is already registered"
+            )));
+        }
+        metrics.push(LateMetric {
+            name,
+            help: help + ".",
+            unit,
+            metric,
+        });
+        Ok(())
+    }
+}
+
+impl Collector for LateMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let metrics = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        for late in metrics.iter().filter(|late| !late.metric.is_empty()) {
+            let metric = encoder.encode_descriptor(
+                &late.name,
+                &late.help,
+                late.unit.as_ref(),
+                late.metric.metric_type(),
+            )?;
+            late.metric.encode(metric)?;
+        }
+        Ok(())
     }
 }
 
@@ -194,6 +313,8 @@ impl MetricsBuilder {
     /// Validates the options and registers the metrics.
     pub fn build(self) -> Result<Metrics, Error> {
         let mut registry = self.registry.unwrap_or_default();
+        let late = Arc::new(LateMetrics::default());
+        registry.register_collector(Box::new(late.clone()));
         let ours = match &self.prefix {
             Some(prefix) if !is_valid_metric_name(prefix) => {
                 return Err(Error::InvalidPrefix(prefix.clone()));
@@ -219,6 +340,7 @@ impl MetricsBuilder {
         Ok(Metrics {
             registry: Arc::new(registry),
             http_layer,
+            late,
         })
     }
 }

@@ -897,6 +897,248 @@ fn bad_options_are_errors() {
         Metrics::builder().prefix("my-app").build(),
         Err(Error::InvalidPrefix(_))
     ));
+    for bad in ["static", "/files/{*path}", ""] {
+        assert!(
+            matches!(
+                build(builder().nested_service(bad)),
+                Err(Error::InvalidPath(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(build(builder().nested_service("/static/")).is_ok());
+}
+
+/// Metrics created after `build` (a pool opened later) are served from the next
+/// scrape; bad or repeated names are errors and register nothing.
+#[tokio::test]
+async fn metrics_registered_after_build_are_served() {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Unit;
+    use tower_prometheus::Error;
+
+    let metrics = Metrics::new();
+    let router = app(&metrics);
+    let before = scrape(&metrics);
+    assert!(find(&before, "db_pool_connections", &[]).is_empty());
+
+    let connections: Gauge = Gauge::default();
+    metrics
+        .clone()
+        .register(
+            "db_pool_connections",
+            "Open connections",
+            connections.clone(),
+        )
+        .expect("a valid name");
+    let waited: Counter<f64> = Counter::default();
+    metrics
+        .register_with_unit("db_pool_wait", "Time waited", Unit::Seconds, waited.clone())
+        .expect("a valid name");
+    connections.set(3);
+    waited.inc_by(0.5);
+    let (_, body) = send(router, get_request("/metrics")).await;
+    let text = std::str::from_utf8(&body).expect("UTF-8");
+    let samples = parse(text);
+    assert_eq!(value(&samples, "db_pool_connections", &[]), Some(3.0));
+    assert_eq!(
+        value(&samples, "db_pool_wait_seconds_total", &[]),
+        Some(0.5)
+    );
+    assert!(text.contains("# HELP db_pool_connections Open connections.\n"));
+    promtool_check_metrics(text);
+
+    let gauge = || Gauge::<i64>::default();
+    for (name, metric) in [
+        ("db_pool_connections", false),
+        ("db-pool", false),
+        ("jobs_total", true),
+    ] {
+        let result = if metric {
+            metrics.register(name, "help", Counter::<u64>::default())
+        } else {
+            metrics.register(name, "help", gauge())
+        };
+        assert!(matches!(result, Err(Error::InvalidMetricName(_))), "{name}");
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(find(&samples, "db_pool_connections", &[]).len(), 1, "once");
+}
+
+/// A service mounted with `nest_service` gets no `MatchedPath` from axum; declared as a
+/// nested service, its requests get the mount's route instead of none.
+#[tokio::test]
+async fn nested_services_get_the_route_of_their_mount() {
+    let files = tower::service_fn(|request: Request<Body>| async move {
+        Ok::<_, Infallible>(axum::response::Response::new(Body::from(
+            request.uri().path().to_owned(),
+        )))
+    });
+    let app = |metrics: &Metrics| {
+        Router::new()
+            .route("/hello/{name}", get(|| async { "hello" }))
+            .nest_service("/static", files)
+            .layer(metrics.http_layer())
+    };
+    let undeclared = Metrics::new();
+    let declared = Metrics::builder()
+        .http(HttpMetricsLayer::builder().nested_service("/static"))
+        .build()
+        .expect("valid options");
+    for metrics in [&undeclared, &declared] {
+        for path in [
+            "/static/css/app.css",
+            "/static/js/app.js",
+            "/static",
+            "/nope",
+        ] {
+            send(app(metrics), get_request(path)).await;
+        }
+    }
+    let samples = scrape(&undeclared);
+    assert_eq!(
+        total(
+            &samples,
+            DURATION_COUNT,
+            &[("http_route", "/static/{*path}")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[("http_route", "/static")]),
+        1.0,
+        "axum matches the mount itself"
+    );
+    let samples = scrape(&declared);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/static/{*path}"), "GET", "200")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/static"), "GET", "200")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &labels(None, "GET", "404")),
+        Some(1.0),
+        "the fallback keeps no route"
+    );
+}
+
+/// A route closure may return a label borrowed from the request: axum's matched path,
+/// else the template of a mount (this did not compile when closures had to return
+/// `&'static str`).
+#[tokio::test]
+async fn a_route_closure_may_return_a_label_borrowed_from_the_request() {
+    use axum::extract::MatchedPath;
+
+    let metrics = Metrics::new();
+    let layer = metrics.http_layer().route_fn(|request: &Request<Body>| {
+        match request.extensions().get::<MatchedPath>() {
+            Some(matched) => Some(matched.as_str()),
+            None => request
+                .uri()
+                .path()
+                .starts_with("/files/")
+                .then_some("/files/{*path}"),
+        }
+    });
+    let router = Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .nest_service(
+            "/files",
+            tower::service_fn(|_: Request<Body>| async {
+                Ok::<_, Infallible>(axum::response::Response::new(Body::from("file")))
+            }),
+        )
+        .layer(layer);
+    send(router.clone(), get_request("/hello/x")).await;
+    send(router.clone(), get_request("/files/a/b.txt")).await;
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/hello/{name}"), "GET", "200")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/files/{*path}"), "GET", "200")
+        ),
+        Some(1.0)
+    );
+}
+
+/// Requests are excluded by exact path, by prefix and by route template, and only
+/// those: the in-flight gauge never counts them either.
+#[tokio::test]
+async fn requests_are_excluded_by_path_prefix_and_route() {
+    let metrics = Metrics::builder()
+        .http(
+            HttpMetricsLayer::builder()
+                .exclude_path("/metrics")
+                .exclude_prefix("/internal/")
+                .exclude_route("/events/{id}")
+                .exclude_route("/static/{*path}")
+                .nested_service("/static"),
+        )
+        .build()
+        .expect("valid options");
+    let files = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(axum::response::Response::new(Body::from("file")))
+    });
+    let router = Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .route("/events/{id}", get(|| async { "an event stream" }))
+        .route("/events", get(|| async { "the list" }))
+        .route("/internal/jobs", get(|| async { "jobs" }))
+        .route("/internal", get(|| async { "internal" }))
+        .route_service("/metrics", metrics.exporter())
+        .nest_service("/static", files)
+        .layer(metrics.http_layer());
+    for path in [
+        "/events/1",
+        "/events/2",
+        "/internal/jobs",
+        "/metrics",
+        "/static/app.css",
+        "/hello/x",
+        "/events",
+        "/internal",
+    ] {
+        let (status, _) = send(router.clone(), get_request(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let samples = scrape(&metrics);
+    let recorded: Vec<&str> = find(&samples, DURATION_COUNT, &[])
+        .iter()
+        .filter_map(|sample| sample.labels.get("http_route").map(String::as_str))
+        .collect();
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[]),
+        3.0,
+        "only /hello/x, /events and /internal: {recorded:?}"
+    );
+    for route in ["/hello/{name}", "/events", "/internal"] {
+        assert_eq!(
+            total(&samples, DURATION_COUNT, &[("http_route", route)]),
+            1.0,
+            "{route}"
+        );
+    }
 }
 
 #[allow(dead_code)]

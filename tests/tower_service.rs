@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use prometheus_client::registry::Registry;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_prometheus::HttpMetricsLayer;
-use tower_prometheus::http_metrics::{ReadBytes, RequestBody};
+use tower_prometheus::http_metrics::{Classified, Classify, ErrorType, ReadBytes, RequestBody};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 
@@ -355,4 +355,175 @@ async fn requests_of_many_layers_interleaved_are_each_recorded_once() {
     for registry in &registries {
         assert_recorded_once(registry, "200", "");
     }
+}
+
+/// A classifier of the kind gRPC needs: `grpc-status` in the response head, or else in
+/// the trailers; a missing status is `UNKNOWN`. Inner I/O errors are named by kind.
+#[derive(Clone)]
+struct GrpcLike;
+
+fn grpc_code(headers: &http::HeaderMap) -> Option<ErrorType> {
+    match headers.get("grpc-status")?.to_str().ok()? {
+        "0" => None,
+        "5" => Some(ErrorType::new("NOT_FOUND")),
+        _ => Some(ErrorType::new("UNKNOWN")),
+    }
+}
+
+impl Classify<std::io::Error> for GrpcLike {
+    fn classify_response(&self, _: http::StatusCode, headers: &http::HeaderMap) -> Classified {
+        if headers.contains_key("grpc-status") {
+            grpc_code(headers).map_or(Classified::Success, Classified::Failure)
+        } else {
+            Classified::AtEnd
+        }
+    }
+
+    fn classify_end(&self, trailers: Option<&http::HeaderMap>) -> Option<ErrorType> {
+        match trailers {
+            Some(trailers) if trailers.contains_key("grpc-status") => grpc_code(trailers),
+            _ => Some(ErrorType::new("UNKNOWN")),
+        }
+    }
+
+    fn classify_error(&self, error: &std::io::Error) -> ErrorType {
+        match error.kind() {
+            std::io::ErrorKind::TimedOut => ErrorType::new("timeout"),
+            _ => ErrorType::OTHER,
+        }
+    }
+}
+
+/// A body of one data frame, then trailers if there are any.
+struct WithTrailers(Option<Bytes>, Option<http::HeaderMap>);
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let frame = match self.0.take() {
+            Some(data) => Some(http_body::Frame::data(data)),
+            None => self.1.take().map(http_body::Frame::trailers),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+}
+
+fn grpc_status(code: &'static str) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("grpc-status", http::HeaderValue::from_static(code));
+    headers
+}
+
+/// What a classifier says lands in `error_type`: from the inner error, from the
+/// response head (trailers-only), from the trailers, and `UNKNOWN` for a body that
+/// ended without its status; a 200 with `grpc-status: 0` stays a success.
+#[tokio::test]
+async fn a_classifier_gives_error_types_from_errors_heads_and_trailers() {
+    let mut registry = Registry::default();
+    let layer = HttpMetricsLayer::new(&mut registry)
+        .route_fn(route)
+        .classify(GrpcLike);
+    let answer = |case: &'static str| {
+        let service = service_fn(move |_: Request<Full<Bytes>>| async move {
+            let (head, trailers) = match case {
+                "timeout" => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+                "refused" => {
+                    return Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+                }
+                "head not found" => (Some(grpc_status("5")), None),
+                "trailers ok" => (None, Some(grpc_status("0"))),
+                "trailers not found" => (None, Some(grpc_status("5"))),
+                _ => (None, None),
+            };
+            let mut response =
+                Response::new(WithTrailers(Some(Bytes::from_static(b"msg")), trailers));
+            if let Some(head) = head {
+                response.headers_mut().extend(head);
+            }
+            Ok(response)
+        });
+        layer.clone().layer(service).oneshot(request())
+    };
+    for case in [
+        "timeout",
+        "refused",
+        "head not found",
+        "trailers ok",
+        "trailers not found",
+        "no status",
+    ] {
+        if let Ok(response) = answer(case).await {
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("the body streams");
+        }
+    }
+    let samples = parse(&prometheus_text(&registry));
+    for (status, error_type, count) in [
+        ("500", "timeout", 1.0),
+        ("500", "_OTHER", 1.0),
+        ("200", "NOT_FOUND", 2.0),
+        ("200", "", 1.0),
+        ("200", "UNKNOWN", 1.0),
+    ] {
+        assert_eq!(
+            value(
+                &samples,
+                DURATION_COUNT,
+                &borrowed(&series(status, error_type))
+            ),
+            Some(count),
+            "{status} {error_type:?}: {samples:#?}"
+        );
+    }
+    assert_eq!(total(&samples, DURATION_COUNT, &[]), 6.0);
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+/// A classifier that makes up a value per request cannot grow series past 64 values:
+/// the rest are `_OTHER`.
+#[tokio::test]
+async fn a_classifiers_values_are_bounded() {
+    #[derive(Clone)]
+    struct Unbounded;
+    impl<E> Classify<E> for Unbounded {
+        fn classify_response(&self, _: http::StatusCode, headers: &http::HeaderMap) -> Classified {
+            let id = headers["x-id"].to_str().unwrap_or("?").to_owned();
+            Classified::Failure(ErrorType::new(format!("kind_{id}")))
+        }
+    }
+    let mut registry = Registry::default();
+    let service = HttpMetricsLayer::new(&mut registry)
+        .route_fn(route)
+        .classify(Unbounded)
+        .layer(service_fn(|request: Request<Full<Bytes>>| async move {
+            let id = request.headers()["x-id"].clone();
+            let mut response = Response::new(Full::new(Bytes::new()));
+            response.headers_mut().insert("x-id", id);
+            Ok::<_, std::convert::Infallible>(response)
+        }));
+    for n in 0..100 {
+        let mut request = request();
+        request.headers_mut().insert("x-id", n.into());
+        service.clone().oneshot(request).await.expect("infallible");
+    }
+    let samples = parse(&prometheus_text(&registry));
+    let series = common::find(&samples, DURATION_COUNT, &[]);
+    assert_eq!(series.len(), 65, "64 values and _OTHER");
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &borrowed(&self::series("200", "_OTHER"))
+        ),
+        Some(36.0)
+    );
+    assert_eq!(total(&samples, DURATION_COUNT, &[]), 100.0);
 }
