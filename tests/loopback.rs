@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tower_prometheus::http_metrics::HttpMetricsLayer;
+use tower_prometheus::HttpMetricsLayer;
 use tower_prometheus::{Exporter, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
@@ -434,4 +434,270 @@ async fn encode_error_is_a_500() {
     let reply = fetch(addr, get_request("/metrics")).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(&reply.body[..], b"the metrics could not be encoded\n");
+}
+
+/// 8 MiB in one frame, as a `Vec`, a `String` or `Json` answer is.
+const BIG: usize = 8 << 20;
+
+/// A server for the large-body tests: HTTP/1.1 and HTTP/2 (prior knowledge) through
+/// hyper-util's server, on a listener whose accepted sockets have a 64 KiB send buffer,
+/// so that what the kernel holds back stays small beside 8 MiB.
+async fn start_big() -> (SocketAddr, Metrics) {
+    let metrics = Metrics::builder()
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let app = Router::new()
+        .route("/big", get(|| async { vec![b'z'; BIG] }))
+        .layer(metrics.http_layer());
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .set_send_buffer_size(64 * 1024)
+        .expect("a send buffer size");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("a free port");
+    let listener = socket.listen(64).expect("listening");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, metrics)
+}
+
+/// A client socket with a 64 KiB receive buffer.
+async fn small_client(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .set_recv_buffer_size(64 * 1024)
+        .expect("a receive buffer size");
+    socket.connect(addr).await.expect("the server accepts")
+}
+
+fn big_series(
+    version: &'static str,
+    error_type: Option<&'static str>,
+) -> Vec<(&'static str, &'static str)> {
+    let mut labels = vec![
+        ("http_request_method", "GET"),
+        ("http_route", "/big"),
+        ("http_response_status_code", "200"),
+        ("url_scheme", "http"),
+        ("network_protocol_version", version),
+    ];
+    labels.extend(error_type.map(|error_type| ("error_type", error_type)));
+    labels
+}
+
+/// A slow reader of a body sent as one 8 MiB frame is timed to (nearly) the end of
+/// its transfer: the layer hands the frame over in slices as the server asks for them.
+/// Before, the request counted as finished when hyper took the frame (0.001 s).
+#[tokio::test]
+async fn a_slow_reader_of_one_large_frame_is_timed_to_the_end_of_the_transfer() {
+    let (addr, metrics) = start_big().await;
+    let mut stream = small_client(addr).await;
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send the request");
+    // 32 KiB every 10 ms: about 2.6 s for 8 MiB.
+    let started = std::time::Instant::now();
+    let mut buffer = vec![0; 32 * 1024];
+    let mut received = 0;
+    loop {
+        let read = stream
+            .read(&mut buffer)
+            .await
+            .expect("the response streams");
+        if read == 0 {
+            break;
+        }
+        received += read;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = started.elapsed();
+    assert!(received > BIG, "head and the whole body: {received}");
+    let series = big_series("1.1", None);
+    let samples = until(&metrics, "the download is recorded", |samples| {
+        value(samples, DURATION_COUNT, &series) == Some(1.0)
+    })
+    .await;
+    let recorded = value(
+        &samples,
+        "http_server_request_duration_seconds_sum",
+        &series,
+    )
+    .expect("a duration");
+    assert!(
+        recorded > 1.0,
+        "recorded {recorded} s of a transfer that took {took:?}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "http_server_response_body_size_bytes_sum",
+            &series
+        ),
+        Some(BIG as f64)
+    );
+}
+
+/// A client that leaves after 20 KB of one 8 MiB frame is a cancellation, with the
+/// bytes handed over by then; before, it was a success of 8 MiB.
+#[tokio::test]
+async fn a_client_leaving_during_one_large_frame_is_cancelled() {
+    let (addr, metrics) = start_big().await;
+    let mut stream = small_client(addr).await;
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("send the request");
+    let mut received = 0;
+    let mut buffer = vec![0; 4096];
+    while received < 20_000 {
+        received += stream
+            .read(&mut buffer)
+            .await
+            .expect("the response streams");
+    }
+    drop(stream);
+    let series = big_series("1.1", Some("cancelled"));
+    let samples = until(&metrics, "the cancelled download is recorded", |samples| {
+        value(samples, DURATION_COUNT, &series) == Some(1.0)
+    })
+    .await;
+    let sent = value(
+        &samples,
+        "http_server_response_body_size_bytes_sum",
+        &series,
+    )
+    .expect("a size");
+    assert!(sent < BIG as f64, "not all of it: {sent}");
+    assert_eq!(total(&samples, DURATION_COUNT, &[]), 1.0);
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+/// An HTTP/2 client that resets the stream after the first bytes of one 8 MiB frame
+/// is a cancellation; before, it was a success.
+#[tokio::test]
+async fn an_http2_reset_during_one_large_frame_is_cancelled() {
+    let (addr, metrics) = start_big().await;
+    let stream = TcpStream::connect(addr).await.expect("the server accepts");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let request = Request::get("http://127.0.0.1/big")
+        .body(Body::empty())
+        .expect("valid request");
+    let response = sender.send_request(request).await.expect("a response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut received = 0;
+    while received < 100 {
+        let frame = body
+            .frame()
+            .await
+            .expect("a frame")
+            .expect("the body streams");
+        received += frame.data_ref().map_or(0, Bytes::len);
+    }
+    // Dropping the body resets the stream (RST_STREAM, CANCEL).
+    drop(body);
+    let series = big_series("2", Some("cancelled"));
+    let samples = until(&metrics, "the reset download is recorded", |samples| {
+        value(samples, DURATION_COUNT, &series) == Some(1.0)
+    })
+    .await;
+    let sent = value(
+        &samples,
+        "http_server_response_body_size_bytes_sum",
+        &series,
+    )
+    .expect("a size");
+    assert!(sent < BIG as f64, "not all of it: {sent}");
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}
+
+/// A plain hyper handler taking `Request<Incoming>` works behind the layer as it is
+/// (the layer passes the request untouched by default); a plaintext request line that
+/// claims `https` is recorded as `http`.
+#[tokio::test]
+async fn a_hyper_handler_keeps_its_request_type_and_the_scheme_cannot_be_faked() {
+    use hyper::body::Incoming;
+
+    let metrics = Metrics::builder()
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let service = tower::ServiceBuilder::new()
+        .layer(
+            metrics
+                .http_layer()
+                .route_fn(|_: &Request<Incoming>| Some("/x")),
+        )
+        .service(tower::service_fn(|request: Request<Incoming>| async move {
+            let body = request.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(body)))
+        }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"POST https://127.0.0.1/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        .await
+        .expect("send the request");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.expect("a reply");
+    assert!(
+        reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with("hello"),
+        "{reply}"
+    );
+    let labels = [
+        ("http_request_method", "POST"),
+        ("http_route", "/x"),
+        ("http_response_status_code", "200"),
+        ("url_scheme", "http"),
+        ("network_protocol_version", "1.1"),
+    ];
+    let samples = until(&metrics, "the request is recorded", |samples| {
+        value(samples, DURATION_COUNT, &labels) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        value(&samples, "http_server_request_body_size_bytes_sum", &labels),
+        Some(5.0),
+        "its Content-Length"
+    );
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[("url_scheme", "https")]),
+        0.0
+    );
 }
