@@ -54,8 +54,9 @@ RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/tokio-unstable \
 step "benches compile and run once"
 timeout 600 cargo test --workspace --all-features --benches
 
-step "docs"
+step "docs, warning-free for every feature set"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+RUSTDOCFLAGS="-D warnings" cargo hack doc --each-feature --no-deps
 
 echo
 echo "all checks passed"

@@ -1,13 +1,17 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("lib.md")]
 //!
-//! # Where things are
+//! ## Where things are
 //!
-//! - [`Metrics`]: one [`Registry`](prometheus_client::registry::Registry) with the layer
-//!   and the exporter wired; [`MetricsBuilder`] for the options.
-//! - [`http_metrics`]: the tower layer ([`HttpMetricsLayer`]), its
-//!   service, future and bodies, and the module doc that says exactly when a request
-//!   counts as finished.
+//! - [`Metrics`]: one [`Registry`](prometheus_client::registry::Registry) with the layer,
+//!   the exporter and the collectors wired; [`MetricsBuilder`] for the options.
+//! - [`HttpMetricsLayer`] and [`HttpMetricsBuilder`]: the tower layer and its options. Its
+//!   module, [`http_metrics`], holds the service, future and bodies, the hooks
+//!   ([`RouteLabel`](http_metrics::RouteLabel), [`Classify`](http_metrics::Classify)),
+//!   and the module doc that says exactly when a request counts as finished.
 //! - [`Exporter`]: the `/metrics` service.
+//! - The collectors, each usable alone: `ProcessCollector` (feature `process`),
+//!   `RuntimeCollector` (feature `runtime`), `HeapCollector` and `CountingAllocator`
+//!   (feature `heap`).
 //! - [`Histogram`] and [`Buckets`]: the lock-free histogram the layer records into,
 //!   usable on its own with `prometheus-client`.
 

@@ -18,9 +18,8 @@ use crate::http_metrics::{HttpMetricsBuilder, HttpMetricsLayer};
 ///
 /// Registered by default: the HTTP metrics, the process collector (feature `process`,
 /// Linux), the Tokio runtime collector with its lag probe (feature `runtime`) and the
-/// heap collector (feature `heap`, which shows metrics only when
-/// [`CountingAllocator`](crate::CountingAllocator) is the global allocator). The builder
-/// turns each off.
+/// heap collector (feature `heap`, which shows metrics only when `CountingAllocator` is
+/// the global allocator). The builder turns each off.
 ///
 /// ```
 /// use axum::{Router, routing::get};

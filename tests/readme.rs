@@ -1,4 +1,5 @@
-//! The README's "Published metrics" tables cannot drift from what is exposed.
+//! The crate docs' "Published metrics" tables cannot drift from what is exposed, and the
+//! README carries the crate docs as they are.
 
 mod common;
 
@@ -19,18 +20,18 @@ static ALLOCATOR: tower_prometheus::CountingAllocator =
 
 const UNSTABLE_HEADING: &str = "\n### Tokio runtime with `RUSTFLAGS=\"--cfg tokio_unstable\"`";
 
-/// The metric names in the first column of the README's "Published metrics" tables,
+/// The metric names in the first column of the crate docs' "Published metrics" tables,
 /// for the features and cfg this test was built with.
 fn documented() -> BTreeSet<String> {
-    let readme = include_str!("../README.md");
-    let section = readme
+    let docs = include_str!("../src/lib.md");
+    let section = docs
         .split("\n## Published metrics")
         .nth(1)
-        .expect("the README has a Published metrics section");
+        .expect("the crate docs have a Published metrics section");
     let section = section.split("\n## ").next().unwrap_or(section);
     let (stable, unstable) = section
         .split_once(UNSTABLE_HEADING)
-        .expect("the README lists the tokio_unstable metrics");
+        .expect("the crate docs list the tokio_unstable metrics");
     let tables = if cfg!(tokio_unstable) {
         format!("{stable}{unstable}")
     } else {
@@ -76,6 +77,27 @@ async fn published_metrics_tables_match_the_exposition() {
     assert_eq!(
         documented(),
         exposed,
-        "the README tables list exactly the metrics a scrape shows"
+        "the crate docs' tables list exactly the metrics a scrape shows"
     );
+}
+
+/// The README shows the crate docs (what docs.rs shows) verbatim between its markers.
+#[test]
+fn the_readme_carries_the_crate_docs() {
+    let readme = include_str!("../README.md");
+    let embedded = readme
+        .split_once("<!-- crate docs -->\n")
+        .and_then(|(_, rest)| rest.split_once("<!-- end crate docs -->"))
+        .map(|(docs, _)| docs)
+        .expect("the README has the crate docs markers");
+    assert!(
+        embedded == include_str!("../src/lib.md"),
+        "README.md differs from src/lib.md between its markers: run ./scripts/sync-readme.sh"
+    );
+    for contributor_step in ["scripts/test.sh", "cargo run --release -p invoicing"] {
+        assert!(
+            !include_str!("../src/lib.md").contains(contributor_step),
+            "the crate docs are for users of the published crate: {contributor_step}"
+        );
+    }
 }

@@ -41,7 +41,8 @@ pub trait RouteLabel<B> {
 }
 
 /// The default route label: with the `axum` feature, the template of the route axum
-/// matched ([`MatchedPath`](axum::extract::MatchedPath)); without it, no route label.
+/// matched ([`MatchedPath`](https://docs.rs/axum/0.8/axum/extract/struct.MatchedPath.html));
+/// without it, no route label.
 ///
 /// axum inserts `MatchedPath` before the middleware added with `Router::layer` runs, so
 /// the layer sees it for every request that matched a route, nested routers included.
