@@ -24,13 +24,14 @@ pub trait RequestSize: sealed::Sealed + Clone {
     /// The request body the inner service receives, for a request body `B`.
     type Body<B>;
 
-    /// The request for the inner service, and how its size will be known; `measure` is
-    /// false when body sizes are off.
+    /// How the size of `request` will be known; `measure` is false when body sizes are
+    /// off.
     #[doc(hidden)]
-    fn prepare<B: Body>(
-        request: Request<B>,
-        measure: bool,
-    ) -> (Request<Self::Body<B>>, RequestBytes);
+    fn measure<B: Body>(request: &Request<B>, measure: bool) -> RequestBytes;
+
+    /// The request for the inner service, measured as `bytes` says.
+    #[doc(hidden)]
+    fn wrap<B>(request: Request<B>, bytes: &RequestBytes) -> Request<Self::Body<B>>;
 }
 
 mod sealed {
@@ -55,9 +56,9 @@ impl RequestSize for ContentLength {
     type Body<B> = B;
 
     #[inline]
-    fn prepare<B: Body>(request: Request<B>, measure: bool) -> (Request<B>, RequestBytes) {
+    fn measure<B: Body>(request: &Request<B>, measure: bool) -> RequestBytes {
         if !measure {
-            return (request, RequestBytes::Unknown);
+            return RequestBytes::Unknown;
         }
         let body = request.body();
         let declared = body.size_hint().exact().or_else(|| {
@@ -70,12 +71,16 @@ impl RequestSize for ContentLength {
                 .parse()
                 .ok()
         });
-        let bytes = match declared {
+        match declared {
             Some(bytes) => RequestBytes::Declared(bytes),
             None if body.is_end_stream() => RequestBytes::Declared(0),
             None => RequestBytes::Unknown,
-        };
-        (request, bytes)
+        }
+    }
+
+    #[inline]
+    fn wrap<B>(request: Request<B>, _: &RequestBytes) -> Request<B> {
+        request
     }
 }
 
@@ -91,23 +96,21 @@ impl RequestSize for ReadBytes {
     type Body<B> = RequestBody<B>;
 
     #[inline]
-    fn prepare<B: Body>(
-        request: Request<B>,
-        measure: bool,
-    ) -> (Request<RequestBody<B>>, RequestBytes) {
-        let counter = (measure && !request.body().is_end_stream()).then(request_bytes_counter);
-        let bytes = match &counter {
-            Some(counter) => RequestBytes::Counted(counter.clone()),
-            None if measure => RequestBytes::Declared(0),
-            None => RequestBytes::Unknown,
+    fn measure<B: Body>(request: &Request<B>, measure: bool) -> RequestBytes {
+        match measure {
+            true if request.body().is_end_stream() => RequestBytes::Declared(0),
+            true => RequestBytes::Counted(request_bytes_counter()),
+            false => RequestBytes::Unknown,
+        }
+    }
+
+    #[inline]
+    fn wrap<B>(request: Request<B>, bytes: &RequestBytes) -> Request<RequestBody<B>> {
+        let read = match bytes {
+            RequestBytes::Counted(counter) => Some(counter.clone()),
+            _ => None,
         };
-        (
-            request.map(|body| RequestBody {
-                inner: body,
-                read: counter,
-            }),
-            bytes,
-        )
+        request.map(|inner| RequestBody { inner, read })
     }
 }
 

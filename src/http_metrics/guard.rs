@@ -86,6 +86,10 @@ impl Guard {
         self.key.method()
     }
 
+    pub(crate) fn request_bytes(&self) -> &RequestBytes {
+        &self.request_bytes
+    }
+
     pub(crate) fn recorder(&self) -> &Recorder {
         &self.recorder
     }

@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::body::{ContentLength, RequestSize, ResponseBody};
 use super::classify::{Classify, DefaultClassifier};
 use super::future::ResponseFuture;
-use super::guard::Guard;
+use super::guard::{Guard, RequestBytes};
 use super::labels::{Method, SeriesKey, UrlScheme};
 use super::recorder::Recorder;
 use super::route::{DefaultRoute, RouteLabel};
@@ -96,19 +96,20 @@ where
         }
         .filter(|route| !route.excluded);
         let Some(route) = route else {
-            let (request, _) = M::prepare(request, false);
-            let future = self.inner.call(request);
+            let future = self.inner.call(M::wrap(request, &RequestBytes::Unknown));
             return ResponseFuture::new(future, None, self.classify.clone());
         };
         let method = Method::from_http(request.method());
         let key = SeriesKey::request(request.version(), method, self.scheme, route.id);
-        let (request, request_bytes) = M::prepare(request, recorder.measures_body_sizes());
+        let request_bytes = M::measure(&request, recorder.measures_body_sizes());
         recorder.start(method, self.scheme);
         let mut guard = Guard::new(self.recorder.clone(), start, key, request_bytes);
         // Set by hand rather than through a closure, which would move the request once
-        // more.
+        // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;
-        let future = self.inner.call(request);
+        let future = self
+            .inner
+            .call(M::wrap(request, guard.request_bytes()));
         guard.polling = false;
         ResponseFuture::new(future, Some(guard), self.classify.clone())
     }
