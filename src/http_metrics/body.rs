@@ -257,52 +257,59 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = if let Some(slice) = Self::next_slice(this.pending) {
-            Some(Ok(Frame::data(slice)))
+        let mut frame = if this.pending.is_some() {
+            Self::next_slice(this.pending).map(|slice| Ok(Frame::data(slice)))
         } else {
-            let frame = match this.guard.as_mut() {
+            match this.guard.as_mut() {
                 Some(guard) => ready!(guard.run(|| this.inner.as_mut().poll_frame(cx))),
                 None => ready!(this.inner.as_mut().poll_frame(cx)),
-            };
-            match frame {
-                Some(Ok(frame)) => Some(Ok(slice_large(frame, this.pending))),
-                other => other,
             }
         };
+        if let Some(Ok(frame)) = &mut frame {
+            if let Some(data) = frame.data_mut() {
+                if data.remaining() > SLICE {
+                    if let Some(bytes) = (data as &mut dyn Any).downcast_mut::<Bytes>() {
+                        *this.pending = Some(bytes.split_off(SLICE));
+                    }
+                }
+            }
+        }
         let Some(guard) = this.guard.as_mut() else {
             return Poll::Ready(frame);
         };
-        let end = match &frame {
-            Some(Ok(frame)) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    if let Some((classify, classify_end)) = this.classify.take() {
-                        let error = classify_end(&classify, Some(trailers));
-                        guard.classified(error_id_of(guard, error));
+        match &frame {
+            Some(Ok(head)) => {
+                let complete = match head.data_ref() {
+                    Some(data) => guard.add_response_bytes(data.remaining()),
+                    None => {
+                        if let (Some(trailers), Some((classify, classify_end))) =
+                            (head.trailers_ref(), this.classify.take())
+                        {
+                            let error = classify_end(&classify, Some(trailers));
+                            guard.classified(error_id_of(guard, error));
+                        }
+                        false
                     }
-                }
-                let complete = frame
-                    .data_ref()
-                    .is_some_and(|data| guard.add_response_bytes(data.remaining()));
+                };
                 // hyper stops polling once the body says it has ended, or once it has
                 // written the length it announced.
-                this.pending.is_none() && (complete || this.inner.is_end_stream())
+                if this.pending.is_some() || !(complete || this.inner.is_end_stream()) {
+                    return Poll::Ready(frame);
+                }
             }
             Some(Err(_)) => {
                 guard.finish(error_id::BODY_ERROR);
-                false
+                *this.guard = None;
+                return Poll::Ready(frame);
             }
-            None => true,
-        };
-        if end {
-            if let Some((classify, classify_end)) = this.classify.take() {
-                let error = classify_end(&classify, None);
-                guard.classified(error_id_of(guard, error));
-            }
-            guard.finish(error_id::NONE);
+            None => {}
         }
-        if end || matches!(frame, Some(Err(_))) {
-            *this.guard = None;
+        if let Some((classify, classify_end)) = this.classify.take() {
+            let error = classify_end(&classify, None);
+            guard.classified(error_id_of(guard, error));
         }
+        guard.finish(error_id::NONE);
+        *this.guard = None;
         Poll::Ready(frame)
     }
 
@@ -319,23 +326,6 @@ where
             hint.set_upper(upper.saturating_add(pending));
         }
         hint
-    }
-}
-
-/// The frame, or its first slice when it is `Bytes` data over [`SLICE`] long (the rest
-/// goes to `pending`).
-#[inline]
-fn slice_large<D: Buf + 'static>(frame: Frame<D>, pending: &mut Option<Bytes>) -> Frame<D> {
-    match frame.into_data() {
-        Ok(mut data) => {
-            if data.remaining() > SLICE {
-                if let Some(bytes) = (&mut data as &mut dyn Any).downcast_mut::<Bytes>() {
-                    *pending = Some(bytes.split_off(SLICE));
-                }
-            }
-            Frame::data(data)
-        }
-        Err(frame) => frame,
     }
 }
 
