@@ -16,6 +16,7 @@
 //! The scrape side reads the same tables in `encode.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::classify::ErrorType;
 use super::labels::{Method, Names, SeriesKey, UrlScheme, active_slot, error_id};
@@ -147,28 +148,35 @@ impl Recorder {
             .iter()
             .map(|prefix| {
                 let template = format!("{prefix}/{{*path}}");
-                (prefix.as_str().into(), recorder.route(Some(&template), ""))
+                (
+                    prefix.as_str().into(),
+                    recorder.route(Some(&template), || ""),
+                )
             })
             .collect();
         recorder
     }
 
-    /// Whether requests for `path` are excluded by path or prefix.
+    /// Whether requests for the path `path` gives are excluded by path or prefix; the
+    /// path is only computed (it costs a search for `?`) when something is excluded.
     #[inline]
-    pub(crate) fn excludes_path(&self, path: &str) -> bool {
+    pub(crate) fn excludes_path<'a>(&self, path: impl FnOnce() -> &'a str) -> bool {
         let config = &self.config;
-        (!config.excluded_paths.is_empty() && config.excluded_paths.iter().any(|p| p == path))
-            || (!config.excluded_prefixes.is_empty()
-                && config
-                    .excluded_prefixes
-                    .iter()
-                    .any(|p| path.starts_with(&**p)))
+        if config.excluded_paths.is_empty() && config.excluded_prefixes.is_empty() {
+            return false;
+        }
+        let path = path();
+        config.excluded_paths.iter().any(|p| p == path)
+            || config
+                .excluded_prefixes
+                .iter()
+                .any(|p| path.starts_with(&**p))
     }
 
     /// The route of a request: that of its route label, else that of the nested service
-    /// its path falls under, else none.
+    /// its path (from `path`, only called then) falls under, else none.
     #[inline]
-    pub(crate) fn route(&self, label: Option<&str>, path: &str) -> Route {
+    pub(crate) fn route<'a>(&self, label: Option<&str>, path: impl FnOnce() -> &'a str) -> Route {
         let Some(label) = label else {
             return self.nested_route(path);
         };
@@ -189,7 +197,11 @@ impl Recorder {
     }
 
     #[inline]
-    fn nested_route(&self, path: &str) -> Route {
+    fn nested_route<'a>(&self, path: impl FnOnce() -> &'a str) -> Route {
+        if self.nested.is_empty() {
+            return Route::NONE;
+        }
+        let path = path();
         for (prefix, route) in &self.nested {
             if path
                 .strip_prefix(&**prefix)
@@ -260,6 +272,65 @@ impl Recorder {
     }
 }
 
+/// What one service made by the layer shares with its clones and its requests in
+/// flight: the recorder, and the first route template the service saw.
+///
+/// axum wraps each route in a service of its own (`Router::layer` calls
+/// [`Layer::layer`](tower_layer::Layer::layer) once per route), and clones it for every
+/// request: the route a service saw first is then the only one it sees, found by one
+/// comparison instead of a hash and a probe of [`Recorder::routes`]
+/// (`benches/README.md`: about 100 instructions a request). A request holds this, not
+/// the recorder, so that requests of different routes on different threads do not
+/// share a reference count.
+pub(crate) struct ServiceRecorder {
+    recorder: Arc<Recorder>,
+    first_route: OnceLock<(Box<str>, Route)>,
+}
+
+impl ServiceRecorder {
+    pub(crate) fn new(recorder: Arc<Recorder>) -> Self {
+        Self {
+            recorder,
+            first_route: OnceLock::new(),
+        }
+    }
+
+    /// [`Recorder::route`], remembering the first route.
+    #[inline]
+    pub(crate) fn route<'a>(&self, label: Option<&str>, path: impl FnOnce() -> &'a str) -> Route {
+        let first = self.first_route.get();
+        if let (Some(label), Some((name, route))) = (label, first) {
+            if **name == *label {
+                return *route;
+            }
+        }
+        let route = self.recorder.route(label, path);
+        if let (Some(label), None) = (label, first) {
+            // Another thread may have set it meanwhile: then this one is dropped.
+            let _ = self.first_route.set((label.into(), route));
+        }
+        route
+    }
+}
+
+impl std::ops::Deref for ServiceRecorder {
+    type Target = Recorder;
+
+    #[inline]
+    fn deref(&self) -> &Recorder {
+        &self.recorder
+    }
+}
+
+impl std::fmt::Debug for ServiceRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceRecorder")
+            .field("recorder", &self.recorder)
+            .field("first_route", &self.first_route.get().map(|(name, _)| name))
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
@@ -293,41 +364,48 @@ mod tests {
     fn routes_are_numbered_then_overflow() {
         let recorder = recorder(4);
         // The excluded route and the nested service's route took two places.
-        let a = recorder.route(Some("/a"), "/a");
+        let a = recorder.route(Some("/a"), || "/a");
         assert!(!a.excluded);
         assert_eq!(
-            recorder.route(Some("/a"), "/other"),
+            recorder.route(Some("/a"), || "/other"),
             a,
             "by label, not path"
         );
-        let b = recorder.route(Some("/b"), "/b");
+        let b = recorder.route(Some("/b"), || "/b");
         assert_ne!(a.id, b.id);
-        assert_eq!(recorder.route(Some("/c"), "/c").id, OVERFLOW_ROUTE);
-        assert_eq!(recorder.route(None, "/a"), Route::NONE);
+        assert_eq!(recorder.route(Some("/c"), || "/c").id, OVERFLOW_ROUTE);
+        assert_eq!(recorder.route(None, || "/a"), Route::NONE);
     }
 
     #[test]
     fn exclusion_by_path_prefix_and_route() {
         let recorder = recorder(10);
-        assert!(recorder.excludes_path("/health"));
-        assert!(!recorder.excludes_path("/health/deep"), "paths are exact");
-        assert!(recorder.excludes_path("/internal/jobs"));
+        assert!(recorder.excludes_path(|| "/health"));
         assert!(
-            !recorder.excludes_path("/internal"),
+            !recorder.excludes_path(|| "/health/deep"),
+            "paths are exact"
+        );
+        assert!(recorder.excludes_path(|| "/internal/jobs"));
+        assert!(
+            !recorder.excludes_path(|| "/internal"),
             "the prefix is /internal/"
         );
-        assert!(recorder.route(Some("/events/{id}"), "/events/7").excluded);
-        assert!(!recorder.route(Some("/events"), "/events").excluded);
+        assert!(
+            recorder
+                .route(Some("/events/{id}"), || "/events/7")
+                .excluded
+        );
+        assert!(!recorder.route(Some("/events"), || "/events").excluded);
     }
 
     #[test]
     fn nested_services_get_their_mount_template() {
         let recorder = recorder(10);
-        let nested = recorder.route(None, "/static/css/app.css");
+        let nested = recorder.route(None, || "/static/css/app.css");
         assert_ne!(nested, Route::NONE);
-        assert_eq!(recorder.route(Some("/static/{*path}"), "/x"), nested);
-        assert_eq!(recorder.route(None, "/staticky"), Route::NONE);
-        assert_eq!(recorder.route(None, "/static"), Route::NONE);
+        assert_eq!(recorder.route(Some("/static/{*path}"), || "/x"), nested);
+        assert_eq!(recorder.route(None, || "/staticky"), Route::NONE);
+        assert_eq!(recorder.route(None, || "/static"), Route::NONE);
     }
 
     #[test]

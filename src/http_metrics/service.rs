@@ -14,7 +14,7 @@ use super::classify::{Classify, DefaultClassifier};
 use super::future::ResponseFuture;
 use super::guard::{Guard, RequestBytes};
 use super::labels::{Method, SeriesKey, UrlScheme};
-use super::recorder::Recorder;
+use super::recorder::{Recorder, ServiceRecorder};
 use super::route::{DefaultRoute, RouteLabel};
 
 /// Records HTTP metrics for the requests it passes to the inner service.
@@ -24,7 +24,7 @@ use super::route::{DefaultRoute, RouteLabel};
 #[derive(Clone, Debug)]
 pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
     inner: S,
-    recorder: Arc<Recorder>,
+    recorder: Arc<ServiceRecorder>,
     route: R,
     classify: C,
     request_size: PhantomData<M>,
@@ -41,7 +41,7 @@ impl<S, R, C, M> HttpMetrics<S, R, C, M> {
     ) -> Self {
         Self {
             inner,
-            recorder,
+            recorder: Arc::new(ServiceRecorder::new(recorder)),
             route,
             classify,
             request_size: PhantomData,
@@ -88,7 +88,7 @@ where
         // Everything that runs the caller's code (the route label, the body's
         // `is_end_stream` and size hint) runs before the request is counted in flight:
         // if it panics, there is nothing to take back.
-        let path = request.uri().path();
+        let path = || request.uri().path();
         let route = if recorder.excludes_path(path) {
             None
         } else {
@@ -107,9 +107,7 @@ where
         // Set by hand rather than through a closure, which would move the request once
         // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;
-        let future = self
-            .inner
-            .call(M::wrap(request, guard.request_bytes()));
+        let future = self.inner.call(M::wrap(request, guard.request_bytes()));
         guard.polling = false;
         ResponseFuture::new(future, Some(guard), self.classify.clone())
     }
