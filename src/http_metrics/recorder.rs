@@ -16,7 +16,6 @@
 //! The scrape side reads the same tables in `encode.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use super::classify::ErrorType;
 use super::labels::{Method, Names, SeriesKey, UrlScheme, active_slot, error_id};
@@ -269,65 +268,6 @@ impl Recorder {
                 .unwrap_or(&self.overflow)
         };
         series.observe(thread, observation);
-    }
-}
-
-/// What one service made by the layer shares with its clones and its requests in
-/// flight: the recorder, and the first route template the service saw.
-///
-/// axum wraps each route in a service of its own (`Router::layer` calls
-/// [`Layer::layer`](tower_layer::Layer::layer) once per route), and clones it for every
-/// request: the route a service saw first is then the only one it sees, found by one
-/// comparison instead of a hash and a probe of [`Recorder::routes`]
-/// (`benches/README.md`: about 100 instructions a request). A request holds this, not
-/// the recorder, so that requests of different routes on different threads do not
-/// share a reference count.
-pub(crate) struct ServiceRecorder {
-    recorder: Arc<Recorder>,
-    first_route: OnceLock<(Box<str>, Route)>,
-}
-
-impl ServiceRecorder {
-    pub(crate) fn new(recorder: Arc<Recorder>) -> Self {
-        Self {
-            recorder,
-            first_route: OnceLock::new(),
-        }
-    }
-
-    /// [`Recorder::route`], remembering the first route.
-    #[inline]
-    pub(crate) fn route<'a>(&self, label: Option<&str>, path: impl FnOnce() -> &'a str) -> Route {
-        let first = self.first_route.get();
-        if let (Some(label), Some((name, route))) = (label, first) {
-            if **name == *label {
-                return *route;
-            }
-        }
-        let route = self.recorder.route(label, path);
-        if let (Some(label), None) = (label, first) {
-            // Another thread may have set it meanwhile: then this one is dropped.
-            let _ = self.first_route.set((label.into(), route));
-        }
-        route
-    }
-}
-
-impl std::ops::Deref for ServiceRecorder {
-    type Target = Recorder;
-
-    #[inline]
-    fn deref(&self) -> &Recorder {
-        &self.recorder
-    }
-}
-
-impl std::fmt::Debug for ServiceRecorder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceRecorder")
-            .field("recorder", &self.recorder)
-            .field("first_route", &self.first_route.get().map(|(name, _)| name))
-            .finish()
     }
 }
 

@@ -14,7 +14,7 @@ use super::classify::{Classify, DefaultClassifier};
 use super::future::ResponseFuture;
 use super::guard::{Guard, RequestBytes};
 use super::labels::{Method, SeriesKey, UrlScheme};
-use super::recorder::{Recorder, ServiceRecorder};
+use super::recorder::Recorder;
 use super::route::{DefaultRoute, RouteLabel};
 
 /// Records HTTP metrics for the requests it passes to the inner service.
@@ -24,7 +24,7 @@ use super::route::{DefaultRoute, RouteLabel};
 #[derive(Clone, Debug)]
 pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
     inner: S,
-    recorder: Arc<ServiceRecorder>,
+    recorder: Arc<Recorder>,
     route: R,
     classify: C,
     request_size: PhantomData<M>,
@@ -41,7 +41,7 @@ impl<S, R, C, M> HttpMetrics<S, R, C, M> {
     ) -> Self {
         Self {
             inner,
-            recorder: Arc::new(ServiceRecorder::new(recorder)),
+            recorder,
             route,
             classify,
             request_size: PhantomData,
