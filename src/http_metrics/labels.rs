@@ -129,8 +129,10 @@ impl Method {
         }
     }
 
+    /// The method numbered `index` (its discriminant); `_OTHER` past the last.
+    #[inline]
     pub(crate) fn from_index(index: usize) -> Self {
-        Self::ALL[index % Self::COUNT]
+        Self::ALL.get(index).copied().unwrap_or(Self::Other)
     }
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -273,10 +275,11 @@ impl SeriesKey {
         Self(self.0 & !(0x1 << 4 | 0x7 << 5 | 0xff << 8))
     }
 
-    /// The slot of the request's in-flight gauge: one per method and scheme.
+    /// The slot of the request's in-flight gauge: one per method and scheme
+    /// ([`active_slot`]), read straight from the bits.
     #[inline]
     pub(crate) fn active_slot(self) -> usize {
-        active_slot(self.method(), self.scheme())
+        (self.0 & 0xf) as usize * UrlScheme::COUNT + (self.0 >> 4 & 1) as usize
     }
 
     pub(crate) fn method(self) -> Method {
