@@ -21,6 +21,25 @@
 //!
 //! The router matches by hand and only knows `GET`: other methods, `HEAD` included, get
 //! 405 (recorded with their route).
+//!
+//! The handler takes hyper's `Request<Incoming>` behind the layer, as it would without
+//! it: by default the layer passes the request untouched and records its declared
+//! length. With `.request_size(ReadBytes)` on the layer, it would take
+//! `Request<RequestBody<Incoming>>` instead, whose body counts the bytes read.
+//!
+//! In a project of your own, this example needs:
+//!
+//! ```toml
+//! [dependencies]
+//! tower-prometheus = "0.1"
+//! http = "1"
+//! http-body-util = "0.1"
+//! bytes = "1"
+//! hyper = { version = "1", features = ["server", "http1", "http2"] }
+//! hyper-util = { version = "0.1", features = ["tokio", "server-auto", "server-graceful", "service"] }
+//! tokio = { version = "1", features = ["macros", "net", "rt-multi-thread", "signal"] }
+//! tower = { version = "0.5", features = ["util"] }
+//! ```
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
