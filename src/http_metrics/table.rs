@@ -147,20 +147,27 @@ impl FxHasher {
 }
 
 impl Hasher for FxHasher {
+    /// Whole words, then the last word again (overlapping) for the rest: route
+    /// templates are a few words long, so this is a few multiplies and no byte loop.
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
+        let word = |at: usize| {
             let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
+            word.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        if bytes.len() < 8 {
             let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
+            word[..bytes.len()].copy_from_slice(bytes);
             self.add(u64::from_le_bytes(word));
+            return;
         }
+        let mut at = 0;
+        while at + 8 < bytes.len() {
+            self.add(word(at));
+            at += 8;
+        }
+        self.add(word(bytes.len() - 8));
     }
 
     #[inline]
