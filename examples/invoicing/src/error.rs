@@ -191,8 +191,9 @@ pub async fn json_errors(response: Response) -> Response {
         _ => message,
     };
     let fresh = error_response(status, code_of(status), &message, None);
+    // The length is the new body's; every other header stays (`Allow` on a 405,
+    // `Content-Range: bytes */N` on a 416).
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::CONTENT_RANGE);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -55,6 +55,12 @@ impl AppState {
                 .await
                 .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
         }
+        let removed = routes::attachments::remove_partial_uploads(&config.uploads_dir)
+            .await
+            .map_err(|error| format!("cannot clean {}: {error}", config.uploads_dir.display()))?;
+        if removed > 0 {
+            tracing::warn!(removed, "removed uploads cut off by a crash");
+        }
         let telemetry = Telemetry::new(config.metrics_enabled)?;
         let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
         Ok(Self {

@@ -560,3 +560,113 @@ async fn loadgen_traffic_is_counted_exactly_in_metrics() {
         .sum();
     assert_eq!(invoices, created_invoices + 10.0);
 }
+
+/// Sends the head of a multipart upload with `Expect: 100-continue`, waits for the
+/// server to ask for the body (the handler is reading it), then sends the first half of
+/// the body. Returns the stream and the rest of the body.
+fn start_upload(addr: SocketAddr, invoice_id: i64, name: &str) -> (TcpStream, Vec<u8>) {
+    let mut file = PDF.to_vec();
+    file.extend(std::iter::repeat_n(b' ', 64 * 1024));
+    let (content_type, body) = multipart("file", name, "application/pdf", &file);
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+    write!(
+        stream,
+        "POST /api/invoices/{invoice_id}/attachments HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    )
+    .expect("the head is sent");
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).expect("100 Continue");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(first).expect("half the body is sent");
+    stream.flush().expect("flushed");
+    (stream, rest.to_vec())
+}
+
+/// The names in `dir` that end with `.part`.
+fn part_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("the folder exists")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".part"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A SIGKILL during three uploads leaves three `.{uuid}.part` files; they are never
+/// served, and the next start removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_cut_off_by_sigkill_are_removed_at_restart_and_never_served() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let mut server = Server::start(data.path(), &[]);
+    let http = client();
+    let s = create(&http, &server, "/api/sellers", &seller("S")).await["id"].clone();
+    let c = create(&http, &server, "/api/clients", &json!({"name": "C"})).await["id"].clone();
+    let body = invoice(
+        s.as_i64().expect("an id"),
+        c.as_i64().expect("an id"),
+        "F-1",
+    );
+    let id = create(&http, &server, "/api/invoices", &body).await["id"]
+        .as_i64()
+        .expect("an id");
+
+    let uploads = data.path().join("uploads");
+    let streams: Vec<_> = (0..3)
+        .map(|n| start_upload(server.addr, id, &format!("cut-{n}.pdf")))
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while part_files(&uploads).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the uploads never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let parts = part_files(&uploads);
+    // While they are being received, they cannot be downloaded.
+    for name in &parts {
+        let (status, _) = call(
+            &http,
+            Method::GET,
+            &server.url(&format!("/uploads/{name}")),
+            None,
+        )
+        .await
+        .expect("answered");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+    }
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("the process is gone");
+    drop(streams);
+    assert_eq!(part_files(&uploads), parts, "the crash left them behind");
+
+    let server = Server::start(data.path(), &[]);
+    assert_eq!(part_files(&uploads), Vec::<String>::new());
+    for name in &parts {
+        let (status, _) = call(
+            &http,
+            Method::GET,
+            &server.url(&format!("/uploads/{name}")),
+            None,
+        )
+        .await
+        .expect("answered");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+    }
+    assert!(
+        server
+            .log_text()
+            .contains("removed uploads cut off by a crash")
+    );
+}

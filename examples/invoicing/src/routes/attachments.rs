@@ -108,7 +108,7 @@ async fn store(
     let filename = display_name(field.file_name());
     let id = uuid::Uuid::new_v4();
     let dir = &state.config.uploads_dir;
-    let mut temp = TempFile(Some(dir.join(format!(".{id}.part"))));
+    let mut temp = TempFile(Some(dir.join(format!(".{id}{PART_SUFFIX}"))));
     let mut file = tokio::fs::File::create(temp.path()).await?;
 
     let mut size: u64 = 0;
@@ -154,6 +154,29 @@ async fn store(
     temp.keep();
     state.telemetry.business.attachment_stored(size);
     Ok(created)
+}
+
+/// The suffix of an upload being received: `.{uuid}.part`, a hidden name that the static
+/// folders never serve.
+const PART_SUFFIX: &str = ".part";
+
+/// Removes the `.{uuid}.part` files that a crash (SIGKILL, power cut) left in `dir`
+/// mid-upload, and returns how many. Run at start-up, before any upload can begin.
+pub async fn remove_partial_uploads(dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.')
+            && name.ends_with(PART_SUFFIX)
+            && entry.file_type().await?.is_file()
+        {
+            tokio::fs::remove_file(entry.path()).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Enough bytes to tell the accepted types apart.
