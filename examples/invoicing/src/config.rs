@@ -1,112 +1,104 @@
-//! Configuration from environment variables.
+//! Configuration: each setting is a flag and an environment variable (the flag wins), read
+//! by `clap`; `invoicing --help` lists them with their defaults. See the table in
+//! `README.md`.
 //!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `PORT` | `3000` | port of the API (`0` picks a free one) |
-//! | `BIND` | `127.0.0.1` | address of the API (`0.0.0.0` in a container) |
-//! | `DATABASE_URL` | `sqlite://data/invoicing.db` | SQLite database, created on first start |
-//! | `UPLOADS_DIR` | `data/uploads` | where attachments are stored, served under `/uploads/` |
-//! | `PDF_DIR` | `data/pdf-a3` | PDF/A-3 invoices, served under `/pdf-a3/` |
-//! | `MAX_UPLOAD_BYTES` | `10485760` (10 MiB) | largest attachment accepted |
-//! | `METRICS_ADDR` | unset | unset: `/metrics` on the API port; set (`127.0.0.1:9100`): only there |
-//! | `METRICS_ENABLED` | `true` | `false`: no HTTP metrics layer and no `/metrics` at all |
-//! | `RUST_LOG` | `info` | log filter (`tracing_subscriber::EnvFilter` syntax) |
+//! A value the service cannot use stops it at start-up with `clap`'s message, which
+//! names the setting (`invalid value '70000' for '--port <PORT>'`); an empty variable is
+//! such a value.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
-/// The default of `MAX_UPLOAD_BYTES`: 10 MiB.
-pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 10 * 1024 * 1024;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
 /// What the service needs to start.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "invoicing",
+    version,
+    about = "An invoicing API instrumented with tower-prometheus"
+)]
 pub struct Config {
-    /// `BIND`.
+    /// Address of the API (`0.0.0.0` in a container).
+    #[arg(long, env = "BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
-    /// `PORT`.
+    /// Port of the API (`0`: any free port, printed at start-up).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
-    /// `DATABASE_URL`.
+    /// SQLite database; the file and its folder are created if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/invoicing.db"
+    )]
     pub database_url: String,
-    /// `UPLOADS_DIR`.
+    /// Where attachments are stored; served under `/uploads/`.
+    #[arg(long, env = "UPLOADS_DIR", default_value = "data/uploads")]
     pub uploads_dir: PathBuf,
-    /// `PDF_DIR`.
+    /// PDF/A-3 invoices; served under `/pdf-a3/`.
+    #[arg(long, env = "PDF_DIR", default_value = "data/pdf-a3")]
     pub pdf_dir: PathBuf,
-    /// `MAX_UPLOAD_BYTES`.
+    /// Largest attachment accepted, in bytes (413 beyond).
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_bytes: u64,
-    /// `METRICS_ADDR`.
+    /// A separate listener for `/metrics` (`127.0.0.1:9100`); unset: on the API port.
+    #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    /// `METRICS_ENABLED`.
+    /// `false`: no HTTP metrics layer and no `/metrics`, for overhead measurements.
+    #[arg(long, env = "METRICS_ENABLED", default_value_t = true, action = ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
     pub metrics_enabled: bool,
+    /// How the connections are served.
+    #[command(flatten)]
+    pub serve: ServeConfig,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 3000,
-            database_url: "sqlite://data/invoicing.db".into(),
-            uploads_dir: "data/uploads".into(),
-            pdf_dir: "data/pdf-a3".into(),
-            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
-            metrics_addr: None,
-            metrics_enabled: true,
-        }
+/// The limits of the server: see `crate::serve`. Durations are written `500ms`, `30s`,
+/// `2m` (`humantime`).
+#[derive(Clone, Copy, Debug, Args)]
+pub struct ServeConfig {
+    /// Time for a client to send a request's headers, counted from the moment the
+    /// connection waits for a request: it also closes idle keep-alive connections.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// Time for a client to send a request's whole body, from its arrival (408 beyond).
+    #[arg(long, env = "REQUEST_BODY_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub request_body_timeout: Duration,
+    /// Time for the service to answer, body reading included (503 beyond).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "90s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog. Lowered at start-up
+    /// to what the open-files limit (`ulimit -n`) allows.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Time the requests in flight have to finish on SIGTERM or Ctrl-C.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// A positive duration in `humantime`'s syntax.
+fn duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if duration.is_zero() => Err("must be more than 0".into()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
     }
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the variables through `var`; unset or empty variables take their default.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
-        let mut config = Self::default();
-        if let Some(value) = var("BIND") {
-            config.bind = parse("BIND", &value)?;
-        }
-        if let Some(value) = var("PORT") {
-            config.port = parse("PORT", &value)?;
-        }
-        if let Some(value) = var("DATABASE_URL") {
-            config.database_url = value;
-        }
-        if let Some(value) = var("UPLOADS_DIR") {
-            config.uploads_dir = value.into();
-        }
-        if let Some(value) = var("PDF_DIR") {
-            config.pdf_dir = value.into();
-        }
-        if let Some(value) = var("MAX_UPLOAD_BYTES") {
-            config.max_upload_bytes = parse("MAX_UPLOAD_BYTES", &value)?;
-            if config.max_upload_bytes == 0 {
-                return Err(ConfigError::new(
-                    "MAX_UPLOAD_BYTES",
-                    &value,
-                    "must be at least 1",
-                ));
-            }
-        }
-        if let Some(value) = var("METRICS_ADDR") {
-            config.metrics_addr = Some(parse("METRICS_ADDR", &value)?);
-        }
-        if let Some(value) = var("METRICS_ENABLED") {
-            config.metrics_enabled = match value.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => {
-                    return Err(ConfigError::new(
-                        "METRICS_ENABLED",
-                        &value,
-                        "expected true or false",
-                    ));
-                }
-            };
-        }
-        Ok(config)
+    /// The configuration from these flags alone, environment variables ignored (for
+    /// tests: `Config::from_flags(["invoicing", "--port", "0"])`).
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = Self::command().mut_args(|arg| arg.env(None));
+        Self::from_arg_matches(&command.try_get_matches_from(flags)?)
     }
 
     /// The address of the API.
@@ -115,94 +107,76 @@ impl Config {
     }
 }
 
-fn parse<T>(name: &'static str, value: &str) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr,
-    T::Err: fmt::Display,
-{
-    value
-        .trim()
-        .parse()
-        .map_err(|error: T::Err| ConfigError::new(name, value, &error.to_string()))
-}
-
-/// An environment variable with a value the service cannot use.
-#[derive(Debug)]
-pub struct ConfigError {
-    variable: &'static str,
-    value: String,
-    reason: String,
-}
-
-impl ConfigError {
-    fn new(variable: &'static str, value: &str, reason: &str) -> Self {
-        Self {
-            variable,
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={:?}: {}", self.variable, self.value, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_vars(|name| {
-            vars.iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        })
+    fn config(flags: &[&str]) -> Result<Config, clap::Error> {
+        Config::from_flags(std::iter::once("invoicing").chain(flags.iter().copied()))
     }
 
     #[test]
     fn defaults() {
-        let config = config(&[]).unwrap();
-        assert_eq!(config.addr(), "127.0.0.1:3000".parse().unwrap());
+        let config = config(&[]).expect("the defaults are valid");
+        assert_eq!(config.addr(), SocketAddr::from(([127, 0, 0, 1], 3000)));
         assert_eq!(config.database_url, "sqlite://data/invoicing.db");
         assert_eq!(config.max_upload_bytes, 10 * 1024 * 1024);
         assert!(config.metrics_enabled);
         assert!(config.metrics_addr.is_none());
+        assert_eq!(config.serve.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(config.serve.max_connections, 1024);
     }
 
     #[test]
-    fn reads_every_variable() {
+    fn reads_every_setting() {
         let config = config(&[
-            ("BIND", "0.0.0.0"),
-            ("PORT", "8080"),
-            ("DATABASE_URL", "sqlite:///tmp/x.db"),
-            ("UPLOADS_DIR", "/srv/up"),
-            ("PDF_DIR", "/srv/pdf"),
-            ("MAX_UPLOAD_BYTES", "1024"),
-            ("METRICS_ADDR", "127.0.0.1:9100"),
-            ("METRICS_ENABLED", "false"),
+            "--bind=0.0.0.0",
+            "--port=8080",
+            "--database-url=sqlite:///tmp/x.db",
+            "--uploads-dir=/srv/up",
+            "--pdf-dir=/srv/pdf",
+            "--max-upload-bytes=1024",
+            "--metrics-addr=127.0.0.1:9100",
+            "--metrics-enabled=off",
+            "--header-read-timeout=2s",
+            "--request-body-timeout=500ms",
+            "--request-timeout=1m",
+            "--max-connections=64",
+            "--shutdown-timeout=5s",
         ])
-        .unwrap();
-        assert_eq!(config.addr(), "0.0.0.0:8080".parse().unwrap());
+        .expect("valid flags");
+        assert_eq!(config.addr(), SocketAddr::from(([0, 0, 0, 0], 8080)));
         assert_eq!(config.database_url, "sqlite:///tmp/x.db");
         assert_eq!(config.uploads_dir, PathBuf::from("/srv/up"));
         assert_eq!(config.pdf_dir, PathBuf::from("/srv/pdf"));
         assert_eq!(config.max_upload_bytes, 1024);
-        assert_eq!(config.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            config.metrics_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+        );
         assert!(!config.metrics_enabled);
+        let serve = config.serve;
+        assert_eq!(serve.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(serve.request_body_timeout, Duration::from_millis(500));
+        assert_eq!(serve.request_timeout, Duration::from_secs(60));
+        assert_eq!(serve.max_connections, 64);
+        assert_eq!(serve.shutdown_timeout, Duration::from_secs(5));
     }
 
     #[test]
     fn refuses_bad_values_by_name() {
-        let error = config(&[("PORT", "70000")]).unwrap_err();
-        assert!(error.to_string().starts_with("PORT=\"70000\""), "{error}");
-        assert!(config(&[("MAX_UPLOAD_BYTES", "0")]).is_err());
-        assert!(config(&[("METRICS_ENABLED", "maybe")]).is_err());
-        assert!(config(&[("METRICS_ADDR", "9100")]).is_err());
-        assert!(config(&[("BIND", "localhost")]).is_err());
+        let error = config(&["--port=70000"]).expect_err("out of range");
+        assert!(error.to_string().contains("'--port <PORT>'"), "{error}");
+        for bad in [
+            "--max-upload-bytes=0",
+            "--metrics-enabled=maybe",
+            "--metrics-addr=9100",
+            "--bind=localhost",
+            "--header-read-timeout=0s",
+            "--request-timeout=soon",
+            "--max-connections=0",
+        ] {
+            assert!(config(&[bad]).is_err(), "{bad}");
+        }
     }
 }

@@ -20,16 +20,19 @@ pub mod extract;
 pub mod model;
 pub mod money;
 pub mod routes;
+pub mod serve;
 pub mod telemetry;
 pub mod validate;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::middleware::map_response;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, map_response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
 
 use crate::config::Config;
 use crate::db::Db;
@@ -55,6 +58,12 @@ impl AppState {
                 .await
                 .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
         }
+        let removed = routes::attachments::remove_partial_uploads(&config.uploads_dir)
+            .await
+            .map_err(|error| format!("cannot clean {}: {error}", config.uploads_dir.display()))?;
+        if removed > 0 {
+            tracing::warn!(removed, "removed uploads cut off by a crash");
+        }
         let telemetry = Telemetry::new(config.metrics_enabled)?;
         let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
         Ok(Self {
@@ -69,13 +78,16 @@ impl AppState {
 ///
 /// Layers, from the outside in: request id (`x-request-id`, generated when absent, sent
 /// back), tracing (a span per request with its id and route template, a line per
-/// response with status and latency), HTTP metrics (unless disabled), panics turned into
-/// JSON 500s, and non-JSON error responses (axum's 405, `ServeDir`'s 404) given the
-/// JSON error shape.
+/// response with status and latency), HTTP metrics (unless disabled), non-JSON error
+/// responses (axum's 405, `ServeDir`'s 404, the timeout's 503) given the JSON error
+/// shape, panics turned into JSON 500s, the time to answer (`REQUEST_TIMEOUT`, 503), the
+/// handling of clients gone mid-request ([`error::abandon_if_client_gone`]), and the time
+/// to send the body (`REQUEST_BODY_TIMEOUT`, 408).
 ///
 /// `/metrics` is served here unless `METRICS_ADDR` moves it to its own listener (see
 /// [`metrics_app`]); `/metrics` and `/health` are excluded from the HTTP metrics.
 pub fn app(state: AppState) -> Router {
+    let limits = state.config.serve;
     let mut router = Router::new()
         .merge(routes::health::router())
         .merge(routes::parties::sellers())
@@ -92,8 +104,14 @@ pub fn app(state: AppState) -> Router {
         router = router.route_service("/metrics", metrics.exporter());
     }
     let router = router
-        .layer(map_response(error::json_errors))
-        .layer(CatchPanicLayer::custom(error::panic_response));
+        .layer(RequestBodyDeadlineLayer::new(limits.request_body_timeout))
+        .layer(from_fn(error::abandon_if_client_gone))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(map_response(error::json_errors));
     let router = match metrics {
         Some(metrics) => router.layer(metrics.http_layer().route_label(telemetry::RouteTemplate)),
         None => router,

@@ -7,27 +7,38 @@
 //! curl http://127.0.0.1:3000/metrics
 //! ```
 //!
-//! Configuration by environment variables (`PORT`, `BIND`, `DATABASE_URL`, `UPLOADS_DIR`,
-//! `PDF_DIR`, `MAX_UPLOAD_BYTES`, `METRICS_ADDR`, `METRICS_ENABLED`, `RUST_LOG`): see
-//! `README.md` and `src/config.rs`. SIGTERM or Ctrl-C stop it gracefully: the listeners
-//! close, in-flight requests finish, then the database is closed.
+//! Configuration by flags or environment variables (`invoicing --help`; the table in
+//! `README.md`). SIGTERM or Ctrl-C stop it gracefully: the listeners close, the requests
+//! in flight finish, then the database is closed.
+//!
+//! Observability, all of it: `telemetry::init_tracing` (logs), `AppState::open` builds
+//! the `Telemetry` (business metrics and `tower_prometheus::Metrics` on one registry),
+//! `app` puts the HTTP metrics layer on the router and `/metrics` beside the API, or
+//! `metrics_app` on its own listener (`METRICS_ADDR`); the allocator below counts the
+//! heap.
 
 use std::process::ExitCode;
+
+use clap::Parser;
+use invoicing::config::Config;
+use invoicing::serve::{connection_cap, serve};
+use invoicing::{AppState, app, metrics_app, telemetry};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Counts the heap for `/metrics` (`rust_heap_live_bytes`, …) around the system allocator.
 #[global_allocator]
 static ALLOCATOR: tower_prometheus::CountingAllocator =
     tower_prometheus::CountingAllocator::system();
 
-use invoicing::config::Config;
-use invoicing::{AppState, app, metrics_app, telemetry};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+/// Connections served at once on the `METRICS_ADDR` listener (Prometheus scrapes, probes).
+const METRICS_CONNECTIONS: u32 = 16;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let config = Config::parse();
     telemetry::init_tracing();
-    match run().await {
+    match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the service stopped on an error");
@@ -36,9 +47,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let config = Config::from_env()?;
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let state = AppState::open(config.clone()).await?;
+    let max_connections = connection_cap(config.serve.max_connections);
 
     let listener = TcpListener::bind(config.addr())
         .await
@@ -61,28 +72,41 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         drop(stop);
     });
 
-    let metrics_server = metrics_listener.map(|(listener, router)| {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!("metrics on http://{addr}/metrics");
+    let metrics_server = match metrics_listener {
+        Some((listener, router)) => {
+            tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+            let (limits, stopped) = (config.serve, stopped.clone());
+            Some(tokio::spawn(async move {
+                serve(
+                    listener,
+                    router,
+                    &limits,
+                    METRICS_CONNECTIONS,
+                    wait(stopped),
+                )
+                .await;
+            }))
         }
-        tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(wait(stopped.clone()))
-                .into_future(),
-        )
-    });
+        None => None,
+    };
 
     tracing::info!(
         version = telemetry::VERSION,
         metrics = config.metrics_enabled,
+        max_connections,
         "listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(wait(stopped))
-        .await?;
+    serve(
+        listener,
+        app(state.clone()),
+        &config.serve,
+        max_connections,
+        wait(stopped),
+    )
+    .await;
     if let Some(server) = metrics_server {
-        server.await??;
+        server.await?;
     }
     state.db.close().await;
     tracing::info!("stopped cleanly");

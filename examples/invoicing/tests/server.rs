@@ -1,5 +1,8 @@
 //! The built binary over real HTTP on 127.0.0.1: start-up, graceful shutdown on SIGTERM
-//! with a request in flight, persistence across SIGKILL, concurrent writers.
+//! with a request in flight, persistence across SIGKILL, concurrent writers, and what an
+//! attacker tries: half-sent requests (slowloris), stalled bodies, abandoned uploads.
+//! Every loop is bounded in count and time; timeouts are set short by the environment
+//! and asserted with generous bounds.
 //!
 //! Each server listens on a port the kernel picks (`PORT=0`, read back from the
 //! "listening on" log line) and keeps its data in a temporary folder.
@@ -39,7 +42,29 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, extra_env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_invoicing"));
+        Self::start_with_open_files(data, extra_env, None)
+    }
+
+    /// Starts the binary; with `open_files`, under `ulimit -n {open_files}` (soft and hard).
+    fn start_with_open_files(
+        data: &Path,
+        extra_env: &[(&str, &str)],
+        open_files: Option<u32>,
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_invoicing");
+        let mut command = match open_files {
+            None => Command::new(binary),
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell.args([
+                    "-c",
+                    r#"ulimit -n "$0" && exec "$1""#,
+                    &limit.to_string(),
+                    binary,
+                ]);
+                shell
+            }
+        };
         command
             .env("PORT", "0")
             .env("BIND", "127.0.0.1")
@@ -53,6 +78,11 @@ impl Server {
             .env_remove("METRICS_ADDR")
             .env_remove("METRICS_ENABLED")
             .env_remove("MAX_UPLOAD_BYTES")
+            .env_remove("HEADER_READ_TIMEOUT")
+            .env_remove("REQUEST_BODY_TIMEOUT")
+            .env_remove("REQUEST_TIMEOUT")
+            .env_remove("MAX_CONNECTIONS")
+            .env_remove("SHUTDOWN_TIMEOUT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -559,4 +589,357 @@ async fn loadgen_traffic_is_counted_exactly_in_metrics() {
         .map(|sample| sample.value)
         .sum();
     assert_eq!(invoices, created_invoices + 10.0);
+}
+
+/// Sends the head of a multipart upload with `Expect: 100-continue`, waits for the
+/// server to ask for the body (the handler is reading it), then sends the first half of
+/// the body. Returns the stream and the rest of the body.
+fn start_upload(addr: SocketAddr, invoice_id: i64, name: &str) -> (TcpStream, Vec<u8>) {
+    let mut file = PDF.to_vec();
+    file.extend(std::iter::repeat_n(b' ', 64 * 1024));
+    let (content_type, body) = multipart("file", name, "application/pdf", &file);
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+    write!(
+        stream,
+        "POST /api/invoices/{invoice_id}/attachments HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    )
+    .expect("the head is sent");
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).expect("100 Continue");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(first).expect("half the body is sent");
+    stream.flush().expect("flushed");
+    (stream, rest.to_vec())
+}
+
+/// The names in `dir` that end with `.part`.
+fn part_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("the folder exists")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".part"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A SIGKILL during three uploads leaves three `.{uuid}.part` files; they are never
+/// served, and the next start removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_cut_off_by_sigkill_are_removed_at_restart_and_never_served() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let mut server = Server::start(data.path(), &[]);
+    let http = client();
+    let s = create(&http, &server, "/api/sellers", &seller("S")).await["id"].clone();
+    let c = create(&http, &server, "/api/clients", &json!({"name": "C"})).await["id"].clone();
+    let body = invoice(
+        s.as_i64().expect("an id"),
+        c.as_i64().expect("an id"),
+        "F-1",
+    );
+    let id = create(&http, &server, "/api/invoices", &body).await["id"]
+        .as_i64()
+        .expect("an id");
+
+    let uploads = data.path().join("uploads");
+    let streams: Vec<_> = (0..3)
+        .map(|n| start_upload(server.addr, id, &format!("cut-{n}.pdf")))
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while part_files(&uploads).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the uploads never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let parts = part_files(&uploads);
+    // While they are being received, they cannot be downloaded.
+    for name in &parts {
+        let (status, _) = call(
+            &http,
+            Method::GET,
+            &server.url(&format!("/uploads/{name}")),
+            None,
+        )
+        .await
+        .expect("answered");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+    }
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("the process is gone");
+    drop(streams);
+    assert_eq!(part_files(&uploads), parts, "the crash left them behind");
+
+    let server = Server::start(data.path(), &[]);
+    assert_eq!(part_files(&uploads), Vec::<String>::new());
+    for name in &parts {
+        let (status, _) = call(
+            &http,
+            Method::GET,
+            &server.url(&format!("/uploads/{name}")),
+            None,
+        )
+        .await
+        .expect("answered");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+    }
+    assert!(
+        server
+            .log_text()
+            .contains("removed uploads cut off by a crash")
+    );
+}
+
+/// A connection that sends the start of a request head and stops (slowloris).
+fn half_open(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connects (the backlog takes it)");
+    stream
+        .write_all(b"GET /api/sellers HTTP/1.1\r\nHost: x\r\n")
+        .expect("half a head is sent");
+    stream
+}
+
+/// Waits until the server closes `stream` (end of file, or a reset), reading and
+/// discarding what it sends (a 408, if anything); `false` if it is still open at
+/// `deadline`.
+fn closed_by_server(stream: &mut TcpStream, deadline: Instant) -> bool {
+    let mut sink = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).expect("a timeout");
+        match stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// One `GET /health` on a fresh connection, by hand: its status line.
+fn health_status_line(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("sent");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Slowloris, as the attacker ran it: the server under `ulimit -n 256`, 300 connections
+/// that each send half a request head and stop. The server closes every one of them
+/// (within its header-read timeout, 2 s here, of being accepted: those beyond the
+/// connection cap wait in the backlog meanwhile), never fails an accept for lack of file
+/// descriptors, and `/health` answers again once they are closed. An idle keep-alive
+/// connection is closed the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_are_closed_by_the_header_read_timeout() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let server = Server::start_with_open_files(
+        data.path(),
+        &[("HEADER_READ_TIMEOUT", "2s"), ("MAX_CONNECTIONS", "128")],
+        Some(256),
+    );
+    let addr = server.addr;
+    let (closed, idle_closed, health) = tokio::task::spawn_blocking(move || {
+        // A keep-alive connection, idle after its first answer.
+        let mut idle = TcpStream::connect(addr).expect("connects");
+        idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("sent");
+        let mut first = [0u8; 12];
+        idle.read_exact(&mut first).expect("answered");
+        assert_eq!(&first, b"HTTP/1.1 200");
+
+        let mut attackers: Vec<TcpStream> = (0..300).map(|_| half_open(addr)).collect();
+        // 300 / 128 rounds of 2 s each, with a wide margin for a loaded machine.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let closed = attackers
+            .iter_mut()
+            .map(|stream| closed_by_server(stream, deadline))
+            .filter(|closed| *closed)
+            .count();
+        let idle_closed = closed_by_server(&mut idle, deadline);
+        (closed, idle_closed, health_status_line(addr))
+    })
+    .await
+    .expect("the client thread");
+    assert_eq!(closed, 300, "half-open connections left open by the server");
+    assert!(idle_closed, "an idle keep-alive connection stayed open");
+    assert_eq!(health, "HTTP/1.1 200 OK");
+    let log = server.log_text();
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(!log.contains("accept error"), "{log}");
+}
+
+/// With 100 half-open connections held (the header-read timeout is far away),
+/// `/health` keeps answering: they stay below the connection cap, whose room is for
+/// real clients. The half-open ones are checked to be still open after the checks, so
+/// that the answers did not merely wait for them to be closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_keeps_answering_beside_100_half_open_connections() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let server = Server::start_with_open_files(
+        data.path(),
+        &[("HEADER_READ_TIMEOUT", "60s"), ("MAX_CONNECTIONS", "128")],
+        Some(256),
+    );
+    let addr = server.addr;
+    let (statuses, still_open) = tokio::task::spawn_blocking(move || {
+        let attackers: Vec<TcpStream> = (0..100).map(|_| half_open(addr)).collect();
+        let statuses: Vec<String> = (0..20).map(|_| health_status_line(addr)).collect();
+        let still_open = attackers
+            .iter()
+            .filter(|stream| {
+                stream.set_nonblocking(true).expect("non-blocking");
+                let mut byte = [0u8; 1];
+                matches!(
+                    (&**stream).read(&mut byte),
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock
+                )
+            })
+            .count();
+        (statuses, still_open)
+    })
+    .await
+    .expect("the client thread");
+    assert!(
+        statuses.iter().all(|line| line == "HTTP/1.1 200 OK"),
+        "{statuses:?}"
+    );
+    assert_eq!(still_open, 100);
+}
+
+/// A body that stops arriving gets a 408 once `REQUEST_BODY_TIMEOUT` has passed; a
+/// request that the service takes longer than `REQUEST_TIMEOUT` to answer gets a 503.
+/// Both in the JSON error shape, and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_get_408_and_late_answers_503() {
+    fn stalled_post(addr: SocketAddr) -> String {
+        let mut stream = TcpStream::connect(addr).expect("connects");
+        stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+        stream
+            .write_all(
+                b"POST /api/sellers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100\r\n\r\n{\"name\":",
+            )
+            .expect("sent");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    }
+    for (env, status, code) in [
+        (
+            [("REQUEST_BODY_TIMEOUT", "1s"), ("REQUEST_TIMEOUT", "60s")],
+            "HTTP/1.1 408 Request Timeout",
+            "request_timeout",
+        ),
+        (
+            [("REQUEST_BODY_TIMEOUT", "60s"), ("REQUEST_TIMEOUT", "1s")],
+            "HTTP/1.1 503 Service Unavailable",
+            "unavailable",
+        ),
+    ] {
+        let data = tempfile::tempdir().expect("a temporary folder");
+        let server = Server::start(data.path(), &env);
+        let addr = server.addr;
+        let response = tokio::task::spawn_blocking(move || stalled_post(addr))
+            .await
+            .expect("the client thread");
+        assert!(response.starts_with(status), "{response}");
+        assert!(
+            response.contains(&format!("\"code\":\"{code}\"")),
+            "{response}"
+        );
+        let (_, text) = call(&client(), Method::GET, &server.url("/metrics"), None)
+            .await
+            .expect("scraped");
+        let samples = common::parse_exposition(text.as_str().expect("text"));
+        let counted = common::find(
+            &samples,
+            "http_server_request_duration_seconds_count",
+            &[("http_route", "/api/sellers")],
+        );
+        assert_eq!(counted.len(), 1, "{counted:#?}");
+        assert_eq!(
+            counted[0].labels["http_response_status_code"],
+            &status[9..12]
+        );
+    }
+}
+
+/// 25 uploads cut off mid-body by their client (which closes its side after half the
+/// body): none is answered, and `/metrics` records them as cancellations (499,
+/// `error_type="cancelled"`), not as `400 bad_request`. Nothing is left on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_abandoned_by_their_client_are_cancellations_not_400s() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let server = Server::start(data.path(), &[]);
+    let http = client();
+    let s = create(&http, &server, "/api/sellers", &seller("S")).await["id"].clone();
+    let c = create(&http, &server, "/api/clients", &json!({"name": "C"})).await["id"].clone();
+    let body = invoice(
+        s.as_i64().expect("an id"),
+        c.as_i64().expect("an id"),
+        "F-1",
+    );
+    let id = create(&http, &server, "/api/invoices", &body).await["id"]
+        .as_i64()
+        .expect("an id");
+    let addr = server.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        (0..25)
+            .map(|n| {
+                let (mut stream, _rest) = start_upload(addr, id, &format!("cut-{n}.pdf"));
+                stream
+                    .shutdown(std::net::Shutdown::Write)
+                    .expect("half-closed");
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer);
+                String::from_utf8_lossy(&answer).into_owned()
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("the client thread");
+    for answer in &answers {
+        assert_eq!(answer, "", "a client that is gone was answered");
+    }
+    let (_, text) = call(&http, Method::GET, &server.url("/metrics"), None)
+        .await
+        .expect("scraped");
+    let samples = common::parse_exposition(text.as_str().expect("text"));
+    let uploads = common::find(
+        &samples,
+        "http_server_request_duration_seconds_count",
+        &[("http_route", "/api/invoices/{id}/attachments")],
+    );
+    assert_eq!(uploads.len(), 1, "{uploads:#?}");
+    assert_eq!(uploads[0].labels["http_response_status_code"], "499");
+    assert_eq!(uploads[0].labels["error_type"], "cancelled");
+    assert_eq!(uploads[0].value, 25.0);
+    assert_eq!(
+        part_files(&data.path().join("uploads")),
+        Vec::<String>::new()
+    );
+    assert!(
+        !server.log_text().contains("ERROR"),
+        "{}",
+        server.log_text()
+    );
 }

@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
 use crate::db::{self, Db};
 use crate::error::{AppError, FieldErrors};
 use crate::extract::Pagination;
@@ -16,32 +19,70 @@ pub const STATUSES: [&str; 4] = ["draft", "issued", "paid", "cancelled"];
 /// At most this many lines per invoice.
 pub const MAX_LINES: usize = 1000;
 /// The largest quantity of a line.
-pub const MAX_QUANTITY: f64 = 1_000_000.0;
+pub const MAX_QUANTITY: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 /// The largest unit price, in cents (one billion euros).
 pub const MAX_UNIT_PRICE_CENTS: i64 = 100_000_000_000;
 
-/// The body of `POST` and `PUT`; every field optional so that each missing one is named.
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST` and `PUT`, checked by `garde`; every field optional so that each
+/// missing one is named.
+#[derive(Debug, Default, Deserialize, garde::Validate)]
 #[serde(default)]
 pub struct InvoiceInput {
+    #[garde(required, range(min = 1))]
     seller_id: Option<i64>,
+    #[garde(required, range(min = 1))]
     client_id: Option<i64>,
+    #[serde(deserialize_with = "validate::trimmed")]
+    #[garde(required, length(chars, max = 50), custom(validate::plain))]
     number: Option<String>,
+    #[garde(required, custom(validate::date))]
     issue_date: Option<String>,
+    #[garde(custom(validate::date), custom(not_before(&self.issue_date)))]
     due_date: Option<String>,
+    #[serde(deserialize_with = "validate::code")]
+    #[garde(custom(validate::currency))]
     currency: Option<String>,
+    #[garde(custom(known_status))]
     status: Option<String>,
+    #[garde(required, length(min = 1, max = MAX_LINES), dive)]
     lines: Option<Vec<LineInput>>,
 }
 
-/// One line of [`InvoiceInput`].
-#[derive(Debug, Default, Deserialize)]
+/// One line of [`InvoiceInput`]. Quantities and rates are read exactly from the JSON
+/// text ([`validate::exact_decimal`]), never through `f64`.
+#[derive(Debug, Default, Deserialize, garde::Validate)]
 #[serde(default)]
 pub struct LineInput {
+    #[serde(deserialize_with = "validate::trimmed")]
+    #[garde(required, length(chars, max = 500), custom(validate::plain))]
     description: Option<String>,
-    quantity: Option<f64>,
+    #[serde(deserialize_with = "validate::exact_decimal")]
+    #[garde(required, custom(validate::decimal(true, MAX_QUANTITY, 3)))]
+    quantity: Option<Decimal>,
+    #[garde(required, range(min = 0, max = MAX_UNIT_PRICE_CENTS))]
     unit_price_cents: Option<i64>,
-    vat_rate: Option<f64>,
+    #[serde(deserialize_with = "validate::exact_decimal")]
+    #[garde(required, custom(validate::decimal(false, Decimal::ONE_HUNDRED, 2)))]
+    vat_rate: Option<Decimal>,
+}
+
+/// The due date is not before a valid issue date.
+fn not_before(issue_date: &Option<String>) -> impl FnOnce(&Option<String>, &()) -> garde::Result {
+    move |due_date, context| match (issue_date, due_date) {
+        (Some(issue), Some(due)) if validate::date(issue_date, context).is_ok() && due < issue => {
+            Err(garde::Error::new("must not be before issue_date"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn known_status(value: &Option<String>, _: &()) -> garde::Result {
+    match value.as_deref().map(status) {
+        Some(None) => Err(garde::Error::new(
+            "must be one of draft, issued, paid, cancelled",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A validated invoice with its totals, ready to be written.
@@ -66,165 +107,35 @@ pub fn status(value: &str) -> Option<&'static str> {
 
 impl InvoiceInput {
     /// Checks every field and computes the totals, reporting all the wrong fields at once.
-    pub fn validate(self) -> Result<NewInvoice, AppError> {
-        let mut errors = FieldErrors::new();
-        let mut error = |field: &str, message: &str| {
-            errors.insert(field.to_owned(), message.to_owned());
-        };
-        let seller_id = match self.seller_id {
-            Some(id) if id > 0 => id,
-            Some(_) => {
-                error("seller_id", "must be a positive id");
-                0
-            }
-            None => {
-                error("seller_id", "required");
-                0
-            }
-        };
-        let client_id = match self.client_id {
-            Some(id) if id > 0 => id,
-            Some(_) => {
-                error("client_id", "must be a positive id");
-                0
-            }
-            None => {
-                error("client_id", "required");
-                0
-            }
-        };
-        let number = validate::text(self.number.as_deref(), 1, 50).unwrap_or_else(|message| {
-            error("number", &message);
-            String::new()
-        });
-        let issue_date = match self.issue_date.as_deref() {
-            Some(date) => validate::date(date).unwrap_or_else(|message| {
-                error("issue_date", &message);
-                String::new()
-            }),
-            None => {
-                error("issue_date", "required");
-                String::new()
-            }
-        };
-        let due_date = match self.due_date.as_deref().map(validate::date).transpose() {
-            Ok(Some(due)) if !issue_date.is_empty() && due < issue_date => {
-                error("due_date", "must not be before issue_date");
-                None
-            }
-            Ok(due) => due,
-            Err(message) => {
-                error("due_date", &message);
-                None
-            }
-        };
-        let currency = validate::currency(self.currency.as_deref().unwrap_or("EUR"))
-            .unwrap_or_else(|m| {
-                error("currency", &m);
-                String::new()
-            });
-        let status = match self.status.as_deref() {
-            None => "draft",
-            Some(value) => status(value).unwrap_or_else(|| {
-                error("status", "must be one of draft, issued, paid, cancelled");
-                "draft"
-            }),
-        };
-        let mut lines = Vec::new();
-        match self.lines {
-            None => error("lines", "required"),
-            Some(input) if input.is_empty() => error("lines", "at least one line is required"),
-            Some(input) if input.len() > MAX_LINES => {
-                error("lines", &format!("at most {MAX_LINES} lines"));
-            }
-            Some(input) => {
-                for (index, line) in input.into_iter().enumerate() {
-                    if let Some(line) = line.validate(index, &mut error) {
-                        lines.push(line);
-                    }
-                }
-            }
-        }
-        let totals = money::totals(&lines.iter().map(|(_, line)| *line).collect::<Vec<_>>());
-        if totals.is_none() {
-            error("lines", "the totals are too large");
-        }
-        match totals {
-            Some(totals) if errors.is_empty() => Ok(NewInvoice {
-                seller_id,
-                client_id,
-                number,
-                issue_date,
-                due_date,
-                currency,
-                status,
-                lines,
-                totals,
-            }),
-            _ => Err(AppError::Validation(errors)),
-        }
-    }
-}
-
-impl LineInput {
-    fn validate(self, index: usize, error: &mut impl FnMut(&str, &str)) -> Option<(String, Line)> {
-        let field = |name: &str| format!("lines[{index}].{name}");
-        let description = validate::text(self.description.as_deref(), 1, 500)
-            .map_err(|message| error(&field("description"), &message))
-            .ok();
-        let quantity_milli = match self.quantity {
-            None => {
-                error(&field("quantity"), "required");
-                None
-            }
-            Some(quantity) if quantity <= 0.0 || quantity > MAX_QUANTITY => {
-                error(
-                    &field("quantity"),
-                    &format!("must be > 0 and at most {MAX_QUANTITY}"),
-                );
-                None
-            }
-            Some(quantity) => money::scaled(quantity, 3).or_else(|| {
-                error(&field("quantity"), "at most 3 decimals");
-                None
-            }),
-        };
-        let unit_price_cents = match self.unit_price_cents {
-            None => {
-                error(&field("unit_price_cents"), "required");
-                None
-            }
-            Some(price) if !(0..=MAX_UNIT_PRICE_CENTS).contains(&price) => {
-                error(
-                    &field("unit_price_cents"),
-                    &format!("must be between 0 and {MAX_UNIT_PRICE_CENTS}"),
-                );
-                None
-            }
-            Some(price) => Some(price),
-        };
-        let vat_rate_bp = match self.vat_rate {
-            None => {
-                error(&field("vat_rate"), "required");
-                None
-            }
-            Some(rate) if !(0.0..=100.0).contains(&rate) => {
-                error(&field("vat_rate"), "must be a percentage between 0 and 100");
-                None
-            }
-            Some(rate) => money::scaled(rate, 2).or_else(|| {
-                error(&field("vat_rate"), "at most 2 decimals");
-                None
-            }),
-        };
-        Some((
-            description?,
-            Line {
-                quantity_milli: quantity_milli?,
-                unit_price_cents: unit_price_cents?,
-                vat_rate_bp: vat_rate_bp?,
-            },
-        ))
+    pub fn check(self) -> Result<NewInvoice, AppError> {
+        garde::Validate::validate(&self)?;
+        let lines: Vec<(String, Line)> = self
+            .lines
+            .unwrap_or_default()
+            .into_iter()
+            .map(|line| {
+                let amounts = Line {
+                    quantity: line.quantity.unwrap_or_default(),
+                    unit_price_cents: line.unit_price_cents.unwrap_or_default(),
+                    vat_rate: line.vat_rate.unwrap_or_default(),
+                };
+                (line.description.unwrap_or_default(), amounts)
+            })
+            .collect();
+        let amounts: Vec<Line> = lines.iter().map(|(_, line)| *line).collect();
+        let totals = money::totals(&amounts)
+            .ok_or_else(|| AppError::field("lines", "the totals are too large"))?;
+        Ok(NewInvoice {
+            seller_id: self.seller_id.unwrap_or_default(),
+            client_id: self.client_id.unwrap_or_default(),
+            number: self.number.unwrap_or_default(),
+            issue_date: self.issue_date.unwrap_or_default(),
+            due_date: self.due_date,
+            currency: self.currency.unwrap_or_else(|| "EUR".into()),
+            status: self.status.as_deref().and_then(status).unwrap_or("draft"),
+            lines,
+            totals,
+        })
     }
 }
 
@@ -263,13 +174,15 @@ struct InvoiceRow {
 const COLUMNS: &str = "id, seller_id, client_id, number, issue_date, due_date, currency, status, \
      total_net_cents, total_vat_cents, total_gross_cents, created_at, updated_at";
 
-/// A line as answered: quantity and VAT rate back in their decimal form.
+/// A line as answered: quantity and VAT rate as exact JSON numbers (`1.5`, `20`).
 #[derive(Debug, Serialize)]
 struct LineOutput {
     description: String,
-    quantity: f64,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    quantity: Decimal,
     unit_price_cents: i64,
-    vat_rate: f64,
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    vat_rate: Decimal,
     net_cents: i64,
 }
 
@@ -287,23 +200,28 @@ impl From<LineRow> for LineOutput {
     fn from(row: LineRow) -> Self {
         Self {
             description: row.description,
-            quantity: row.quantity_milli as f64 / 1000.0,
+            quantity: Decimal::new(row.quantity_milli, 3).normalize(),
             unit_price_cents: row.unit_price_cents,
-            vat_rate: row.vat_rate_bp as f64 / 100.0,
+            vat_rate: Decimal::new(row.vat_rate_bp, 2).normalize(),
             net_cents: row.net_cents,
         }
     }
 }
 
-/// The filters of the list.
-#[derive(Clone, Debug, Default)]
+/// The filters of the list: `?seller_id=&client_id=&status=`; call
+/// `garde::Validate::validate` before use.
+#[derive(Clone, Debug, Default, Deserialize, axum::extract::FromRequestParts, garde::Validate)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
 pub struct Filters {
     /// Only this seller's invoices.
+    #[garde(range(min = 1))]
     pub seller_id: Option<i64>,
     /// Only this client's invoices.
+    #[garde(range(min = 1))]
     pub client_id: Option<i64>,
     /// Only invoices with this status.
-    pub status: Option<&'static str>,
+    #[garde(custom(known_status))]
+    pub status: Option<String>,
 }
 
 /// Inserts an invoice and its lines, in one transaction.
@@ -444,8 +362,15 @@ async fn insert_lines(
     invoice: &NewInvoice,
 ) -> Result<(), sqlx::Error> {
     for (position, (description, line)) in invoice.lines.iter().enumerate() {
-        let net_cents =
-            i64::try_from(line.net_cents()).expect("validated: the totals fit in 64 bits");
+        // Validated: quantities have at most 3 decimals, rates 2, and the totals fit.
+        let scaled = |value: Decimal, by: i64| (value * Decimal::from(by)).to_i64();
+        let (Some(net_cents), Some(quantity_milli), Some(vat_rate_bp)) = (
+            line.net_cents(),
+            scaled(line.quantity, 1000),
+            scaled(line.vat_rate, 100),
+        ) else {
+            return Err(sqlx::Error::Protocol("a line out of range".into()));
+        };
         sqlx::query(
             "INSERT INTO invoice_lines (invoice_id, position, description, quantity_milli, \
              unit_price_cents, vat_rate_bp, net_cents) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -453,9 +378,9 @@ async fn insert_lines(
         .bind(id)
         .bind(position as i64)
         .bind(description)
-        .bind(line.quantity_milli)
+        .bind(quantity_milli)
         .bind(line.unit_price_cents)
-        .bind(line.vat_rate_bp)
+        .bind(vat_rate_bp)
         .bind(net_cents)
         .execute(&mut *conn)
         .await?;
@@ -577,8 +502,8 @@ fn push_filters(query: &mut QueryBuilder<'_, Sqlite>, filters: &Filters) {
         query.push(word).push("client_id = ").push_bind(client_id);
         word = " AND ";
     }
-    if let Some(status) = filters.status {
-        query.push(word).push("status = ").push_bind(status);
+    if let Some(status) = &filters.status {
+        query.push(word).push("status = ").push_bind(status.clone());
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
-use crate::error::{AppError, FieldErrors};
+use crate::error::AppError;
 use crate::extract::Pagination;
 use crate::validate;
 
@@ -15,6 +15,7 @@ pub struct Kind {
     invoice_column: &'static str,
     /// `seller` or `client`, for messages.
     pub singular: &'static str,
+    /// Whether `siret` is required.
     siret_required: bool,
     ops: Ops,
 }
@@ -58,19 +59,46 @@ pub const CLIENTS: Kind = Kind {
     },
 };
 
-/// The body of `POST` and `PUT`. Every field is optional here so that a missing one is
-/// reported by name in a 422, with the others.
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST` and `PUT`, normalised as it is read (trimmed; codes without
+/// spaces, upper-cased) and checked by `garde`. Every field is optional here so that a
+/// missing one is reported by name in a 422, with the others.
+#[derive(Debug, Default, Deserialize, garde::Validate)]
 #[serde(default)]
+#[garde(context(Kind))]
 pub struct PartyInput {
+    #[serde(deserialize_with = "validate::trimmed")]
+    #[garde(required, length(chars, max = 200), custom(validate::plain))]
     name: Option<String>,
+    #[serde(deserialize_with = "validate::code")]
+    #[garde(custom(siret_rule))]
     siret: Option<String>,
+    #[serde(deserialize_with = "validate::code")]
+    #[garde(custom(validate::vat_number))]
     vat_number: Option<String>,
+    #[serde(deserialize_with = "validate::trimmed")]
+    #[garde(length(chars, max = 500), custom(validate::plain))]
     address: Option<String>,
+    #[serde(deserialize_with = "validate::trimmed")]
+    #[garde(length(chars, max = 20), custom(validate::plain))]
     postal_code: Option<String>,
+    #[serde(deserialize_with = "validate::trimmed")]
+    #[garde(length(chars, max = 200), custom(validate::plain))]
     city: Option<String>,
+    #[serde(deserialize_with = "validate::code")]
+    #[garde(custom(validate::country))]
     country: Option<String>,
+    #[serde(deserialize_with = "validate::trimmed")]
+    #[garde(length(max = 254), email)]
     email: Option<String>,
+}
+
+/// The SIRET, required for sellers.
+fn siret_rule(value: &Option<String>, kind: &Kind) -> garde::Result {
+    match value {
+        Some(siret) => validate::siret(siret),
+        None if kind.siret_required => Err(garde::Error::new("not set")),
+        None => Ok(()),
+    }
 }
 
 /// A validated party, ready to be written.
@@ -88,64 +116,18 @@ pub struct NewParty {
 
 impl PartyInput {
     /// Checks every field, reporting all the wrong ones at once.
-    pub fn validate(self, kind: Kind) -> Result<NewParty, AppError> {
-        let mut errors = FieldErrors::new();
-        let mut check = |field: &str, result: Result<Option<String>, String>| match result {
-            Ok(value) => value,
-            Err(message) => {
-                errors.insert(field.into(), message);
-                None
-            }
-        };
-        let name = check(
-            "name",
-            validate::text(self.name.as_deref(), 1, 200).map(Some),
-        );
-        let siret = check(
-            "siret",
-            match validate::optional_text(self.siret.as_deref(), 40) {
-                Ok(Some(siret)) => validate::siret(&siret).map(Some),
-                Ok(None) if kind.siret_required => Err("required".into()),
-                other => other,
-            },
-        );
-        let vat_number = check(
-            "vat_number",
-            validate::optional_text(self.vat_number.as_deref(), 40)
-                .and_then(|value| value.map(|value| validate::vat_number(&value)).transpose()),
-        );
-        let address = check(
-            "address",
-            validate::optional_text(self.address.as_deref(), 500),
-        );
-        let postal_code = check(
-            "postal_code",
-            validate::optional_text(self.postal_code.as_deref(), 20),
-        );
-        let city = check("city", validate::optional_text(self.city.as_deref(), 200));
-        let country = check(
-            "country",
-            validate::optional_text(self.country.as_deref(), 10)
-                .and_then(|value| validate::country(value.as_deref().unwrap_or("FR")).map(Some)),
-        );
-        let email = check(
-            "email",
-            validate::optional_text(self.email.as_deref(), 254)
-                .and_then(|value| value.map(|value| validate::email(&value)).transpose()),
-        );
-        match (name, country) {
-            (Some(name), Some(country)) if errors.is_empty() => Ok(NewParty {
-                name,
-                siret,
-                vat_number,
-                address,
-                postal_code,
-                city,
-                country,
-                email,
-            }),
-            _ => Err(AppError::Validation(errors)),
-        }
+    pub fn check(self, kind: Kind) -> Result<NewParty, AppError> {
+        garde::Validate::validate_with(&self, &kind)?;
+        Ok(NewParty {
+            name: self.name.unwrap_or_default(),
+            siret: self.siret,
+            vat_number: self.vat_number,
+            address: self.address,
+            postal_code: self.postal_code,
+            city: self.city,
+            country: self.country.unwrap_or_else(|| "FR".into()),
+            email: self.email,
+        })
     }
 }
 

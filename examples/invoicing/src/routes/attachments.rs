@@ -10,18 +10,19 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
+use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use tokio::io::AsyncWriteExt;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::AppState;
 use crate::config::Config;
-use crate::error::{AppError, FieldErrors};
-use crate::extract::{Id, Page, Pagination, Params};
+use crate::error::AppError;
+use crate::extract::{Id, Page, Pagination};
 use crate::model::attachment::{self, Attachment, NewAttachment};
 use crate::model::invoice;
 
@@ -29,26 +30,23 @@ use crate::model::invoice;
 /// `MAX_UPLOAD_BYTES`.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
-/// The attachment routes, with the body limit of uploads.
+/// The attachment routes, with the body limit of uploads: a `Content-Length` beyond it
+/// is refused before the body is read, and a body that runs past it is cut.
 pub fn router(config: &Config) -> Router<AppState> {
     let limit = usize::try_from(config.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD))
         .unwrap_or(usize::MAX);
-    Router::new().route(
-        "/api/invoices/{id}/attachments",
-        post(upload).layer(DefaultBodyLimit::max(limit)).get(list),
-    )
+    let upload = post(upload)
+        .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(limit))
+        .layer(DefaultBodyLimit::disable());
+    Router::new().route("/api/invoices/{id}/attachments", upload.get(list))
 }
 
 async fn list(
     State(state): State<AppState>,
     Id(invoice_id): Id,
-    params: Params,
+    page: Pagination,
 ) -> Result<Json<Page<Attachment>>, AppError> {
-    let mut errors = FieldErrors::new();
-    let page = Pagination::from_params(&params, &mut errors);
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
+    garde::Validate::validate(&page)?;
     if !invoice::exists(&state.db, invoice_id).await? {
         return Err(no_invoice(invoice_id));
     }
@@ -78,10 +76,8 @@ async fn upload(
     if !invoice::exists(&state.db, invoice_id).await? {
         return Err(no_invoice(invoice_id));
     }
-    let mut multipart = Multipart::from_request(request, &state)
-        .await
-        .map_err(|rejection: MultipartRejection| AppError::BadRequest(rejection.body_text()))?;
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+    let mut multipart = Multipart::from_request(request, &state).await?;
+    while let Some(field) = multipart.next_field().await? {
         if field.name() == Some("file") {
             let created = store(&state, invoice_id, field).await?;
             return Ok((
@@ -108,13 +104,13 @@ async fn store(
     let filename = display_name(field.file_name());
     let id = uuid::Uuid::new_v4();
     let dir = &state.config.uploads_dir;
-    let mut temp = TempFile(Some(dir.join(format!(".{id}.part"))));
+    let mut temp = TempFile(Some(dir.join(format!(".{id}{PART_SUFFIX}"))));
     let mut file = tokio::fs::File::create(temp.path()).await?;
 
     let mut size: u64 = 0;
     let mut head: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
     let mut kind = None;
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+    while let Some(chunk) = field.chunk().await? {
         size += chunk.len() as u64;
         if size > max {
             return Err(AppError::PayloadTooLarge(format!(
@@ -156,6 +152,29 @@ async fn store(
     Ok(created)
 }
 
+/// The suffix of an upload being received: `.{uuid}.part`, a hidden name that the static
+/// folders never serve.
+const PART_SUFFIX: &str = ".part";
+
+/// Removes the `.{uuid}.part` files that a crash (SIGKILL, power cut) left in `dir`
+/// mid-upload, and returns how many. Run at start-up, before any upload can begin.
+pub async fn remove_partial_uploads(dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.')
+            && name.ends_with(PART_SUFFIX)
+            && entry.file_type().await?.is_file()
+        {
+            tokio::fs::remove_file(entry.path()).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Enough bytes to tell the accepted types apart.
 const SNIFF_LEN: usize = 8;
 
@@ -191,14 +210,6 @@ fn display_name(name: Option<&str>) -> String {
         "file".to_owned()
     } else {
         name.to_owned()
-    }
-}
-
-fn multipart_error(error: MultipartError) -> AppError {
-    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::PayloadTooLarge("the request body is too large".into())
-    } else {
-        AppError::BadRequest(error.body_text())
     }
 }
 

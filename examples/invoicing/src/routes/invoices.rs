@@ -7,8 +7,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::AppState;
-use crate::error::{AppError, FieldErrors};
-use crate::extract::{ApiJson, Id, Page, Pagination, Params};
+use crate::error::AppError;
+use crate::extract::{ApiJson, Id, Page, Pagination};
 use crate::model::invoice::{self, Filters, Invoice, InvoiceInput};
 
 /// The invoice routes.
@@ -21,27 +21,11 @@ pub fn router() -> Router<AppState> {
 /// `GET /api/invoices?seller_id=&client_id=&status=&limit=&offset=`
 async fn list(
     State(state): State<AppState>,
-    params: Params,
+    page: Pagination,
+    filters: Filters,
 ) -> Result<Json<Page<Invoice>>, AppError> {
-    let mut errors = FieldErrors::new();
-    let page = Pagination::from_params(&params, &mut errors);
-    let filters = Filters {
-        seller_id: params.integer("seller_id", 1, &mut errors),
-        client_id: params.integer("client_id", 1, &mut errors),
-        status: params.text("status").and_then(|value| {
-            let status = invoice::status(value);
-            if status.is_none() {
-                errors.insert(
-                    "status".into(),
-                    "must be one of draft, issued, paid, cancelled".into(),
-                );
-            }
-            status
-        }),
-    };
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
+    garde::Validate::validate(&page)?;
+    garde::Validate::validate(&filters)?;
     let (items, total) = invoice::list(&state.db, &filters, page).await?;
     Ok(Json(page.page(items, total)))
 }
@@ -50,7 +34,7 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<InvoiceInput>,
 ) -> Result<Response, AppError> {
-    let new = input.validate()?;
+    let new = input.check()?;
     let created = invoice::insert(&state.db, &new).await?;
     state.telemetry.business.invoice_created(new.status);
     let location = format!("/api/invoices/{}", created.id());
@@ -71,7 +55,7 @@ async fn update(
     Id(id): Id,
     ApiJson(input): ApiJson<InvoiceInput>,
 ) -> Result<Json<Invoice>, AppError> {
-    let new = input.validate()?;
+    let new = input.check()?;
     Ok(Json(invoice::update(&state.db, id, &new).await?))
 }
 

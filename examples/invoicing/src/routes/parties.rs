@@ -7,8 +7,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::AppState;
-use crate::error::{AppError, FieldErrors};
-use crate::extract::{ApiJson, Id, Page, Pagination, Params};
+use crate::error::AppError;
+use crate::extract::{ApiJson, Id, Page, Pagination};
 use crate::model::party::{self, CLIENTS, Kind, PartyInput, SELLERS};
 
 /// `/api/sellers` and `/api/sellers/{id}`.
@@ -25,7 +25,7 @@ fn router(base: &'static str, kind: Kind) -> Router<AppState> {
     Router::new()
         .route(
             base,
-            get(move |state, params| list(state, params, kind))
+            get(move |state, page| list(state, page, kind))
                 .post(move |state, body| create(state, body, base, kind)),
         )
         .route(
@@ -38,14 +38,10 @@ fn router(base: &'static str, kind: Kind) -> Router<AppState> {
 
 async fn list(
     State(state): State<AppState>,
-    params: Params,
+    page: Pagination,
     kind: Kind,
 ) -> Result<Json<Page<party::Party>>, AppError> {
-    let mut errors = FieldErrors::new();
-    let page = Pagination::from_params(&params, &mut errors);
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
+    garde::Validate::validate(&page)?;
     let (items, total) = party::list(&state.db, kind, page).await?;
     Ok(Json(page.page(items, total)))
 }
@@ -56,7 +52,7 @@ async fn create(
     base: &'static str,
     kind: Kind,
 ) -> Result<Response, AppError> {
-    let new = input.validate(kind)?;
+    let new = input.check(kind)?;
     let party = party::insert(&state.db, kind, &new).await?;
     let location = format!("{base}/{}", party.id);
     Ok((
@@ -81,7 +77,7 @@ async fn update(
     ApiJson(input): ApiJson<PartyInput>,
     kind: Kind,
 ) -> Result<Json<party::Party>, AppError> {
-    let new = input.validate(kind)?;
+    let new = input.check(kind)?;
     Ok(Json(party::update(&state.db, kind, id, &new).await?))
 }
 

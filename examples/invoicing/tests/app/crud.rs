@@ -87,7 +87,7 @@ async fn clients_need_no_siret_but_sellers_do() {
         .post("/api/sellers", &json!({"name": "No SIRET"}))
         .await
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    assert_eq!(fields, json!({"siret": "required"}));
+    assert_eq!(fields, json!({"siret": "not set"}));
     let fields = app
         .post("/api/clients", &json!({"name": "Bad", "siret": "123"}))
         .await
@@ -138,8 +138,8 @@ async fn invoices_compute_their_totals_in_cents() {
     assert_eq!(
         body["lines"],
         json!([
-            {"description": "Consulting", "quantity": 2.0, "unit_price_cents": 1000, "vat_rate": 20.0, "net_cents": 2000},
-            {"description": "Book", "quantity": 1.0, "unit_price_cents": 500, "vat_rate": 5.5, "net_cents": 500}
+            {"description": "Consulting", "quantity": 2, "unit_price_cents": 1000, "vat_rate": 20, "net_cents": 2000},
+            {"description": "Book", "quantity": 1, "unit_price_cents": 500, "vat_rate": 5.5, "net_cents": 500}
         ])
     );
     assert_eq!(
@@ -368,4 +368,89 @@ async fn health_reports_the_database() {
         down.expect(StatusCode::SERVICE_UNAVAILABLE),
         json!({"status": "error", "database": "error"})
     );
+}
+
+/// Quantities and VAT rates are read exactly from the JSON text, never through `f64`: a
+/// positive quantity with more decimals than allowed is refused however it is written,
+/// never rounded to 0; exact values are kept exactly, in any spelling.
+#[tokio::test]
+async fn quantities_and_rates_are_read_exactly() {
+    use axum::body::Body;
+    use axum::http::Request;
+
+    let app = TestApp::new().await;
+    let (s, c) = (app.seller("S").await, app.client("C").await);
+    let post = |n: usize, quantity: &str, unit_price_cents: i64, vat_rate: &str| {
+        let body = format!(
+            r#"{{"seller_id":{s},"client_id":{c},"number":"Q-{n}","issue_date":"2024-05-01",
+               "lines":[{{"description":"x","quantity":{quantity},
+               "unit_price_cents":{unit_price_cents},"vat_rate":{vat_rate}}}]}}"#
+        );
+        let request = Request::post("/api/invoices")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .expect("a request");
+        let app = &app;
+        async move { app.send(request).await }
+    };
+    for (n, (quantity, vat_rate, field)) in [
+        ("1e-12", "20", "lines[0].quantity"),
+        ("0.0001", "20", "lines[0].quantity"),
+        (
+            "1.00000000000000000000000000000000001",
+            "20",
+            "lines[0].quantity",
+        ),
+        ("0.00000000000000000000000000001", "20", "lines[0].quantity"),
+        (
+            "1",
+            "5.000000000000000000000000000000001",
+            "lines[0].vat_rate",
+        ),
+        ("1", "1e-3", "lines[0].vat_rate"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reply = post(n, quantity, 100, vat_rate).await;
+        let fields = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert!(
+            fields.get(field).is_some(),
+            "{quantity} {vat_rate}: {fields}"
+        );
+    }
+    assert_eq!(app.get("/api/invoices").await.json()["total"], 0);
+
+    // 2.5 × 0.99 € = 2.475 € → 2.48 €; 0.001 × 1 000.00 € = 1.00 €; 1000 × 0.01 €.
+    for (n, quantity, unit_price_cents, vat_rate, net_cents, answered) in [
+        (
+            10,
+            "2.50e0",
+            99,
+            "5.5",
+            248,
+            r#""quantity":2.5,"unit_price_cents":99,"vat_rate":5.5"#,
+        ),
+        (
+            11,
+            "0.001",
+            100_000,
+            "19.60",
+            100,
+            r#""quantity":0.001,"unit_price_cents":100000,"vat_rate":19.6"#,
+        ),
+        (
+            12,
+            "1E3",
+            1,
+            "20.0",
+            1000,
+            r#""quantity":1000,"unit_price_cents":1,"vat_rate":20"#,
+        ),
+    ] {
+        let reply = post(n, quantity, unit_price_cents, vat_rate).await;
+        let created = reply.expect(StatusCode::CREATED);
+        assert_eq!(created["lines"][0]["net_cents"], net_cents, "{created}");
+        assert!(reply.text().contains(answered), "{}", reply.text());
+    }
 }

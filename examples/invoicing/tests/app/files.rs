@@ -237,3 +237,119 @@ async fn static_paths_never_escape_their_folders() {
         reply.expect_error(reply.status, &code);
     }
 }
+
+/// A name longer than the file system allows (255 bytes a component, 4 KiB a path) names
+/// nothing: 404, never a 500 that would count as a server error.
+#[tokio::test]
+async fn names_too_long_for_the_file_system_are_404() {
+    let app = TestApp::new().await;
+    let long = "a".repeat(256);
+    let deep = "b/".repeat(2100);
+    for uri in [
+        format!("/uploads/{long}"),
+        format!("/pdf-a3/{long}"),
+        format!("/uploads/{long}/x.pdf"),
+        format!("/uploads/{deep}x.pdf"),
+        format!("/pdf-a3/{deep}x.pdf"),
+    ] {
+        let reply = app.get(&uri).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}…", &uri[..40]);
+        reply.expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        !metrics.contains("http_response_status_code=\"500\""),
+        "a 5xx was counted: {metrics}"
+    );
+}
+
+/// A symbolic link inside a served folder that points out of it is not followed: neither
+/// to a file (`/etc/passwd`, a secret beside the database) nor to a folder (the data
+/// folder with the SQLite file). A link that stays inside is served.
+#[tokio::test]
+async fn symlinks_never_lead_out_of_the_served_folders() {
+    use std::os::unix::fs::symlink;
+
+    let app = TestApp::new().await;
+    let root = app.dir.path().to_owned();
+    let pdf_dir = app.state.config.pdf_dir.clone();
+    let uploads = app.state.config.uploads_dir.clone();
+    std::fs::write(root.join("secret.txt"), "TOP-SECRET-MARKER").unwrap();
+    std::fs::write(pdf_dir.join("invoice.pdf"), PDF).unwrap();
+    symlink("/etc/passwd", pdf_dir.join("x")).unwrap();
+    symlink(root.join("secret.txt"), uploads.join("secret.pdf")).unwrap();
+    symlink(&root, pdf_dir.join("data")).unwrap();
+    symlink("..", uploads.join("up")).unwrap();
+    symlink(pdf_dir.join("invoice.pdf"), pdf_dir.join("alias.pdf")).unwrap();
+
+    for uri in [
+        "/pdf-a3/x",
+        "/uploads/secret.pdf",
+        "/pdf-a3/data/test.db",
+        "/pdf-a3/data/secret.txt",
+        "/uploads/up/test.db",
+        "/uploads/up/pdf-a3/invoice.pdf",
+    ] {
+        let reply = app.get(uri).await;
+        let text = reply.text();
+        assert!(!text.contains("root:"), "{uri} served /etc/passwd");
+        assert!(!text.contains("TOP-SECRET"), "{uri} served the secret");
+        assert!(!text.contains("SQLite format"), "{uri} served the database");
+        reply.expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    let inside = app.get("/pdf-a3/alias.pdf").await;
+    assert_eq!(inside.status, StatusCode::OK);
+    assert_eq!(inside.body, PDF);
+}
+
+/// Files whose name starts with a dot (the `.{uuid}.part` of an upload in progress, or
+/// anything hidden) are never served; `.part` files left by a crash are removed when the
+/// service starts.
+#[tokio::test]
+async fn hidden_and_partial_files_are_never_served_and_cleaned_at_start() {
+    let app = TestApp::new().await;
+    let uploads = app.state.config.uploads_dir.clone();
+    let part = ".0b5a4e36-1d7c-4b8e-9d3e-2f8a6c1e4b7d.part";
+    std::fs::write(uploads.join(part), PDF).unwrap();
+    std::fs::write(app.state.config.pdf_dir.join(".hidden.pdf"), PDF).unwrap();
+    std::fs::create_dir(uploads.join(".git")).unwrap();
+    std::fs::write(uploads.join(".git").join("config"), "x").unwrap();
+    std::fs::write(uploads.join("kept.pdf"), PDF).unwrap();
+    for uri in [
+        format!("/uploads/{part}"),
+        "/pdf-a3/.hidden.pdf".to_owned(),
+        "/uploads/.git/config".to_owned(),
+    ] {
+        app.get(&uri)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+
+    // A restart on the same folders removes what a crash left behind, and only that.
+    let config = (*app.state.config).clone();
+    let restarted = invoicing::AppState::open(config).await.expect("reopens");
+    assert_eq!(
+        files_in(&restarted.config.uploads_dir),
+        [".git", "kept.pdf"],
+        "the .part file is gone, the rest is kept"
+    );
+}
+
+/// A range that the file cannot satisfy is a 416 whose `Content-Range: bytes */N` tells
+/// the client the size (RFC 9110 §15.5.17), in the JSON error shape.
+#[tokio::test]
+async fn unsatisfiable_ranges_keep_their_content_range() {
+    let app = TestApp::new().await;
+    std::fs::write(app.state.config.pdf_dir.join("invoice.pdf"), PDF).unwrap();
+    let reply = app
+        .send(
+            Request::get("/pdf-a3/invoice.pdf")
+                .header(header::RANGE, "bytes=5000-6000")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    reply.expect_error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
+    let expected = format!("bytes */{}", PDF.len());
+    assert_eq!(reply.header(header::CONTENT_RANGE), Some(expected.as_str()));
+}

@@ -93,12 +93,10 @@ impl TestApp {
     /// An app whose configuration `configure` adjusts (folders are in the temp dir).
     pub async fn with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let mut config = Config {
-            database_url: format!("sqlite://{}", dir.path().join("test.db").display()),
-            uploads_dir: dir.path().join("uploads"),
-            pdf_dir: dir.path().join("pdf-a3"),
-            ..Config::default()
-        };
+        let mut config = Config::from_flags(["invoicing"]).expect("the defaults are valid");
+        config.database_url = format!("sqlite://{}", dir.path().join("test.db").display());
+        config.uploads_dir = dir.path().join("uploads");
+        config.pdf_dir = dir.path().join("pdf-a3");
         configure(&mut config);
         let state = AppState::open(config).await.expect("the app opens");
         let router = app(state.clone());
