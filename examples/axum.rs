@@ -87,6 +87,8 @@ async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    // What `axum::serve` does first: handlers become services once, not per request.
+    let app = app.with_state::<()>(());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);

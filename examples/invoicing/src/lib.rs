@@ -113,7 +113,7 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(map_response(error::json_errors));
     let router = match metrics {
-        Some(metrics) => router.layer(metrics.http_layer().route_label(telemetry::RouteTemplate)),
+        Some(metrics) => router.layer(metrics.http_layer()),
         None => router,
     };
     router

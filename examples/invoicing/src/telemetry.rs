@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, MakeSpan};
 use tower_http::{LatencyUnit, trace::TraceLayer};
-use tower_prometheus::http_metrics::{HttpMetricsLayer, RouteLabel};
+use tower_prometheus::HttpMetricsLayer;
 use tower_prometheus::{Buckets, Histogram, Metrics};
 use tracing::{Level, Span};
 
@@ -157,7 +157,11 @@ impl Telemetry {
                     .http(
                         HttpMetricsLayer::builder()
                             .exclude_path("/metrics")
-                            .exclude_path("/health"),
+                            .exclude_path("/health")
+                            // `nest_service` mounts: axum gives their requests no
+                            // `MatchedPath`; these give them `/uploads/{*path}`.
+                            .nested_service("/uploads")
+                            .nested_service("/pdf-a3"),
                     )
                     .build()?,
             )
@@ -186,13 +190,12 @@ const STATIC_MOUNTS: [(&str, &str); 2] = [
     ("/pdf-a3/", "/pdf-a3/{*path}"),
 ];
 
-/// The route template of a request, for metrics and logs: axum's [`MatchedPath`], or
-/// the template of the static folder the path is under.
+/// The route template of a request, for logs, as the metrics name it: axum's
+/// [`MatchedPath`], or the template of the static folder the path is under.
 ///
 /// axum 0.8 sets no `MatchedPath` on requests routed to a `nest_service` (such as the
-/// `ServeDir` of `/uploads`), so the default route label of `tower-prometheus` would
-/// leave every file download without a route; this names them `/uploads/{*path}` and
-/// `/pdf-a3/{*path}`, still a bounded set.
+/// `ServeDir` of `/uploads`); the metrics layer names them with `nested_service`, and
+/// this names them the same way in logs: `/uploads/{*path}` and `/pdf-a3/{*path}`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RouteTemplate;
 
@@ -207,12 +210,6 @@ impl RouteTemplate {
             .iter()
             .find(|(prefix, _)| path.starts_with(prefix))
             .map(|(_, template)| *template)
-    }
-}
-
-impl<B> RouteLabel<B> for RouteTemplate {
-    fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
-        Self::of(request)
     }
 }
 
