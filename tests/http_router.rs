@@ -1122,15 +1122,22 @@ async fn requests_are_excluded_by_path_prefix_and_route() {
         let (status, _) = send(router.clone(), get_request(path)).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
+    let (status, _) = send(router.clone(), get_request("/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let samples = scrape(&metrics);
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &labels(None, "GET", "404")),
+        Some(1.0),
+        "an unmatched request has no route label, not an excluded route's"
+    );
     let recorded: Vec<&str> = find(&samples, DURATION_COUNT, &[])
         .iter()
         .filter_map(|sample| sample.labels.get("http_route").map(String::as_str))
         .collect();
     assert_eq!(
         total(&samples, DURATION_COUNT, &[]),
-        3.0,
-        "only /hello/x, /events and /internal: {recorded:?}"
+        4.0,
+        "only /hello/x, /events, /internal and /nope: {recorded:?}"
     );
     for route in ["/hello/{name}", "/events", "/internal"] {
         assert_eq!(

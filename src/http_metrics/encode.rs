@@ -31,7 +31,8 @@ impl Collector for Recorder {
             self.series.iter().map(|(key, s)| (*key, s)).collect();
         series.sort_unstable_by_key(|(key, _)| *key);
         let mut routes: Vec<Option<&str>> = Vec::new();
-        for (name, route) in self.routes.iter() {
+        // Excluded routes have no series (and no id of their own).
+        for (name, route) in self.routes.iter().filter(|(_, route)| !route.excluded) {
             let id = route.id as usize;
             if routes.len() <= id {
                 routes.resize(id + 1, None);

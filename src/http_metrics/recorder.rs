@@ -212,9 +212,13 @@ impl Recorder {
         Route::NONE
     }
 
-    /// The id of a classifier's `error_type`; `_OTHER` past the limit.
+    /// The id of a classifier's `error_type`; `_OTHER` past the limit, and for an empty
+    /// value (an empty label is no label: the failure would look like a success).
     pub(crate) fn error_id(&self, error: &ErrorType) -> u8 {
         let value = error.as_str();
+        if value.is_empty() {
+            return error_id::OTHER;
+        }
         if let Some(id) = error_id::BUILT_IN[1..].iter().position(|v| *v == value) {
             return id as u8 + 1;
         }
@@ -356,6 +360,7 @@ mod tests {
             recorder.error_id(&ErrorType::new("cancelled")),
             error_id::CANCELLED
         );
+        assert_eq!(recorder.error_id(&ErrorType::new("")), error_id::OTHER);
         let first = recorder.error_id(&ErrorType::new("timeout"));
         assert_eq!(first, error_id::FIRST_CUSTOM);
         assert_eq!(recorder.error_id(&ErrorType::new("timeout")), first);
