@@ -29,7 +29,8 @@ pub enum Error {
     InvalidLabelName(String),
     /// A metric name prefix that is not a valid Prometheus metric name.
     InvalidPrefix(String),
-    /// A cardinality limit of zero.
+    /// A cardinality limit of zero, or over
+    /// [`MAX_MAX_SERIES`](crate::http_metrics::MAX_MAX_SERIES).
     InvalidCardinalityLimit,
     /// A runtime collector was created outside a Tokio runtime.
     NoRuntime,
@@ -50,9 +51,11 @@ impl fmt::Display for Error {
                 f,
                 "invalid metric name prefix {prefix:?}: use letters, digits and '_', not starting with a digit"
             ),
-            Self::InvalidCardinalityLimit => {
-                f.write_str("invalid cardinality limit: it must be at least 1")
-            }
+            Self::InvalidCardinalityLimit => write!(
+                f,
+                "invalid cardinality limit: it must be from 1 to {}",
+                crate::http_metrics::MAX_MAX_SERIES
+            ),
             Self::NoRuntime => {
                 f.write_str("no Tokio runtime: create the runtime collector from within a runtime")
             }

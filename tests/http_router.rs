@@ -884,10 +884,13 @@ fn bad_options_are_errors() {
         build(builder().const_label("a", "x").const_label("a", "y")),
         Err(Error::InvalidLabelName(_))
     ));
-    assert!(matches!(
-        build(builder().max_series(0)),
-        Err(Error::InvalidCardinalityLimit)
-    ));
+    for limit in [0, 100_001, usize::MAX] {
+        assert!(matches!(
+            build(builder().max_series(limit)),
+            Err(Error::InvalidCardinalityLimit)
+        ));
+    }
+    assert!(build(builder().max_series(100_000)).is_ok());
     assert!(matches!(
         build(builder().size_buckets([f64::NAN])),
         Err(Error::InvalidBuckets(_))

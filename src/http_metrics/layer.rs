@@ -19,6 +19,11 @@ use crate::histogram::Buckets;
 /// The default of [`HttpMetricsBuilder::max_series`].
 pub const DEFAULT_MAX_SERIES: usize = 2_000;
 
+/// The largest [`HttpMetricsBuilder::max_series`]: a family of more series than this is
+/// more than a Prometheus server should scrape from one target, and the lookup tables of
+/// the layer (32 bytes a series of the limit, allocated at build) would weigh 3 MiB.
+pub const MAX_MAX_SERIES: usize = 100_000;
+
 /// A [`Layer`] that records HTTP request metrics; see the [module docs](super).
 ///
 /// Cloning is cheap and clones record into the same metrics, so one layer can wrap
@@ -311,7 +316,8 @@ impl HttpMetricsBuilder {
     }
 
     /// The most label sets each metric family holds. Defaults to
-    /// [`DEFAULT_MAX_SERIES`] (2,000).
+    /// [`DEFAULT_MAX_SERIES`] (2,000); from 1 to [`MAX_MAX_SERIES`] (100,000), otherwise
+    /// [`build`](Self::build) returns [`Error::InvalidCardinalityLimit`].
     ///
     /// Beyond it, observations of new label sets (and of routes beyond that many
     /// distinct ones) go to one overflow series labelled `otel_metric_overflow="true"`,
@@ -323,7 +329,7 @@ impl HttpMetricsBuilder {
 
     /// Validates the options and registers the metrics in `registry`.
     pub fn build(self, registry: &mut Registry) -> Result<HttpMetricsLayer, Error> {
-        if self.max_series == 0 {
+        if !(1..=MAX_MAX_SERIES).contains(&self.max_series) {
             return Err(Error::InvalidCardinalityLimit);
         }
         let names = self.naming.names();

@@ -127,6 +127,6 @@ pub use body::{ContentLength, ReadBytes, RequestBody, RequestSize, ResponseBody}
 pub use classify::{Classified, Classify, DefaultClassifier, ErrorType};
 pub use future::ResponseFuture;
 pub use labels::{Naming, UrlScheme};
-pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer};
+pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer, MAX_MAX_SERIES};
 pub use route::{DefaultRoute, RouteFn, RouteLabel};
 pub use service::HttpMetrics;
