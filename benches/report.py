@@ -7,6 +7,12 @@ bare, and the ratios the performance contract sets targets for.
       per request; with --baseline, the run saved with `-- --save-baseline NAME` beside
       the latest one.
 
+  benches/report.py time --interleaved NAME [--against OTHER]
+      the interleaved rounds of `cargo bench --bench request_paths -- --interleaved NAME`
+      (target/request_paths/NAME.json): medians over the rounds, and the median and
+      spread (min–max) over the rounds of ours' ratios; with --against, another such run
+      beside it.
+
   benches/report.py instructions RUN.jsonl [--baseline FILE] [--update FILE] [--save FILE]
       instructions per request from gungraun's JSON output of
       `cargo bench --bench request_instructions -- --output-format=json`; with
@@ -29,6 +35,7 @@ CONFIGS = [
     "bare",
     "floor",
     "floor_body_sizes",
+    "floor_shared",
     "tower_prometheus",
     "tower_prometheus_duration_only",
     "tower_prometheus_full_options",
@@ -67,8 +74,9 @@ def overheads(figures, unit, digits):
             value = row[config]
             if value is None:
                 continue
+            signed = f"{{:+,.{digits}f}}".format(added[config])
             cells = [f"  {config:<32} {fmt.format(value):>12}",
-                     f"{'—' if config == 'bare' else '+' + fmt.format(added[config]):>10}"]
+                     f"{'—' if config == 'bare' else signed:>10}"]
             if config in FLOOR_OF:
                 own = added.get(FLOOR_OF[config])
                 cells.append(ratio(added[config], own, "×"))
@@ -100,7 +108,60 @@ def criterion_medians(name):
     return figures
 
 
+def interleaved_run(name):
+    path = ROOT / "target" / "request_paths" / f"{name}.json"
+    if not path.exists():
+        sys.exit(f"no {path}: run `cargo bench --bench request_paths -- --interleaved {name}`")
+    return json.loads(path.read_text())
+
+
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def round_ratios(run):
+    """Per path and thread count, ours' ratios computed within each round, then their
+    median and spread."""
+    rounds = run["figures"]
+    print(f"\nratios computed within each round ({run['rounds']} rounds of "
+          f"{run['requests']:,} requests; load average {run['load_average_start']} at the "
+          f"start, {run['load_average_end']} at the end): median [min to max]")
+    for path, threads in scenarios():
+        get = lambda config: rounds.get(f"{path}/{threads}/{config}")
+        bare = get("bare")
+        if bare is None:
+            continue
+        print(f"  {path}, {threads.replace('_', ' ')}")
+        for config, floor in FLOOR_OF.items():
+            ours = get(config)
+            overs = [floor] + (["floor"] if floor != "floor" else []) + ["axum_prometheus"]
+            for over_name in overs:
+                over = get(over_name)
+                if ours is None or over is None:
+                    continue
+                values = [(o - b) / (f - b) if f != b else float("nan")
+                          for o, f, b in zip(ours, over, bare)]
+                print(f"    {config:<32} ÷ {over_name:<18} {median(values):6.2f} "
+                      f"[{min(values):.2f} to {max(values):.2f}]")
+
+
 def time_report(args):
+    if args.interleaved:
+        run = interleaved_run(args.interleaved)
+        new = {key: median(values) for key, values in run["figures"].items()}
+        if args.against:
+            other = interleaved_run(args.against)
+            old = {key: median(values) for key, values in other["figures"].items()}
+            side_by_side(old, new, "ns", 1, args.against, args.interleaved)
+            print(f"\n=== {args.against}")
+            overheads(old, "ns", 1)
+            round_ratios(other)
+            print(f"\n=== {args.interleaved}")
+        overheads(new, "ns", 1)
+        round_ratios(run)
+        return
     new = criterion_medians(args.new)
     if not new:
         sys.exit(f"no criterion results named {args.new!r} under target/criterion: "
@@ -218,7 +279,8 @@ def instructions_report(args):
             if a is None or b is None:
                 verdict = "NOT IN THE BASELINE" if a is None else "NOT RUN"
                 failed = True
-                print(f"{key:<56} {a or 0:>10,.0f} {b or 0:>10,.0f} {'':>8}  {verdict}")
+                cell = lambda v: "—" if v is None else f"{v:,.0f}"
+                print(f"{key:<56} {cell(a):>10} {cell(b):>10} {'':>8} {'':>22}  {verdict}")
                 continue
             change = 100 * (b - a) / a
             verdict = ""
@@ -253,6 +315,8 @@ def main():
     time = sub.add_parser("time", help="criterion's medians of request_paths")
     time.add_argument("--baseline", help="a criterion baseline to show beside the latest run")
     time.add_argument("--new", default="new", help="the criterion run to show (default: new)")
+    time.add_argument("--interleaved", help="an interleaved run to show instead of criterion's")
+    time.add_argument("--against", help="another interleaved run to show beside it")
     instructions = sub.add_parser("instructions", help="gungraun's counts of request_instructions")
     instructions.add_argument("run", help="gungraun's JSON output (one line per benchmark)")
     instructions.add_argument("--baseline", help="a baseline file to compare with")

@@ -66,6 +66,8 @@ pub enum Config {
     Floor,
     /// The simplest end-of-body layer with body sizes.
     FloorBodySizes,
+    /// The duration-only floor, one instance for every thread.
+    FloorShared,
     /// `Metrics::new().http_layer()`.
     TowerPrometheus,
     /// Ours with `body_sizes(false)`.
@@ -80,10 +82,11 @@ pub enum Config {
 
 impl Config {
     /// Every configuration, in the order of the tables.
-    pub const ALL: [Config; 8] = [
+    pub const ALL: [Config; 9] = [
         Config::Bare,
         Config::Floor,
         Config::FloorBodySizes,
+        Config::FloorShared,
         Config::TowerPrometheus,
         Config::TowerPrometheusDurationOnly,
         Config::TowerPrometheusFullOptions,
@@ -97,6 +100,7 @@ impl Config {
             Config::Bare => "bare",
             Config::Floor => "floor",
             Config::FloorBodySizes => "floor_body_sizes",
+            Config::FloorShared => "floor_shared",
             Config::TowerPrometheus => "tower_prometheus",
             Config::TowerPrometheusDurationOnly => "tower_prometheus_duration_only",
             Config::TowerPrometheusFullOptions => "tower_prometheus_full_options",
@@ -117,6 +121,11 @@ impl Config {
             Config::FloorBodySizes => {
                 "the same with the two body size histograms: the request body wrapped, \
                  response bytes counted per frame, three observes"
+            }
+            Config::FloorShared => {
+                "the duration-only floor, one instance for both threads: its `Arc`'s count \
+                 and its in-flight gauge on cache lines both cores write, as for any layer \
+                 whose metrics the threads share (on one thread, the same as the floor)"
             }
             Config::TowerPrometheus => "`Metrics::new().http_layer()`: default options",
             Config::TowerPrometheusDurationOnly => "ours with `body_sizes(false)`",
@@ -175,7 +184,8 @@ fn duration_only() -> Metrics {
 /// hand-written middleware's metrics (and their reference counts). The floors are the
 /// exception: each thread gets its own, so that on two threads the floor pays for no
 /// cache line shared between the cores (its in-flight gauge is one atomic; ours are
-/// sharded) and stays a lower bound.
+/// sharded) and stays a lower bound; [`Config::FloorShared`] is the duration-only floor
+/// shared like ours, to show what sharing costs.
 ///
 /// Ours is built with `Metrics` (every default collector), outside any runtime so that
 /// the lag probe does not start: it would wake every 10 ms on the runtime being measured.
@@ -194,6 +204,7 @@ type AxumPrometheusPair = (
 #[derive(Clone)]
 enum Shared {
     Nothing,
+    Floor(floor::FloorLayer),
     Ours(Metrics),
     AxumPrometheus(Box<AxumPrometheusPair>),
     HandWritten(hand_written::Metrics),
@@ -203,6 +214,7 @@ impl App {
     pub fn new(config: Config) -> Self {
         let shared = match config {
             Config::Bare | Config::Floor | Config::FloorBodySizes => Shared::Nothing,
+            Config::FloorShared => Shared::Floor(floor::FloorLayer::new()),
             Config::TowerPrometheus => Shared::Ours(Metrics::new()),
             Config::TowerPrometheusDurationOnly => Shared::Ours(duration_only()),
             Config::TowerPrometheusFullOptions => Shared::Ours(full_options()),
@@ -255,6 +267,7 @@ impl App {
                 routes(no_metrics()).layer(floor::FloorSizesLayer::new())
             }
             (Shared::Nothing, _) => routes(no_metrics()),
+            (Shared::Floor(layer), _) => routes(no_metrics()).layer(layer.clone()),
             (Shared::Ours(metrics), _) => {
                 routes(Router::new().route_service("/metrics", metrics.exporter()))
                     .layer(metrics.http_layer())
@@ -287,6 +300,9 @@ impl App {
                     .await
             }
             (Shared::Nothing, _) => HyperClient::connect(service_fn(hyper_handler)).await,
+            (Shared::Floor(layer), _) => {
+                HyperClient::connect(layer.layer(service_fn(hyper_handler))).await
+            }
             (Shared::Ours(metrics), _) => {
                 let layer = metrics.http_layer().route_fn(hyper_route);
                 HyperClient::connect(layer.layer(service_fn(hyper_handler))).await
