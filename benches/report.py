@@ -19,11 +19,18 @@ bare, and the ratios the performance contract sets targets for.
       --baseline, compared with a baseline file, exit status 1 when a scenario grew by
       more than --threshold percent (3), or is missing from either side. --update and
       --save write this run as a baseline file. scripts/instructions.sh drives this.
+
+  benches/report.py functions SCENARIO OTHER [--top N]
+      where the instructions of SCENARIO go beside OTHER, per function and per request
+      (callgrind_annotate of the last run of scripts/instructions.sh), sorted by the
+      difference: e.g. `functions axum_router/1_thread/tower_prometheus
+      axum_router/1_thread/floor_body_sizes`.
 """
 
 import argparse
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -308,6 +315,43 @@ def instructions_report(args):
         sys.exit(1)
 
 
+# --- functions (callgrind_annotate) ------------------------------------------------------
+
+def callgrind_functions(scenario):
+    """Instructions per request of each function of a scenario's last callgrind run."""
+    path, threads, config = scenario.split("/")
+    directory = (ROOT / "target" / "gungraun" / "tower-prometheus" / "request_instructions"
+                 / path / f"{path}_{threads}.{config}")
+    outs = sorted(directory.glob("callgrind.*.out"))
+    if not outs:
+        sys.exit(f"no callgrind output in {directory}: run scripts/instructions.sh first")
+    requests = requests_per_thread() * (2 if threads == "2_threads" else 1)
+    functions = {}
+    for out in outs:  # one per thread on two threads
+        text = subprocess.run(["callgrind_annotate", "--threshold=100", "--show=Ir", str(out)],
+                              check=True, capture_output=True, text=True).stdout
+        for line in text.splitlines():
+            match = re.match(r"\s*([\d,]+)\s+\([\s\d.]+%\)\s+(\S.*)$", line)
+            if not match or match.group(2) == "PROGRAM TOTALS":
+                continue
+            name = re.sub(r"^\S*?:(?=[^:])", "", match.group(2).split(" [")[0], count=1)
+            functions[name] = functions.get(name, 0) + int(match.group(1).replace(",", ""))
+    return {name: ir / requests for name, ir in functions.items()}
+
+
+def functions_report(args):
+    a, b = callgrind_functions(args.scenario), callgrind_functions(args.other)
+    diff = {name: a.get(name, 0) - b.get(name, 0) for name in set(a) | set(b)}
+    print(f"instructions per request by function (exclusive): {args.scenario} − {args.other}")
+    print(f"  total {sum(a.values()):,.0f} − {sum(b.values()):,.0f} = "
+          f"{sum(a.values()) - sum(b.values()):+,.0f}\n")
+    print(f"  {'difference':>10} {args.scenario.rsplit('/', 1)[1][:14]:>14} "
+          f"{args.other.rsplit('/', 1)[1][:14]:>14}  function")
+    for name in sorted(diff, key=lambda n: -abs(diff[n]))[:args.top]:
+        print(f"  {diff[name]:>+10,.0f} {a.get(name, 0):>14,.0f} {b.get(name, 0):>14,.0f}  "
+              f"{name[:150]}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -325,9 +369,15 @@ def main():
     instructions.add_argument("--environment", help="the toolchain, recorded in baselines")
     instructions.add_argument("--threshold", type=float, default=3.0,
                               help="the growth in percent that fails (default: 3)")
+    functions = sub.add_parser("functions", help="per-function difference of two scenarios")
+    functions.add_argument("scenario", help="e.g. axum_router/1_thread/tower_prometheus")
+    functions.add_argument("other", help="e.g. axum_router/1_thread/floor_body_sizes")
+    functions.add_argument("--top", type=int, default=20, help="functions shown (default: 20)")
     args = parser.parse_args()
     if args.command == "time":
         time_report(args)
+    elif args.command == "functions":
+        functions_report(args)
     else:
         instructions_report(args)
 

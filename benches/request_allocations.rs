@@ -3,19 +3,25 @@
 //! calling thread (every task of a scenario runs on it: current-thread runtime).
 //!
 //! The hyper path boxes nothing around a layer, so there "ours − bare" is what our layer
-//! allocates. On the axum path, `Router::layer` boxes the response body of every layered
-//! route again (and the request body, when a layer wraps it): the difference between the
-//! two paths is axum's re-boxing, which any layer applied there pays; the floors show it
-//! for the simplest layer.
+//! allocates. On the axum path, a route behind `Router::layer` costs three allocations per
+//! request whatever the layer (the layered route's boxed service cloned, its future
+//! boxed, its response body boxed again into an axum `Body`), and a fourth when the layer
+//! wraps the request body (boxed again too): the difference between the two paths,
+//! "axum's boxing", is what any layer applied there pays; the floors show it for the
+//! simplest layer, and `ALLOCATION_SITES=1` shows each allocation.
 //!
 //! `cargo bench --bench request_allocations` prints the table; under `cargo test
 //! --benches` it also checks that ours adds no allocation per request on the hyper path
 //! and that every configuration of ours recorded every request under its route.
+//!
+//! `ALLOCATION_SITES=1 cargo bench --bench request_allocations` prints, instead, the
+//! allocations of one request of each configuration on the axum path: size and the
+//! innermost frames of the stack that made it.
 
 mod scenarios;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use scenarios::{App, AxumClient, Client, Config, Connected};
 
@@ -23,6 +29,31 @@ struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Whether to note where allocations come from (off while noting one).
+    static SITES_ON: Cell<bool> = const { Cell::new(false) };
+    static SITES: RefCell<Vec<(usize, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Notes the size and the innermost frames of an allocation, when `SITES_ON`.
+fn note_site(size: usize) {
+    if !SITES_ON.try_with(|on| on.replace(false)).unwrap_or(false) {
+        return;
+    }
+    let trace = std::backtrace::Backtrace::force_capture().to_string();
+    let frames: Vec<&str> = trace
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with("at "))
+        .filter_map(|line| line.split_once(": ").map(|(_, name)| name))
+        .skip_while(|name| {
+            ["backtrace", "note_site", "Counting", "alloc::", "__rust"]
+                .iter()
+                .any(|inner| name.contains(inner))
+        })
+        .take(4)
+        .collect();
+    SITES.with(|sites| sites.borrow_mut().push((size, frames.join(" <- "))));
+    SITES_ON.with(|on| on.set(true));
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
@@ -30,6 +61,7 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        note_site(layout.size());
         // SAFETY: the caller's contract for `alloc` is passed on as it is.
         unsafe { System.alloc(layout) }
     }
@@ -59,7 +91,27 @@ fn per_request<C: Client>(connected: &mut Connected<C>) -> f64 {
     (ALLOCATIONS.with(Cell::get) - before) as f64 / REQUESTS as f64
 }
 
+/// The allocations of one request of each configuration on the axum path.
+fn allocation_sites() {
+    for config in Config::ALL {
+        let router = App::new(config).router();
+        let mut axum = Connected::new(|| async move { AxumClient::new(router) });
+        SITES_ON.with(|on| on.set(true));
+        axum.run(1);
+        SITES_ON.with(|on| on.set(false));
+        let sites = SITES.with(|sites| std::mem::take(&mut *sites.borrow_mut()));
+        println!("\n{}: {} allocations", config.name(), sites.len());
+        for (size, frames) in sites {
+            println!("  {size:>5} B  {frames}");
+        }
+    }
+}
+
 fn main() {
+    if std::env::var_os("ALLOCATION_SITES").is_some() {
+        allocation_sites();
+        return;
+    }
     let total = scenarios::WARM_UP_REQUESTS + REQUESTS;
     let mut rows = Vec::new();
     for config in Config::ALL {
@@ -92,7 +144,7 @@ fn main() {
     );
     println!(
         "{:<32} {:>12} {:>12} {:>14} {:>14} {:>16}",
-        "configuration", "axum Router", "hyper", "axum − bare", "hyper − bare", "axum re-boxing"
+        "configuration", "axum Router", "hyper", "axum − bare", "hyper − bare", "axum's boxing"
     );
     for (config, axum, hyper) in &rows {
         println!(

@@ -45,7 +45,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tower::{Layer, service_fn};
+use tower::util::MapRequest;
+use tower::{Layer, ServiceExt, service_fn};
 use tower_prometheus::{HttpMetricsLayer, Metrics};
 
 /// The route of every scenario.
@@ -395,16 +396,24 @@ where
     }
 }
 
+/// The service `axum::serve` makes of a `Router` for each connection.
+type ServedRouter = TowerToHyperService<MapRequest<Router, fn(Request<Body>) -> Request<Body>>>;
+
 /// The axum path: the `Router` called as `axum::serve` calls it, in-process.
 pub struct AxumClient {
-    service: TowerToHyperService<Router>,
+    service: ServedRouter,
     uri: Uri,
 }
 
 impl AxumClient {
+    /// What `axum::serve` does with a `Router` for each connection: `with_state(())`
+    /// turns every route into a `Route` once (without it, each request would apply the
+    /// layers to its handler again), the request body becomes an axum `Body` (here it is
+    /// one already), and hyper-util's `TowerToHyperService` clones the result per request.
     pub fn new(router: Router) -> Self {
+        let to_body: fn(Request<Body>) -> Request<Body> = |request| request.map(Body::new);
         Self {
-            service: TowerToHyperService::new(router),
+            service: TowerToHyperService::new(router.with_state(()).map_request(to_body)),
             uri: Uri::from_static(URI),
         }
     }
@@ -415,7 +424,7 @@ impl Client for AxumClient {
         let mut request = Request::new(Body::empty());
         *request.uri_mut() = self.uri.clone();
         // What `axum::serve` does for each request: `TowerToHyperService` clones the
-        // router and calls the clone.
+        // service and calls the clone.
         let response = hyper::service::Service::call(&self.service, request)
             .await
             .expect("the router answers");
