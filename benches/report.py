@@ -20,6 +20,11 @@ bare, and the ratios the performance contract sets targets for.
       more than --threshold percent (3), or is missing from either side. --update and
       --save write this run as a baseline file. scripts/instructions.sh drives this.
 
+  benches/report.py markdown [--instructions FILE] [--interleaved NAME] [--criterion NAME]
+      the tables of benches/README.md: per configuration and scenario, the figure per
+      request and what it adds over bare, from a baseline file (default
+      benches/instructions.baseline), an interleaved run, a criterion run.
+
   benches/report.py functions SCENARIO OTHER [--top N]
       where the instructions of SCENARIO go beside OTHER, per function and per request
       (callgrind_annotate of the last run of scripts/instructions.sh), sorted by the
@@ -315,6 +320,62 @@ def instructions_report(args):
         sys.exit(1)
 
 
+# --- markdown (the README's tables) -------------------------------------------------------
+
+def markdown_table(figures, digits):
+    fmt = f"{{:,.{digits}f}}"
+    columns = [(path, threads) for path, threads in scenarios()
+               if f"{path}/{threads}/bare" in figures]
+    header = " | ".join(f"{path.replace('_', ' ')}, {threads.replace('_', ' ')} | added"
+                        for path, threads in columns)
+    print(f"| configuration | {header} |")
+    print("|---|" + "---:|---:|" * len(columns))
+    for config in CONFIGS:
+        cells = []
+        for path, threads in columns:
+            value = figures.get(f"{path}/{threads}/{config}")
+            bare = figures[f"{path}/{threads}/bare"]
+            if value is None:
+                cells += ["", ""]
+                continue
+            added = "—" if config == "bare" else f"{{:+,.{digits}f}}".format(value - bare)
+            cells += [fmt.format(value), added]
+        name = f"**{config}**" if config == "tower_prometheus" else config
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+    print("| ours, added ÷ | " + " | ".join(f"{p.replace('_', ' ')}, {t.replace('_', ' ')}"
+                                           for p, t in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for config, floor in FLOOR_OF.items():
+        for over in dict.fromkeys([floor, "floor", "floor_shared", "axum_prometheus"]):
+            cells = []
+            for path, threads in columns:
+                get = lambda c: figures.get(f"{path}/{threads}/{c}")
+                bare, ours, other = get("bare"), get(config), get(over)
+                if None in (bare, ours, other) or other == bare:
+                    cells.append("")
+                else:
+                    cells.append(f"{(ours - bare) / (other - bare):.2f}")
+            print(f"| {config} ÷ {over} | " + " | ".join(cells) + " |")
+    print()
+
+
+def markdown_report(args):
+    if args.instructions or not (args.interleaved or args.criterion):
+        path = args.instructions or ROOT / "benches" / "instructions.baseline"
+        print(f"instructions per request ({path}):\n")
+        markdown_table(read_baseline(path), 0)
+    if args.interleaved:
+        run = interleaved_run(args.interleaved)
+        print(f"ns per request, medians of {run['rounds']} interleaved rounds of "
+              f"{run['requests']:,} requests (load average {run['load_average_start']} → "
+              f"{run['load_average_end']}):\n")
+        markdown_table({key: median(values) for key, values in run["figures"].items()}, 0)
+    if args.criterion:
+        print(f"ns per request, criterion medians ({args.criterion}):\n")
+        markdown_table(criterion_medians(args.criterion), 0)
+
+
 # --- functions (callgrind_annotate) ------------------------------------------------------
 
 def callgrind_functions(scenario):
@@ -369,6 +430,10 @@ def main():
     instructions.add_argument("--environment", help="the toolchain, recorded in baselines")
     instructions.add_argument("--threshold", type=float, default=3.0,
                               help="the growth in percent that fails (default: 3)")
+    markdown = sub.add_parser("markdown", help="the tables of benches/README.md")
+    markdown.add_argument("--instructions", help="a baseline file (default: the committed one)")
+    markdown.add_argument("--interleaved", help="an interleaved run of request_paths")
+    markdown.add_argument("--criterion", help="a criterion run of request_paths (e.g. new)")
     functions = sub.add_parser("functions", help="per-function difference of two scenarios")
     functions.add_argument("scenario", help="e.g. axum_router/1_thread/tower_prometheus")
     functions.add_argument("other", help="e.g. axum_router/1_thread/floor_body_sizes")
@@ -378,6 +443,8 @@ def main():
         time_report(args)
     elif args.command == "functions":
         functions_report(args)
+    elif args.command == "markdown":
+        markdown_report(args)
     else:
         instructions_report(args)
 
