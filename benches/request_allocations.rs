@@ -158,12 +158,15 @@ fn main() {
         );
     }
 
+    // Not exactly equal: hyper renews its cached `Date` header once a second, one
+    // allocation whenever a run crosses a second (0.001 per request here), so a slow run
+    // may count one more than another. An allocation per request would add 1.
     for (config, _, hyper) in &rows {
         if config.floor().is_some() {
-            assert_eq!(
-                *hyper,
-                hyper_bare,
-                "{}: ours allocates on the hyper path, where nothing boxes around it",
+            assert!(
+                (hyper - hyper_bare).abs() < 0.5,
+                "{}: ours allocates on the hyper path, where nothing boxes around it \
+                 ({hyper} per request, bare {hyper_bare})",
                 config.name()
             );
         }
