@@ -305,7 +305,10 @@ impl App {
                 HyperClient::connect(layer.layer(service_fn(hyper_handler))).await
             }
             (Shared::Ours(metrics), _) => {
-                let layer = metrics.http_layer().route_fn(hyper_route);
+                // A closure rather than the fn: its signature follows `route_fn`'s bound.
+                let layer = metrics
+                    .http_layer()
+                    .route_fn(|request: &Request<Incoming>| hyper_route(request));
                 HyperClient::connect(layer.layer(service_fn(hyper_handler))).await
             }
             (Shared::AxumPrometheus(pair), _) => {
