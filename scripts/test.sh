@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs, installing what the tests need when it is missing:
 #   promtool (Debian package prometheus), the Python prometheus-client package (the
-#   reference OpenMetrics parser), cargo-hack.
+#   reference OpenMetrics parser), cargo-hack; valgrind and gungraun-runner for the
+#   instruction counts (scripts/instructions.sh).
 # Usage: ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,11 @@ RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/tokio-unstable \
 
 step "benches compile and run once"
 timeout 600 cargo test --workspace --all-features --benches
+
+step "instructions per request on the axum and hyper paths (callgrind) against benches/instructions.baseline"
+# Installs valgrind and gungraun-runner when missing; fails when a scenario grows by
+# more than 3%. After an intended change: scripts/instructions.sh --update, and a commit.
+timeout 1800 scripts/instructions.sh
 
 step "docs, warning-free for every feature set"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
