@@ -9,12 +9,13 @@
 //! its response body again.
 //!
 //! [`FloorLayer`] records the duration only. [`FloorSizesLayer`] records the two body
-//! sizes as well: it wraps the request body to count the bytes read (like ours, only when
-//! the body is not empty from the start) and counts the response bytes per frame.
+//! sizes as well, measured as ours measures them by default: the request's declared
+//! length (its exact size hint, else `Content-Length`; the request passes untouched),
+//! and the response bytes counted per frame.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -166,7 +167,7 @@ where
 
 impl<S, B, ResB> Service<Request<B>> for FloorSizes<S>
 where
-    S: Service<Request<CountedBody<B>>, Response = Response<ResB>>,
+    S: Service<Request<B>, Response = Response<ResB>>,
     B: Body,
 {
     type Response = Response<FloorBody<ResB>>;
@@ -179,10 +180,14 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let start = self.metrics.begin();
-        let request_bytes = (!request.body().is_end_stream()).then(Arc::default);
-        let request = request.map(|inner| CountedBody {
-            inner,
-            read: request_bytes.clone(),
+        let request_bytes = request.body().size_hint().exact().or_else(|| {
+            request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)?
+                .to_str()
+                .ok()?
+                .parse()
+                .ok()
         });
         FloorFuture {
             inner: self.inner.call(request),
@@ -199,7 +204,8 @@ where
 struct State {
     metrics: Arc<FloorMetrics>,
     start: Instant,
-    request_bytes: Option<Arc<AtomicU64>>,
+    /// The declared length, with body sizes.
+    request_bytes: Option<u64>,
 }
 
 pin_project_lite::pin_project! {
@@ -256,48 +262,10 @@ impl<B: Body> Body for FloorBody<B> {
         }
         if this.inner.is_end_stream() || !matches!(frame, Some(Ok(_))) {
             if let Some(state) = this.state.take() {
-                let request_bytes = state
-                    .request_bytes
-                    .map_or(0, |read| read.load(Ordering::Relaxed));
+                let request_bytes = state.request_bytes.unwrap_or(0);
                 state
                     .metrics
                     .end(state.start, request_bytes, *this.response_bytes);
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The request body of [`FloorSizes`]: counts the bytes read.
-    pub struct CountedBody<B> {
-        #[pin]
-        inner: B,
-        read: Option<Arc<AtomicU64>>,
-    }
-}
-
-impl<B: Body> Body for CountedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if let (Some(read), Some(Ok(frame))) = (this.read.as_ref(), &frame) {
-            if let Some(data) = frame.data_ref() {
-                read.fetch_add(data.remaining() as u64, Ordering::Relaxed);
             }
         }
         Poll::Ready(frame)

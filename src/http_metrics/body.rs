@@ -318,8 +318,11 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        let pending = self.pending.as_ref().map_or(0, |rest| rest.len() as u64);
         let inner = self.inner.size_hint();
+        let Some(pending) = &self.pending else {
+            return inner;
+        };
+        let pending = pending.len() as u64;
         let mut hint = SizeHint::new();
         hint.set_lower(inner.lower().saturating_add(pending));
         if let Some(upper) = inner.upper() {
