@@ -701,3 +701,164 @@ async fn a_hyper_handler_keeps_its_request_type_and_the_scheme_cannot_be_faked()
         0.0
     );
 }
+
+/// A body of one data frame, then trailers with this `grpc-status`, that does not say
+/// it has ended after them (as `StreamBody` and most hand-written bodies do not): hyper
+/// drops a body once it has its trailers, without polling it again.
+struct ThenTrailers {
+    data: Option<Bytes>,
+    status: Option<&'static str>,
+}
+
+impl http_body::Body for ThenTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.status.take().map(|status| {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+            Ok(Frame::trailers(trailers))
+        }))
+    }
+}
+
+/// gRPC's way: the status in the trailers.
+#[derive(Clone)]
+struct TrailerStatus;
+
+impl<E> tower_prometheus::http_metrics::Classify<E> for TrailerStatus {
+    fn classify_response(
+        &self,
+        _: StatusCode,
+        _: &HeaderMap,
+    ) -> tower_prometheus::http_metrics::Classified {
+        tower_prometheus::http_metrics::Classified::AtEnd
+    }
+
+    fn classify_end(
+        &self,
+        trailers: Option<&HeaderMap>,
+    ) -> Option<tower_prometheus::http_metrics::ErrorType> {
+        match trailers?.get("grpc-status")?.to_str().ok()? {
+            "0" => None,
+            _ => Some(tower_prometheus::http_metrics::ErrorType::new("NOT_FOUND")),
+        }
+    }
+}
+
+/// A response whose body ends with trailers, served by hyper over HTTP/1.1 (chunked,
+/// the client accepting trailers) and HTTP/2, is complete when its trailers are handed
+/// over: it is recorded with what the classifier says of them, not as `cancelled`
+/// (hyper drops the body after the trailers frame without polling it again).
+#[tokio::test]
+async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
+    let metrics = Metrics::builder()
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let app = Router::new()
+        .route(
+            "/ok",
+            get(|| async {
+                Body::new(ThenTrailers {
+                    data: Some(Bytes::from_static(b"reply")),
+                    status: Some("0"),
+                })
+            }),
+        )
+        .route(
+            "/not-found",
+            get(|| async {
+                Body::new(ThenTrailers {
+                    data: Some(Bytes::from_static(b"reply")),
+                    status: Some("5"),
+                })
+            }),
+        )
+        .layer(metrics.http_layer().classify(TrailerStatus));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    for path in ["/ok", "/not-found"] {
+        let request = Request::get(format!("http://127.0.0.1{path}"))
+            .header(header::TE, "trailers")
+            .body(Body::empty())
+            .expect("valid request");
+        let reply = fetch(addr, request).await;
+        assert_eq!(reply.body, "reply");
+
+        let stream = TcpStream::connect(addr).await.expect("the server accepts");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        let request = Request::get(format!("http://127.0.0.1{path}"))
+            .body(Body::empty())
+            .expect("valid request");
+        let response = sender.send_request(request).await.expect("a response");
+        let collected = response.into_body().collect().await.expect("the body");
+        assert!(
+            collected.trailers().is_some(),
+            "HTTP/2 carries the trailers"
+        );
+    }
+    let labels = |route: &'static str, version: &'static str| {
+        vec![
+            ("http_route", route),
+            ("http_response_status_code", "200"),
+            ("network_protocol_version", version),
+        ]
+    };
+    let samples = until(&metrics, "the four requests are recorded", |samples| {
+        total(samples, DURATION_COUNT, &[]) == 4.0
+    })
+    .await;
+    for version in ["1.1", "2"] {
+        assert_eq!(
+            total(&samples, DURATION_COUNT, &labels("/ok", version)),
+            1.0,
+            "{samples:#?}"
+        );
+        assert_eq!(
+            total(
+                &samples,
+                DURATION_COUNT,
+                &[
+                    labels("/not-found", version),
+                    vec![("error_type", "NOT_FOUND")]
+                ]
+                .concat()
+            ),
+            1.0,
+            "{samples:#?}"
+        );
+    }
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[("error_type", "cancelled")]),
+        0.0,
+        "{samples:#?}"
+    );
+}
