@@ -288,11 +288,13 @@ where
                             let error = classify_end(&classify, Some(trailers));
                             guard.classified(error_id_of(guard, error));
                         }
-                        false
+                        // Trailers are the last frame: hyper drops the body once it has
+                        // them (HTTP/1.1 and HTTP/2), without asking whether it ended.
+                        head.is_trailers()
                     }
                 };
-                // hyper stops polling once the body says it has ended, or once it has
-                // written the length it announced.
+                // hyper stops polling once the body says it has ended, once it has
+                // written the length it announced, or once it has the trailers.
                 if this.pending.is_some() || !(complete || this.inner.is_end_stream()) {
                     return Poll::Ready(frame);
                 }
