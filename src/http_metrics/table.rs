@@ -232,6 +232,32 @@ mod tests {
         }
     }
 
+    /// Once the table is full, a key that is not in it is turned away without the
+    /// writers' lock: past the cardinality limit, every request of a new label set (a
+    /// scanner's, say) would otherwise take one lock shared by all of them.
+    #[test]
+    fn a_full_table_turns_new_keys_away_without_the_lock() {
+        let table = Arc::new(Table::<u64, u64>::new(1));
+        assert_eq!(table.get_or_insert(&1, |_| (1, 1)), Some(&1));
+        let held = table.writer.lock().expect("not poisoned");
+        let (done, finished) = std::sync::mpsc::channel();
+        let looking = {
+            let table = table.clone();
+            std::thread::spawn(move || {
+                let found = table.get_or_insert(&2, |_| (2, 2)).copied();
+                let _ = done.send(found);
+            })
+        };
+        let answer = finished.recv_timeout(std::time::Duration::from_secs(2));
+        drop(held);
+        looking.join().expect("the lookup does not panic");
+        assert_eq!(
+            answer,
+            Ok(None),
+            "a new key in a full table waited for the writers' lock"
+        );
+    }
+
     #[test]
     fn threads_inserting_at_once_agree_on_every_entry() {
         let table = Arc::new(Table::<u64, u64>::new(1_000));
