@@ -1151,6 +1151,50 @@ async fn requests_are_excluded_by_path_prefix_and_route() {
     }
 }
 
+/// Excluded routes and nested services do not take places of the cardinality limit:
+/// with `max_series(2)`, three excluded routes are all excluded, and two routes of the
+/// app still get series of their own rather than the overflow series.
+#[tokio::test]
+async fn excluded_routes_do_not_count_against_max_series() {
+    let metrics = Metrics::builder()
+        .http(
+            HttpMetricsLayer::builder()
+                .exclude_route("/a")
+                .exclude_route("/b")
+                .exclude_route("/c")
+                .nested_service("/static")
+                .max_series(2),
+        )
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let router = Router::new()
+        .route("/a", get(|| async { "a" }))
+        .route("/b", get(|| async { "b" }))
+        .route("/c", get(|| async { "c" }))
+        .route("/d", get(|| async { "d" }))
+        .route("/e", get(|| async { "e" }))
+        .layer(metrics.http_layer());
+    for path in ["/a", "/b", "/c", "/d", "/e"] {
+        let (status, _) = send(router.clone(), get_request(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[]),
+        2.0,
+        "/a, /b and /c are excluded: {samples:#?}"
+    );
+    for route in ["/d", "/e"] {
+        assert_eq!(
+            value(&samples, DURATION_COUNT, &labels(Some(route), "GET", "200")),
+            Some(1.0),
+            "{route} has its own series: {samples:#?}"
+        );
+    }
+}
+
 #[allow(dead_code)]
 fn infallible(_: Infallible) {}
 
