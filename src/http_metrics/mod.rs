@@ -88,7 +88,9 @@
 //! once per shard (the available parallelism rounded up to a power of two, at most 8) on
 //! 128-byte lines: 768 bytes per label set on 2 cores, at most 3 KiB on 8 or more. The
 //! cardinality limit bounds the total (2,000 label sets: 1.5 MiB on 2 cores), plus the
-//! lookup tables: 32 bytes per label set of the limit, allocated at build.
+//! lookup tables, allocated at build: two tables (routes, series) of 16-byte slots, each
+//! twice the limit rounded up to a power of two, so 64 to 128 bytes per label set of the
+//! limit (128 KiB for 2,000; 8 MiB for [`MAX_MAX_SERIES`]).
 //!
 //! # Cardinality
 //!
