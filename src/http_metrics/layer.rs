@@ -76,6 +76,10 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     /// `None` when the request matched no route. It may return a label borrowed from the
     /// request. The cardinality limit caps the damage if it returns raw paths anyway.
     ///
+    /// A named function must return `Option<&str>` (borrowed from the request), not
+    /// `Option<&'static str>`, even when every label it returns is a literal: rustc
+    /// refuses the latter with "one type is more general than the other".
+    ///
     /// ```
     /// use axum::extract::MatchedPath;
     /// use http::Request;
