@@ -101,6 +101,16 @@ async fn start() -> Server {
                     .expect("valid response")
             }),
         )
+        .route(
+            "/empty-file",
+            get(|| async {
+                // What `ServeDir` answers for an empty file.
+                http::Response::builder()
+                    .header(header::CONTENT_LENGTH, "0")
+                    .body(Body::new(SizedSilent { left: 0 }))
+                    .expect("valid response")
+            }),
+        )
         .route_service("/metrics", metrics.exporter())
         .layer(metrics.http_layer());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
@@ -267,6 +277,26 @@ async fn a_body_complete_by_its_content_length_is_not_cancelled() {
             &series("/sized", "200")
         ),
         Some(3000.0)
+    );
+}
+
+/// A body announced as `Content-Length: 0` that does not say it has ended (an empty
+/// file from `ServeDir`) is complete with its head: hyper writes no body for it and
+/// drops it unpolled over HTTP/1.1.
+#[tokio::test]
+async fn a_body_of_content_length_zero_is_not_cancelled() {
+    let server = start().await;
+    let reply = fetch(server.addr, get_request("/empty-file")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.is_empty());
+    let samples = until(&server.metrics, "the request is recorded", |samples| {
+        total(samples, DURATION_COUNT, &[("http_route", "/empty-file")]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &series("/empty-file", "200")),
+        Some(1.0),
+        "completed, no error_type: {samples:#?}"
     );
 }
 
