@@ -99,7 +99,12 @@ fn responded<B: Body, E, C: Classify<E>>(
         }
         Classified::AtEnd => true,
     };
-    if sends_no_body(guard.method(), response.status()) || response.body().is_end_stream() {
+    // A length of 0 announced is no body too: hyper writes none and drops the body
+    // unpolled (`ServeDir` answers an empty file so).
+    if expected == Some(0)
+        || sends_no_body(guard.method(), response.status())
+        || response.body().is_end_stream()
+    {
         if at_end {
             if let Some(error_type) = classify.classify_end(None) {
                 let id = guard.recorder().error_id(&error_type);
