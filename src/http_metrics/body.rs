@@ -191,7 +191,9 @@ pin_project! {
     ///
     /// Data frames of `Bytes` over 64 KiB are passed on in 64 KiB slices (see the
     /// [module docs](super#when-a-request-counts-as-finished)); other data types pass
-    /// whole.
+    /// whole. Telling `Bytes` apart needs `B::Data: 'static`: it is a body only for
+    /// such data types (`Bytes`, `&'static [u8]`, `Cursor<Vec<u8>>`, …), which every
+    /// body of axum, hyper and tower-http is.
     pub struct ResponseBody<B, C = super::DefaultClassifier> {
         #[pin]
         inner: B,
