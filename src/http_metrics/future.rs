@@ -99,9 +99,10 @@ fn responded<B: Body, E, C: Classify<E>>(
         }
         Classified::AtEnd => true,
     };
-    // A length of 0 announced is no body too: hyper writes none and drops the body
-    // unpolled (`ServeDir` answers an empty file so).
-    if expected == Some(0)
+    // Over HTTP/1.x a length of 0 announced is no body too: hyper writes none and drops
+    // the body unpolled (`ServeDir` answers an empty file so). HTTP/2 polls it to its
+    // end, which may bring trailers.
+    if (expected == Some(0) && guard.http1())
         || sends_no_body(guard.method(), response.status())
         || response.body().is_end_stream()
     {

@@ -86,6 +86,11 @@ impl Guard {
         self.key.method()
     }
 
+    /// Whether the request came over HTTP/1.x (or 0.9).
+    pub(crate) fn http1(&self) -> bool {
+        self.key.http1()
+    }
+
     pub(crate) fn request_bytes(&self) -> &RequestBytes {
         &self.request_bytes
     }
