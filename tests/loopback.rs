@@ -759,6 +759,34 @@ impl http_body::Body for ThenTrailers {
     }
 }
 
+/// `data`, then trailers with `grpc-status: 5`, with an exact size hint of what data
+/// is left (as `http_body_util`'s `WithTrailers` around a `Full` body reports).
+struct SizedThenTrailers(Option<Bytes>, bool);
+
+impl http_body::Body for SizedThenTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(data) = self.0.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if std::mem::take(&mut self.1) {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("5"));
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.as_ref().map_or(0, |data| data.len() as u64))
+    }
+}
+
 /// No data, then trailers with `grpc-status: 5`, with an exact size hint of 0 (as
 /// `http_body_util`'s `WithTrailers` around an empty body reports).
 struct EmptyThenTrailers(bool);
@@ -839,6 +867,12 @@ async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
             }),
         )
         .route(
+            "/sized-not-found",
+            get(|| async {
+                Body::new(SizedThenTrailers(Some(Bytes::from_static(b"reply")), true))
+            }),
+        )
+        .route(
             "/empty-not-found",
             get(|| async { Body::new(EmptyThenTrailers(true)) }),
         )
@@ -884,46 +918,45 @@ async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
             "HTTP/2 carries the trailers"
         );
     }
-    // HTTP/2 sends the trailers of a body of no data: they decide (HTTP/1.1 sends a
-    // `Content-Length: 0` response without them).
-    let stream = TcpStream::connect(addr).await.expect("the server accepts");
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .expect("HTTP/2 handshake");
-    tokio::spawn(connection);
-    let request = Request::get("http://127.0.0.1/empty-not-found")
-        .body(Body::empty())
-        .expect("valid request");
-    let response = sender.send_request(request).await.expect("a response");
-    let collected = response.into_body().collect().await.expect("the body");
-    assert!(
-        collected.trailers().is_some(),
-        "HTTP/2 carries the trailers"
-    );
-    let samples = until(&metrics, "the empty body is recorded", |samples| {
-        total(
-            samples,
-            DURATION_COUNT,
-            &[("http_route", "/empty-not-found")],
-        ) == 1.0
-    })
-    .await;
-    assert_eq!(
-        total(
-            &samples,
-            DURATION_COUNT,
-            &[
-                ("http_route", "/empty-not-found"),
-                ("network_protocol_version", "2"),
-                ("error_type", "NOT_FOUND")
-            ]
-        ),
-        1.0,
-        "{samples:#?}"
-    );
+    // HTTP/2 sends the trailers of a body of a known length, once that length is sent,
+    // even a length of 0: they decide (HTTP/1.1 sends such a response with a
+    // `Content-Length` and without them).
+    for route in ["/sized-not-found", "/empty-not-found"] {
+        let stream = TcpStream::connect(addr).await.expect("the server accepts");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        let request = Request::get(format!("http://127.0.0.1{route}"))
+            .body(Body::empty())
+            .expect("valid request");
+        let response = sender.send_request(request).await.expect("a response");
+        let collected = response.into_body().collect().await.expect("the body");
+        assert!(
+            collected.trailers().is_some(),
+            "HTTP/2 carries the trailers"
+        );
+        let samples = until(&metrics, "the sized body is recorded", |samples| {
+            total(samples, DURATION_COUNT, &[("http_route", route)]) == 1.0
+        })
+        .await;
+        assert_eq!(
+            total(
+                &samples,
+                DURATION_COUNT,
+                &[
+                    ("http_route", route),
+                    ("network_protocol_version", "2"),
+                    ("error_type", "NOT_FOUND")
+                ]
+            ),
+            1.0,
+            "{route}: {samples:#?}"
+        );
+    }
     let labels = |route: &'static str, version: &'static str| {
         vec![
             ("http_route", route),
@@ -931,8 +964,8 @@ async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
             ("network_protocol_version", version),
         ]
     };
-    let samples = until(&metrics, "the five requests are recorded", |samples| {
-        total(samples, DURATION_COUNT, &[]) == 5.0
+    let samples = until(&metrics, "the six requests are recorded", |samples| {
+        total(samples, DURATION_COUNT, &[]) == 6.0
     })
     .await;
     for version in ["1.1", "2"] {
