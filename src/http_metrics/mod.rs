@@ -23,7 +23,7 @@
 //!
 //! | what happened | recorded as |
 //! |---|---|
-//! | the response body was handed over to its end (it said so, its `Content-Length` or exact size hint was reached, or its trailers were handed over) | its status; duration runs to the end of the body |
+//! | the response body was handed over to its end (it said so, its trailers were handed over, or over HTTP/1.x its `Content-Length` or exact size hint was reached) | its status; duration runs to the end of the body |
 //! | the response has no body to send (HEAD, 1xx, 204, 304, a `Content-Length: 0` over HTTP/1.x, or an empty body) | its status, when the head is ready |
 //! | the inner service returned `Err` | status 500, `error_type` from the [`Classify`]er (`_OTHER` by default) |
 //! | a panic unwound through the service's `call` or its future | status 500, `error_type="panic"` |
