@@ -969,6 +969,33 @@ async fn metrics_registered_after_build_are_served() {
     assert_eq!(find(&samples, "db_pool_connections", &[]).len(), 1, "once");
 }
 
+/// A metric registered after build under the name of one of the crate's own families
+/// is refused: registered, it made a second family of that name, and promtool (like
+/// Prometheus) refuses the whole exposition ("second HELP line for metric name").
+#[tokio::test]
+async fn a_late_metric_cannot_take_the_name_of_one_of_the_crates_own() {
+    use prometheus_client::metrics::gauge::Gauge;
+    use tower_prometheus::Error;
+
+    let metrics = Metrics::new();
+    let router = app(&metrics);
+    let result = metrics.register(
+        "http_server_active_requests",
+        "Mine",
+        Gauge::<i64>::default(),
+    );
+    let (status, _) = send(router.clone(), get_request("/hello/x")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = send(router, get_request("/metrics")).await;
+    let text = std::str::from_utf8(&body).expect("UTF-8");
+    assert!(
+        matches!(result, Err(Error::InvalidMetricName(_))),
+        "{result:?}; the exposition now has {} families of that name",
+        text.matches("# TYPE http_server_active_requests ").count()
+    );
+    promtool_check_metrics(text);
+}
+
 /// A service mounted with `nest_service` gets no `MatchedPath` from axum; declared as a
 /// nested service, its requests get the mount's route instead of none.
 #[tokio::test]
