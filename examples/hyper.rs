@@ -73,7 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // The layer gets the route template from this closure, which sees the request as it
-    // enters the layer (with hyper's body, before the layer wraps it).
+    // enters the layer: hyper's `Request<Incoming>`, as the router gets it too.
     let service = ServiceBuilder::new()
         .layer(
             metrics

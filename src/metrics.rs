@@ -127,6 +127,22 @@ impl Metrics {
 
     /// [`register`](Self::register) with a unit, which the name gets as a suffix
     /// (`Unit::Seconds` makes `job_duration` `job_duration_seconds`).
+    ///
+    /// ```
+    /// use tower_prometheus::Metrics;
+    /// use tower_prometheus::prometheus_client::metrics::gauge::Gauge;
+    /// use tower_prometheus::prometheus_client::registry::Unit;
+    ///
+    /// let metrics = Metrics::new();
+    /// let last_run: Gauge = Gauge::default();
+    /// metrics.register_with_unit("job_last_run", "When the job last ran", Unit::Seconds, last_run.clone())?;
+    /// last_run.set(1_700_000_000);
+    ///
+    /// let mut text = String::new();
+    /// tower_prometheus::prometheus_client::encoding::text::encode(&mut text, metrics.registry())?;
+    /// assert!(text.contains("\njob_last_run_seconds 1700000000\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn register_with_unit(
         &self,
         name: impl Into<String>,

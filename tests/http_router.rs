@@ -969,6 +969,33 @@ async fn metrics_registered_after_build_are_served() {
     assert_eq!(find(&samples, "db_pool_connections", &[]).len(), 1, "once");
 }
 
+/// A metric registered after build under the name of one of the crate's own families
+/// is refused: registered, it made a second family of that name, and promtool (like
+/// Prometheus) refuses the whole exposition ("second HELP line for metric name").
+#[tokio::test]
+async fn a_late_metric_cannot_take_the_name_of_one_of_the_crates_own() {
+    use prometheus_client::metrics::gauge::Gauge;
+    use tower_prometheus::Error;
+
+    let metrics = Metrics::new();
+    let router = app(&metrics);
+    let result = metrics.register(
+        "http_server_active_requests",
+        "Mine",
+        Gauge::<i64>::default(),
+    );
+    let (status, _) = send(router.clone(), get_request("/hello/x")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = send(router, get_request("/metrics")).await;
+    let text = std::str::from_utf8(&body).expect("UTF-8");
+    assert!(
+        matches!(result, Err(Error::InvalidMetricName(_))),
+        "{result:?}; the exposition now has {} families of that name",
+        text.matches("# TYPE http_server_active_requests ").count()
+    );
+    promtool_check_metrics(text);
+}
+
 /// A service mounted with `nest_service` gets no `MatchedPath` from axum; declared as a
 /// nested service, its requests get the mount's route instead of none.
 #[tokio::test]
@@ -1147,6 +1174,50 @@ async fn requests_are_excluded_by_path_prefix_and_route() {
             total(&samples, DURATION_COUNT, &[("http_route", route)]),
             1.0,
             "{route}"
+        );
+    }
+}
+
+/// Excluded routes and nested services do not take places of the cardinality limit:
+/// with `max_series(2)`, three excluded routes are all excluded, and two routes of the
+/// app still get series of their own rather than the overflow series.
+#[tokio::test]
+async fn excluded_routes_do_not_count_against_max_series() {
+    let metrics = Metrics::builder()
+        .http(
+            HttpMetricsLayer::builder()
+                .exclude_route("/a")
+                .exclude_route("/b")
+                .exclude_route("/c")
+                .nested_service("/static")
+                .max_series(2),
+        )
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let router = Router::new()
+        .route("/a", get(|| async { "a" }))
+        .route("/b", get(|| async { "b" }))
+        .route("/c", get(|| async { "c" }))
+        .route("/d", get(|| async { "d" }))
+        .route("/e", get(|| async { "e" }))
+        .layer(metrics.http_layer());
+    for path in ["/a", "/b", "/c", "/d", "/e"] {
+        let (status, _) = send(router.clone(), get_request(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[]),
+        2.0,
+        "/a, /b and /c are excluded: {samples:#?}"
+    );
+    for route in ["/d", "/e"] {
+        assert_eq!(
+            value(&samples, DURATION_COUNT, &labels(Some(route), "GET", "200")),
+            Some(1.0),
+            "{route} has its own series: {samples:#?}"
         );
     }
 }

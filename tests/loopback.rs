@@ -101,6 +101,16 @@ async fn start() -> Server {
                     .expect("valid response")
             }),
         )
+        .route(
+            "/empty-file",
+            get(|| async {
+                // What `ServeDir` answers for an empty file.
+                http::Response::builder()
+                    .header(header::CONTENT_LENGTH, "0")
+                    .body(Body::new(SizedSilent { left: 0 }))
+                    .expect("valid response")
+            }),
+        )
         .route_service("/metrics", metrics.exporter())
         .layer(metrics.http_layer());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
@@ -267,6 +277,26 @@ async fn a_body_complete_by_its_content_length_is_not_cancelled() {
             &series("/sized", "200")
         ),
         Some(3000.0)
+    );
+}
+
+/// A body announced as `Content-Length: 0` that does not say it has ended (an empty
+/// file from `ServeDir`) is complete with its head: hyper writes no body for it and
+/// drops it unpolled over HTTP/1.1.
+#[tokio::test]
+async fn a_body_of_content_length_zero_is_not_cancelled() {
+    let server = start().await;
+    let reply = fetch(server.addr, get_request("/empty-file")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.is_empty());
+    let samples = until(&server.metrics, "the request is recorded", |samples| {
+        total(samples, DURATION_COUNT, &[("http_route", "/empty-file")]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &series("/empty-file", "200")),
+        Some(1.0),
+        "completed, no error_type: {samples:#?}"
     );
 }
 
@@ -699,5 +729,268 @@ async fn a_hyper_handler_keeps_its_request_type_and_the_scheme_cannot_be_faked()
     assert_eq!(
         total(&samples, DURATION_COUNT, &[("url_scheme", "https")]),
         0.0
+    );
+}
+
+/// A body of one data frame, then trailers with this `grpc-status`, that does not say
+/// it has ended after them (as `StreamBody` and most hand-written bodies do not): hyper
+/// drops a body once it has its trailers, without polling it again.
+struct ThenTrailers {
+    data: Option<Bytes>,
+    status: Option<&'static str>,
+}
+
+impl http_body::Body for ThenTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.status.take().map(|status| {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+            Ok(Frame::trailers(trailers))
+        }))
+    }
+}
+
+/// `data`, then trailers with `grpc-status: 5`, with an exact size hint of what data
+/// is left (as `http_body_util`'s `WithTrailers` around a `Full` body reports).
+struct SizedThenTrailers(Option<Bytes>, bool);
+
+impl http_body::Body for SizedThenTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(data) = self.0.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if std::mem::take(&mut self.1) {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("5"));
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.as_ref().map_or(0, |data| data.len() as u64))
+    }
+}
+
+/// No data, then trailers with `grpc-status: 5`, with an exact size hint of 0 (as
+/// `http_body_util`'s `WithTrailers` around an empty body reports).
+struct EmptyThenTrailers(bool);
+
+impl http_body::Body for EmptyThenTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if std::mem::take(&mut self.0) {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("5"));
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(0)
+    }
+}
+
+/// gRPC's way: the status in the trailers.
+#[derive(Clone)]
+struct TrailerStatus;
+
+impl<E> tower_prometheus::http_metrics::Classify<E> for TrailerStatus {
+    fn classify_response(
+        &self,
+        _: StatusCode,
+        _: &HeaderMap,
+    ) -> tower_prometheus::http_metrics::Classified {
+        tower_prometheus::http_metrics::Classified::AtEnd
+    }
+
+    fn classify_end(
+        &self,
+        trailers: Option<&HeaderMap>,
+    ) -> Option<tower_prometheus::http_metrics::ErrorType> {
+        match trailers?.get("grpc-status")?.to_str().ok()? {
+            "0" => None,
+            _ => Some(tower_prometheus::http_metrics::ErrorType::new("NOT_FOUND")),
+        }
+    }
+}
+
+/// A response whose body ends with trailers, served by hyper over HTTP/1.1 (chunked,
+/// the client accepting trailers) and HTTP/2, is complete when its trailers are handed
+/// over: it is recorded with what the classifier says of them, not as `cancelled`
+/// (hyper drops the body after the trailers frame without polling it again).
+#[tokio::test]
+async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
+    let metrics = Metrics::builder()
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let app = Router::new()
+        .route(
+            "/ok",
+            get(|| async {
+                Body::new(ThenTrailers {
+                    data: Some(Bytes::from_static(b"reply")),
+                    status: Some("0"),
+                })
+            }),
+        )
+        .route(
+            "/not-found",
+            get(|| async {
+                Body::new(ThenTrailers {
+                    data: Some(Bytes::from_static(b"reply")),
+                    status: Some("5"),
+                })
+            }),
+        )
+        .route(
+            "/sized-not-found",
+            get(|| async {
+                Body::new(SizedThenTrailers(Some(Bytes::from_static(b"reply")), true))
+            }),
+        )
+        .route(
+            "/empty-not-found",
+            get(|| async { Body::new(EmptyThenTrailers(true)) }),
+        )
+        .layer(metrics.http_layer().classify(TrailerStatus));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    for path in ["/ok", "/not-found"] {
+        let request = Request::get(format!("http://127.0.0.1{path}"))
+            .header(header::TE, "trailers")
+            .body(Body::empty())
+            .expect("valid request");
+        let reply = fetch(addr, request).await;
+        assert_eq!(reply.body, "reply");
+
+        let stream = TcpStream::connect(addr).await.expect("the server accepts");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        let request = Request::get(format!("http://127.0.0.1{path}"))
+            .body(Body::empty())
+            .expect("valid request");
+        let response = sender.send_request(request).await.expect("a response");
+        let collected = response.into_body().collect().await.expect("the body");
+        assert!(
+            collected.trailers().is_some(),
+            "HTTP/2 carries the trailers"
+        );
+    }
+    // HTTP/2 sends the trailers of a body of a known length, once that length is sent,
+    // even a length of 0: they decide (HTTP/1.1 sends such a response with a
+    // `Content-Length` and without them).
+    for route in ["/sized-not-found", "/empty-not-found"] {
+        let stream = TcpStream::connect(addr).await.expect("the server accepts");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        let request = Request::get(format!("http://127.0.0.1{route}"))
+            .body(Body::empty())
+            .expect("valid request");
+        let response = sender.send_request(request).await.expect("a response");
+        let collected = response.into_body().collect().await.expect("the body");
+        assert!(
+            collected.trailers().is_some(),
+            "HTTP/2 carries the trailers"
+        );
+        let samples = until(&metrics, "the sized body is recorded", |samples| {
+            total(samples, DURATION_COUNT, &[("http_route", route)]) == 1.0
+        })
+        .await;
+        assert_eq!(
+            total(
+                &samples,
+                DURATION_COUNT,
+                &[
+                    ("http_route", route),
+                    ("network_protocol_version", "2"),
+                    ("error_type", "NOT_FOUND")
+                ]
+            ),
+            1.0,
+            "{route}: {samples:#?}"
+        );
+    }
+    let labels = |route: &'static str, version: &'static str| {
+        vec![
+            ("http_route", route),
+            ("http_response_status_code", "200"),
+            ("network_protocol_version", version),
+        ]
+    };
+    let samples = until(&metrics, "the six requests are recorded", |samples| {
+        total(samples, DURATION_COUNT, &[]) == 6.0
+    })
+    .await;
+    for version in ["1.1", "2"] {
+        assert_eq!(
+            total(&samples, DURATION_COUNT, &labels("/ok", version)),
+            1.0,
+            "{samples:#?}"
+        );
+        assert_eq!(
+            total(
+                &samples,
+                DURATION_COUNT,
+                &[
+                    labels("/not-found", version),
+                    vec![("error_type", "NOT_FOUND")]
+                ]
+                .concat()
+            ),
+            1.0,
+            "{samples:#?}"
+        );
+    }
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[("error_type", "cancelled")]),
+        0.0,
+        "{samples:#?}"
     );
 }

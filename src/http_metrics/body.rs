@@ -191,7 +191,9 @@ pin_project! {
     ///
     /// Data frames of `Bytes` over 64 KiB are passed on in 64 KiB slices (see the
     /// [module docs](super#when-a-request-counts-as-finished)); other data types pass
-    /// whole.
+    /// whole. Telling `Bytes` apart needs `B::Data: 'static`: it is a body only for
+    /// such data types (`Bytes`, `&'static [u8]`, `Cursor<Vec<u8>>`, …), which every
+    /// body of axum, hyper and tower-http is.
     pub struct ResponseBody<B, C = super::DefaultClassifier> {
         #[pin]
         inner: B,
@@ -288,11 +290,13 @@ where
                             let error = classify_end(&classify, Some(trailers));
                             guard.classified(error_id_of(guard, error));
                         }
-                        false
+                        // Trailers are the last frame: hyper drops the body once it has
+                        // them (HTTP/1.1 and HTTP/2), without asking whether it ended.
+                        head.is_trailers()
                     }
                 };
-                // hyper stops polling once the body says it has ended, or once it has
-                // written the length it announced.
+                // hyper stops polling once the body says it has ended, once it has
+                // written the length it announced, or once it has the trailers.
                 if this.pending.is_some() || !(complete || this.inner.is_end_stream()) {
                     return Poll::Ready(frame);
                 }

@@ -81,14 +81,18 @@ fn responded<B: Body, E, C: Classify<E>>(
     response: &Response<B>,
     classify: &C,
 ) -> Option<Option<ClassifyEnd<C>>> {
-    // The exact size hint first: it is free, where the header costs a hash lookup, and
-    // hyper sends the one it has.
-    let expected = response.body().size_hint().exact().or_else(|| {
-        response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
+    // The length after which hyper stops polling the body: only HTTP/1.x stops there
+    // (HTTP/2 polls on to the end, trailers included). The exact size hint first: it is
+    // free, where the header costs a hash lookup, and hyper sends the one it has.
+    let expected = guard.http1().then(|| {
+        response.body().size_hint().exact().or_else(|| {
+            response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
+        })
     });
+    let expected = expected.flatten();
     guard.responded(response.status(), expected);
     let at_end = match classify.classify_response(response.status(), response.headers()) {
         Classified::Success => false,
@@ -99,7 +103,12 @@ fn responded<B: Body, E, C: Classify<E>>(
         }
         Classified::AtEnd => true,
     };
-    if sends_no_body(guard.method(), response.status()) || response.body().is_end_stream() {
+    // Over HTTP/1.x a length of 0 announced is no body too: hyper writes none and drops
+    // the body unpolled (`ServeDir` answers an empty file so).
+    if expected == Some(0)
+        || sends_no_body(guard.method(), response.status())
+        || response.body().is_end_stream()
+    {
         if at_end {
             if let Some(error_type) = classify.classify_end(None) {
                 let id = guard.recorder().error_id(&error_type);

@@ -37,9 +37,9 @@ pub(crate) struct Guard {
     /// The classifier's verdict so far ([`error_id`]).
     error: u8,
     response_bytes: u64,
-    /// The body length hyper will send (`Content-Length`, or an exact size hint;
-    /// `u64::MAX` when unknown): hyper stops polling a body once that many bytes are
-    /// written, whether or not the body has said it ended.
+    /// The body length hyper will send over HTTP/1.x (`Content-Length`, or an exact
+    /// size hint; `u64::MAX` when unknown, and over HTTP/2): hyper stops polling a body
+    /// once that many bytes are written, whether or not the body has said it ended.
     expected_bytes: u64,
     /// Set while the inner service, future or body runs: if the guard is dropped then,
     /// that code panicked (the guard is dropped by the unwinding). Dropped at any other
@@ -84,6 +84,11 @@ impl Guard {
     /// The request's method.
     pub(crate) fn method(&self) -> Method {
         self.key.method()
+    }
+
+    /// Whether the request came over HTTP/1.x (or 0.9).
+    pub(crate) fn http1(&self) -> bool {
+        self.key.http1()
     }
 
     pub(crate) fn request_bytes(&self) -> &RequestBytes {

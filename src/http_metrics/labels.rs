@@ -294,6 +294,11 @@ impl SeriesKey {
         (self.0 >> 26) as u32
     }
 
+    /// Whether the protocol version is HTTP/1.1 or older.
+    pub(crate) fn http1(self) -> bool {
+        self.0 >> 5 & 0x7 <= 2
+    }
+
     fn version(self) -> &'static str {
         version_str(self.0 >> 5 & 0x7)
     }
@@ -434,6 +439,10 @@ mod tests {
         assert_eq!(key.method(), Method::Delete);
         assert_eq!(key.scheme(), UrlScheme::Https);
         assert_eq!(key.version(), "2");
+        assert!(!key.http1());
+        assert!(
+            SeriesKey::request(http::Version::HTTP_11, Method::Get, UrlScheme::Http, 1).http1()
+        );
         assert_eq!(key.route(), 4_000_000_000);
         assert_eq!(key.status(), 204);
         assert_eq!(key.error(), 200);

@@ -21,7 +21,8 @@ pub const DEFAULT_MAX_SERIES: usize = 2_000;
 
 /// The largest [`HttpMetricsBuilder::max_series`]: a family of more series than this is
 /// more than a Prometheus server should scrape from one target, and the lookup tables of
-/// the layer (32 bytes a series of the limit, allocated at build) would weigh 3 MiB.
+/// the layer (two tables of 16-byte slots, each at least twice the limit rounded up to a
+/// power of two, allocated at build) already weigh 8 MiB at this limit.
 pub const MAX_MAX_SERIES: usize = 100_000;
 
 /// A [`Layer`] that records HTTP request metrics; see the [module docs](super).
@@ -74,6 +75,10 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     /// The closure returns the route *template* (`/users/{id}`), never the raw path, or
     /// `None` when the request matched no route. It may return a label borrowed from the
     /// request. The cardinality limit caps the damage if it returns raw paths anyway.
+    ///
+    /// A named function must return `Option<&str>` (borrowed from the request), not
+    /// `Option<&'static str>`, even when every label it returns is a literal: rustc
+    /// refuses the latter with "one type is more general than the other".
     ///
     /// ```
     /// use axum::extract::MatchedPath;

@@ -23,8 +23,8 @@
 //!
 //! | what happened | recorded as |
 //! |---|---|
-//! | the response body was handed over to its end (it said so, or its `Content-Length` or exact size hint was reached) | its status; duration runs to the end of the body |
-//! | the response has no body to send (HEAD, 1xx, 204, 304, or an empty body) | its status, when the head is ready |
+//! | the response body was handed over to its end (it said so, its trailers were handed over, or over HTTP/1.x its `Content-Length` or exact size hint was reached) | its status; duration runs to the end of the body |
+//! | the response has no body to send (HEAD, 1xx, 204, 304, a `Content-Length: 0` over HTTP/1.x, or an empty body) | its status, when the head is ready |
 //! | the inner service returned `Err` | status 500, `error_type` from the [`Classify`]er (`_OTHER` by default) |
 //! | a panic unwound through the service's `call` or its future | status 500, `error_type="panic"` |
 //! | the future was dropped before a response (client gone, timeout) | status 499, `error_type="cancelled"` |
@@ -88,7 +88,9 @@
 //! once per shard (the available parallelism rounded up to a power of two, at most 8) on
 //! 128-byte lines: 768 bytes per label set on 2 cores, at most 3 KiB on 8 or more. The
 //! cardinality limit bounds the total (2,000 label sets: 1.5 MiB on 2 cores), plus the
-//! lookup tables: 32 bytes per label set of the limit, allocated at build.
+//! lookup tables, allocated at build: two tables (routes, series) of 16-byte slots, each
+//! twice the limit rounded up to a power of two, so 64 to 128 bytes per label set of the
+//! limit (128 KiB for 2,000; 8 MiB for [`MAX_MAX_SERIES`]).
 //!
 //! # Cardinality
 //!

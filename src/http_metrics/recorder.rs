@@ -123,7 +123,11 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub(crate) fn new(config: Config) -> Self {
         let mut recorder = Self {
-            routes: Table::new(config.max_series),
+            // Excluded routes and nested services have their places on top of the
+            // limit: an exclusion always holds, and the app's routes keep `max_series`.
+            routes: Table::new(
+                config.max_series + config.excluded_routes.len() + config.nested_services.len(),
+            ),
             errors: Table::new(MAX_ERROR_TYPES),
             series: Table::new(config.max_series),
             overflow: Series::new(&config),
@@ -307,7 +311,7 @@ mod tests {
     #[test]
     fn routes_are_numbered_then_overflow() {
         let recorder = recorder(4);
-        // The excluded route and the nested service's route took two places.
+        // The excluded route and the nested service's route have places of their own.
         let a = recorder.route(Some("/a"), || "/a");
         assert!(!a.excluded);
         assert_eq!(
@@ -317,7 +321,10 @@ mod tests {
         );
         let b = recorder.route(Some("/b"), || "/b");
         assert_ne!(a.id, b.id);
-        assert_eq!(recorder.route(Some("/c"), || "/c").id, OVERFLOW_ROUTE);
+        for route in ["/c", "/d"] {
+            assert_ne!(recorder.route(Some(route), || route).id, OVERFLOW_ROUTE);
+        }
+        assert_eq!(recorder.route(Some("/e"), || "/e").id, OVERFLOW_ROUTE);
         assert_eq!(recorder.route(None, || "/a"), Route::NONE);
     }
 

@@ -5,12 +5,14 @@
 //! an open-addressing table of at least `2 × max` slots, each a [`OnceLock`], is enough:
 //! a reader probes slots with plain loads until it finds its key or an empty slot, and
 //! writers insert under a mutex (once per entry for the life of the table). A reader
-//! that finds an empty slot while a writer fills it takes the mutex and looks again.
+//! that finds an empty slot while a writer fills it takes the mutex and looks again,
+//! unless the table is full: then every entry is visible and it need not look again.
 //! No reader ever writes to memory another thread reads, so threads looking up the same
 //! entries at once do not slow each other down (a read-write lock's read would).
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// At most `max` entries of `K` to `V`.
@@ -20,6 +22,10 @@ pub(crate) struct Table<K, V> {
     max: usize,
     /// The number of entries; held while inserting.
     writer: Mutex<usize>,
+    /// Set (after the last insert) once there are `max` entries: new keys are then
+    /// turned away without the lock, which past the cardinality limit every request of
+    /// a new label set would take.
+    full: AtomicBool,
 }
 
 /// An entry, boxed: an empty slot costs 16 bytes, whatever the size of the entry.
@@ -33,6 +39,7 @@ impl<K: Hash + Eq, V> Table<K, V> {
             slots: (0..capacity).map(|_| OnceLock::new()).collect(),
             max,
             writer: Mutex::new(0),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -69,6 +76,13 @@ impl<K: Hash + Eq, V> Table<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        if self.full.load(Ordering::Acquire) {
+            // Every insert happened before `full` was set: a second look is final.
+            return match self.probe(key) {
+                Probe::Found(value) => Some(value),
+                Probe::Empty(_) => None,
+            };
+        }
         // Nothing panics while the lock is held but `make`, which leaves the count as it
         // was: a poisoned lock still holds a true count.
         let mut len = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -84,6 +98,9 @@ impl<K: Hash + Eq, V> Table<K, V> {
         // Only writers fill slots, and they hold the lock: the slot is still empty.
         let (_, value) = &**self.slots[slot].get_or_init(|| Box::new(entry));
         *len += 1;
+        if *len >= self.max {
+            self.full.store(true, Ordering::Release);
+        }
         Some(value)
     }
 
@@ -230,6 +247,32 @@ mod tests {
         for key in 0..32 {
             assert_eq!(table.get(&(key << 40)), Some(&key));
         }
+    }
+
+    /// Once the table is full, a key that is not in it is turned away without the
+    /// writers' lock: past the cardinality limit, every request of a new label set (a
+    /// scanner's, say) would otherwise take one lock shared by all of them.
+    #[test]
+    fn a_full_table_turns_new_keys_away_without_the_lock() {
+        let table = Arc::new(Table::<u64, u64>::new(1));
+        assert_eq!(table.get_or_insert(&1, |_| (1, 1)), Some(&1));
+        let held = table.writer.lock().expect("not poisoned");
+        let (done, finished) = std::sync::mpsc::channel();
+        let looking = {
+            let table = table.clone();
+            std::thread::spawn(move || {
+                let found = table.get_or_insert(&2, |_| (2, 2)).copied();
+                let _ = done.send(found);
+            })
+        };
+        let answer = finished.recv_timeout(std::time::Duration::from_secs(2));
+        drop(held);
+        looking.join().expect("the lookup does not panic");
+        assert_eq!(
+            answer,
+            Ok(None),
+            "a new key in a full table waited for the writers' lock"
+        );
     }
 
     #[test]
