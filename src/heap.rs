@@ -202,6 +202,14 @@ fn totals() -> Totals {
     }
 }
 
+/// The metric families the collector can expose, with their unit suffixes.
+pub(crate) const FAMILIES: &[&str] = &[
+    "rust_heap_live_bytes",
+    "rust_heap_allocated_bytes",
+    "rust_heap_allocations",
+    "rust_heap_frees",
+];
+
 /// Encodes the heap metrics when [`CountingAllocator`] is the global allocator (see its
 /// docs for the metrics). [`Metrics`](crate::Metrics) registers it with the `heap`
 /// feature.

@@ -94,10 +94,13 @@ impl Metrics {
     /// to [`MetricsBuilder::registry`] instead.
     ///
     /// As with `prometheus-client`'s `Registry::register`, the help text gets a full
-    /// stop, and a counter's name its `_total` suffix: do not add it. A name Prometheus
-    /// does not accept, one ending in `_total` for a counter, or one already registered
-    /// this way is an [`Error::InvalidMetricName`], and nothing is registered. The crate
-    /// cannot see the names of the registry you gave it: do not register those twice.
+    /// stop, and a counter's name its `_total` suffix: do not add it. The
+    /// [`prefix`](MetricsBuilder::prefix) is not applied: it is for the crate's metrics.
+    /// A name Prometheus does not accept, one ending in `_total` for a counter (or in its
+    /// unit), one of the crate's own metrics, or one already registered this way is an
+    /// [`Error::InvalidMetricName`], and nothing is registered (two families of one name
+    /// would make Prometheus reject the whole scrape). The crate cannot see the names of
+    /// the registry you gave it: do not register those twice.
     ///
     /// ```
     /// use tower_prometheus::Metrics;
@@ -159,7 +162,11 @@ impl Metrics {
 /// in it at build time. Scrapes read them under a read lock, which registering takes
 /// for writing only while it pushes one entry.
 #[derive(Debug, Default)]
-struct LateMetrics(RwLock<Vec<LateMetric>>);
+struct LateMetrics {
+    metrics: RwLock<Vec<LateMetric>>,
+    /// The families of the crate's own metrics, prefixed, without `_total`.
+    reserved: Vec<String>,
+}
 
 #[derive(Debug)]
 struct LateMetric {
@@ -187,8 +194,29 @@ impl LateMetrics {
                 "{name:?}: a counter's name gets its _total suffix when encoded"
             )));
         }
+        if let Some(unit) = &unit {
+            if name.ends_with(&format!("_{}", unit.as_str())) {
+                return Err(Error::InvalidMetricName(format!(
+                    "{name:?}: the name gets its unit suffix _{} when encoded",
+                    unit.as_str()
+                )));
+            }
+        }
+        let family = match &unit {
+            Some(unit) => format!("{name}_{}", unit.as_str()),
+            None => name.clone(),
+        };
+        if self
+            .reserved
+            .iter()
+            .any(|ours| *ours == without_total(&family))
+        {
+            return Err(Error::InvalidMetricName(format!(
+                "{family:?} is a metric of tower-prometheus"
+            )));
+        }
         // Only pushes happen under the lock: a poisoned one still holds whole entries.
-        let mut metrics = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let mut metrics = self.metrics.write().unwrap_or_else(PoisonError::into_inner);
         if metrics.iter().any(|late| late.name == name) {
             return Err(Error::InvalidMetricName(format!(
                 "{name:?} is already registered"
@@ -204,9 +232,15 @@ impl LateMetrics {
     }
 }
 
+/// A family name without the `_total` a counter's samples carry: the name a clash is
+/// decided on.
+fn without_total(family: &str) -> &str {
+    family.strip_suffix("_total").unwrap_or(family)
+}
+
 impl Collector for LateMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let metrics = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let metrics = self.metrics.read().unwrap_or_else(PoisonError::into_inner);
         for late in metrics.iter().filter(|late| !late.metric.is_empty()) {
             let metric = encoder.encode_descriptor(
                 &late.name,
@@ -325,10 +359,35 @@ impl MetricsBuilder {
         self
     }
 
+    /// The families these options register, prefixed, without `_total`.
+    fn families(&self) -> Vec<String> {
+        let mut families: Vec<String> = self.http.names().families().into();
+        #[cfg(feature = "process")]
+        if self.process {
+            families.extend(crate::process::FAMILIES.iter().map(|f| f.to_string()));
+        }
+        #[cfg(feature = "runtime")]
+        if self.runtime {
+            families.extend(crate::runtime::FAMILIES.iter().map(|f| f.to_string()));
+        }
+        #[cfg(feature = "heap")]
+        if self.heap {
+            families.extend(crate::heap::FAMILIES.iter().map(|f| f.to_string()));
+        }
+        match &self.prefix {
+            Some(prefix) => families.iter().map(|f| format!("{prefix}_{f}")).collect(),
+            None => families,
+        }
+    }
+
     /// Validates the options and registers the metrics.
     pub fn build(self) -> Result<Metrics, Error> {
+        let reserved = self.families();
         let mut registry = self.registry.unwrap_or_default();
-        let late = Arc::new(LateMetrics::default());
+        let late = Arc::new(LateMetrics {
+            metrics: RwLock::default(),
+            reserved,
+        });
         registry.register_collector(Box::new(late.clone()));
         let ours = match &self.prefix {
             Some(prefix) if !is_valid_metric_name(prefix) => {

@@ -4,6 +4,19 @@
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
+/// The metric families the collector can expose, with their unit suffixes.
+pub(crate) const FAMILIES: &[&str] = &[
+    "process_cpu_user_seconds",
+    "process_cpu_system_seconds",
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_threads",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
+];
+
 /// Process metrics: CPU time, memory, file descriptors, threads, start time.
 ///
 /// Read from `/proc/self` at scrape time, so every scrape sees current values and

@@ -70,6 +70,16 @@ impl Naming {
 }
 
 impl Names {
+    /// The metric families of the layer, with their unit suffixes.
+    pub(crate) fn families(&self) -> [String; 4] {
+        [
+            format!("{}_seconds", self.duration),
+            self.active.to_owned(),
+            format!("{}_bytes", self.request_size),
+            format!("{}_bytes", self.response_size),
+        ]
+    }
+
     /// Every label name this naming can put on a series.
     pub(crate) fn label_names(&self) -> Vec<&'static str> {
         let mut names = vec![self.method, self.route, self.status, OVERFLOW_LABEL];

@@ -332,6 +332,11 @@ impl HttpMetricsBuilder {
         self
     }
 
+    /// The names the options give.
+    pub(crate) fn names(&self) -> &'static super::labels::Names {
+        self.naming.names()
+    }
+
     /// Validates the options and registers the metrics in `registry`.
     pub fn build(self, registry: &mut Registry) -> Result<HttpMetricsLayer, Error> {
         if !(1..=MAX_MAX_SERIES).contains(&self.max_series) {

@@ -18,6 +18,22 @@ use crate::histogram::{Buckets, HistogramCore};
 /// The default resolution of the lag probe.
 pub const DEFAULT_LAG_RESOLUTION: Duration = Duration::from_millis(10);
 
+/// The metric families the collector can expose, with their unit suffixes, those of
+/// `--cfg tokio_unstable` included.
+pub(crate) const FAMILIES: &[&str] = &[
+    "tokio_workers",
+    "tokio_alive_tasks",
+    "tokio_global_queue_depth",
+    "tokio_worker_busy_seconds",
+    "tokio_worker_parks",
+    "tokio_event_loop_lag_seconds",
+    "tokio_blocking_threads",
+    "tokio_idle_blocking_threads",
+    "tokio_blocking_queue_depth",
+    "tokio_spawned_tasks",
+    "tokio_task_poll_time_seconds",
+];
+
 /// Tokio runtime metrics: the Rust counterpart of Node's event-loop lag and handles.
 ///
 /// | metric | type | meaning |
