@@ -527,3 +527,47 @@ async fn a_classifiers_values_are_bounded() {
     );
     assert_eq!(total(&samples, DURATION_COUNT, &[]), 100.0);
 }
+
+/// A classifier is the caller's code: a panic in it is a panic of the request, not a
+/// cancellation; and an inner error stays a 500, whatever error type it is given.
+#[tokio::test]
+async fn a_classifiers_panic_is_a_panic_and_inner_errors_stay_500() {
+    #[derive(Clone)]
+    struct Odd;
+    impl Classify<std::io::Error> for Odd {
+        fn classify_response(&self, _: http::StatusCode, _: &http::HeaderMap) -> Classified {
+            panic!("classifier bug")
+        }
+        fn classify_error(&self, _: &std::io::Error) -> ErrorType {
+            ErrorType::new("cancelled")
+        }
+    }
+    let mut registry = Registry::default();
+    let layer = HttpMetricsLayer::new(&mut registry)
+        .route_fn(route)
+        .classify(Odd);
+    let answers = layer
+        .clone()
+        .layer(service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, std::io::Error>(Response::new(Full::new(Bytes::new())))
+        }));
+    let task = tokio::spawn(answers.oneshot(request()));
+    assert!(task.await.expect_err("the classifier panicked").is_panic());
+    let fails = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+        Err::<Response<Full<Bytes>>, _>(std::io::Error::other("down"))
+    }));
+    fails.oneshot(request()).await.expect_err("the inner error");
+    let samples = parse(&prometheus_text(&registry));
+    for (status, error_type) in [("200", "panic"), ("500", "cancelled")] {
+        assert_eq!(
+            value(
+                &samples,
+                DURATION_COUNT,
+                &borrowed(&series(status, error_type))
+            ),
+            Some(1.0),
+            "{status} {error_type}: {samples:#?}"
+        );
+    }
+    assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
+}

@@ -279,6 +279,9 @@ where
         let Some(guard) = this.guard.as_mut() else {
             return Poll::Ready(frame);
         };
+        // The caller's code that runs from here on (the body's `is_end_stream`, the
+        // classifier) runs marked as polling: a panic in it is recorded as one.
+        guard.polling = true;
         match &frame {
             Some(Ok(head)) => {
                 let complete = match head.data_ref() {
@@ -298,6 +301,7 @@ where
                 // hyper stops polling once the body says it has ended, once it has
                 // written the length it announced, or once it has the trailers.
                 if this.pending.is_some() || !(complete || this.inner.is_end_stream()) {
+                    guard.polling = false;
                     return Poll::Ready(frame);
                 }
             }

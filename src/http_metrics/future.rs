@@ -44,16 +44,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // Marked as polling while any code of the caller's runs (the inner future, the
+        // classifier, the body's size hint): a panic in it drops the guard so marked.
         let poll = match this.guard.as_mut() {
             Some(guard) => guard.run(|| this.inner.poll(cx)),
             None => this.inner.poll(cx),
         };
-        // One chain of `map`s, without a binding of the response in between: the
-        // response is then moved once, not three times.
         poll.map(|result| match result {
             Ok(response) => {
                 let at_end = match this.guard.as_mut() {
-                    Some(guard) => responded(guard, &response, this.classify),
+                    Some(guard) => {
+                        guard.polling = true;
+                        let at_end = responded(guard, &response, this.classify);
+                        guard.polling = false;
+                        at_end
+                    }
                     None => None,
                 };
                 let guard = this.guard.take().filter(|_| at_end.is_some());
@@ -61,11 +66,16 @@ where
                 Ok(response.map(|body| ResponseBody::new(body, guard, classify)))
             }
             Err(error) => {
-                if let Some(mut guard) = this.guard.take() {
+                if let Some(guard) = this.guard.as_mut() {
+                    guard.polling = true;
                     let error_type = this.classify.classify_error(&error);
                     let id = guard.recorder().error_id(&error_type);
+                    guard.polling = false;
+                    // An inner error is a 500, whatever its error type says.
+                    guard.responded(http::StatusCode::INTERNAL_SERVER_ERROR, None);
                     guard.finish(id);
                 }
+                *this.guard = None;
                 Err(error)
             }
         })
