@@ -30,7 +30,7 @@ pub enum Error {
     /// A metric name prefix that is not a valid Prometheus metric name.
     InvalidPrefix(String),
     /// A cardinality limit of zero, or over
-    /// [`MAX_MAX_SERIES`](crate::http_metrics::MAX_MAX_SERIES).
+    /// [`SERIES_LIMIT`](crate::http_metrics::SERIES_LIMIT).
     InvalidCardinalityLimit,
     /// A runtime collector was created outside a Tokio runtime.
     NoRuntime,
@@ -54,7 +54,7 @@ impl fmt::Display for Error {
             Self::InvalidCardinalityLimit => write!(
                 f,
                 "invalid cardinality limit: it must be from 1 to {}",
-                crate::http_metrics::MAX_MAX_SERIES
+                crate::http_metrics::SERIES_LIMIT
             ),
             Self::NoRuntime => {
                 f.write_str("no Tokio runtime: create the runtime collector from within a runtime")

@@ -46,7 +46,7 @@ pub use exporter::{Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_T
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram};
-pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming};
+pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming, UrlScheme};
 pub use metrics::{Metrics, MetricsBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;

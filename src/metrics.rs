@@ -276,6 +276,8 @@ pub struct MetricsBuilder {
     heap: bool,
 }
 
+// Derivable only without the `process`, `runtime` and `heap` features.
+#[allow(clippy::derivable_impls)]
 impl Default for MetricsBuilder {
     fn default() -> Self {
         Self {
@@ -361,6 +363,10 @@ impl MetricsBuilder {
 
     /// The families these options register, prefixed, without `_total`.
     fn families(&self) -> Vec<String> {
+        #[cfg_attr(
+            not(any(feature = "process", feature = "runtime", feature = "heap")),
+            allow(unused_mut)
+        )]
         let mut families: Vec<String> = self.http.names().families().into();
         #[cfg(feature = "process")]
         if self.process {

@@ -910,6 +910,15 @@ fn bad_options_are_errors() {
         );
     }
     assert!(build(builder().nested_service("/static/")).is_ok());
+    for bad in [
+        builder().exclude_path("metrics"),
+        builder().exclude_prefix(""),
+        builder().exclude_prefix("/"),
+        builder().exclude_prefix("internal/"),
+        builder().exclude_route(""),
+    ] {
+        assert!(matches!(build(bad), Err(Error::InvalidPath(_))));
+    }
 }
 
 /// Metrics created after `build` (a pool opened later) are served from the next

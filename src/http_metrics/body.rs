@@ -20,6 +20,22 @@ use super::labels::error_id;
 ///
 /// Chosen with [`HttpMetricsLayer::request_size`](super::HttpMetricsLayer::request_size).
 /// This trait is sealed.
+///
+/// ```
+/// use http::Request;
+/// use tower_prometheus::http_metrics::{ContentLength, ReadBytes, RequestBody, RequestSize};
+///
+/// // The request the inner service receives for a request body `B`, in each mode:
+/// type Untouched<B> = Request<<ContentLength as RequestSize>::Body<B>>;
+/// type Counted<B> = Request<<ReadBytes as RequestSize>::Body<B>>;
+///
+/// fn untouched(request: Untouched<String>) -> Request<String> {
+///     request
+/// }
+/// fn counted(request: Counted<String>) -> Request<RequestBody<String>> {
+///     request
+/// }
+/// ```
 pub trait RequestSize: sealed::Sealed + Clone {
     /// The request body the inner service receives, for a request body `B`.
     type Body<B>;
@@ -49,6 +65,21 @@ mod sealed {
 /// The default: it costs nothing per request beyond reading the header, and wraps
 /// nothing (axum boxes every request body it did not make itself, so a wrapper costs an
 /// allocation per request there).
+///
+/// ```
+/// use http::Request;
+/// use hyper::body::Incoming;
+/// use tower::service_fn;
+/// use tower_prometheus::Metrics;
+/// use tower_prometheus::http_metrics::ContentLength;
+///
+/// // A hyper handler keeps its request type behind the layer.
+/// let handler = service_fn(|_: Request<Incoming>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+/// });
+/// let service = tower::Layer::layer(&Metrics::new().http_layer().request_size(ContentLength), handler);
+/// # let _ = service;
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ContentLength;
 
@@ -89,6 +120,20 @@ impl RequestSize for ContentLength {
 /// and a body the service did not read counts 0. The inner service receives the body
 /// wrapped in a [`RequestBody`], which counts them: its request type is
 /// `Request<RequestBody<B>>`.
+///
+/// ```
+/// use http::Request;
+/// use hyper::body::Incoming;
+/// use tower::service_fn;
+/// use tower_prometheus::Metrics;
+/// use tower_prometheus::http_metrics::{ReadBytes, RequestBody};
+///
+/// let handler = service_fn(|_: Request<RequestBody<Incoming>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+/// });
+/// let service = tower::Layer::layer(&Metrics::new().http_layer().request_size(ReadBytes), handler);
+/// # let _ = service;
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadBytes;
 

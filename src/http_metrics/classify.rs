@@ -36,6 +36,21 @@ impl ErrorType {
 }
 
 /// What a [`Classify`] says of a response head.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use tower_prometheus::http_metrics::{Classified, ErrorType};
+///
+/// // A response that says in a header whether it failed.
+/// fn classify(headers: &HeaderMap) -> Classified {
+///     match headers.get("x-outcome").map(|v| v.as_bytes()) {
+///         Some(b"ok") => Classified::Success,
+///         Some(_) => Classified::Failure(ErrorType::new("upstream")),
+///         None => Classified::AtEnd, // the trailers will say
+///     }
+/// }
+/// assert_eq!(classify(&HeaderMap::new()), Classified::AtEnd);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Classified {
     /// Not a failure by its head (a 5xx status always is one, whatever this says).
@@ -111,6 +126,17 @@ pub trait Classify<E>: Clone {
 /// The classifier of [`HttpMetricsLayer`](super::HttpMetricsLayer) unless one is given:
 /// failures are 5xx responses (`error_type` = the status code) and inner errors
 /// (`_OTHER`), besides panics, cancellations and body errors.
+///
+/// ```
+/// use tower_prometheus::http_metrics::{Classified, Classify, DefaultClassifier};
+///
+/// let verdict = <DefaultClassifier as Classify<std::io::Error>>::classify_response(
+///     &DefaultClassifier,
+///     http::StatusCode::NOT_FOUND,
+///     &http::HeaderMap::new(),
+/// );
+/// assert_eq!(verdict, Classified::Success, "a 404 is the client's, not a failure");
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifier;
 

@@ -166,6 +166,14 @@ impl Method {
 ///
 /// Set on the layer with [`HttpMetricsLayer::url_scheme`](super::HttpMetricsLayer::url_scheme);
 /// a server with a TLS listener and a plaintext one gives each its own layer.
+///
+/// ```
+/// use tower_prometheus::{Metrics, UrlScheme};
+///
+/// let metrics = Metrics::new();
+/// let behind_tls = metrics.http_layer().url_scheme(UrlScheme::Https);
+/// assert_eq!(UrlScheme::default(), UrlScheme::Http);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UrlScheme {
     /// Plaintext HTTP (the default).

@@ -23,7 +23,7 @@ pub const DEFAULT_MAX_SERIES: usize = 2_000;
 /// more than a Prometheus server should scrape from one target, and the lookup tables of
 /// the layer (two tables of 16-byte slots, each at least twice the limit rounded up to a
 /// power of two, allocated at build) already weigh 8 MiB at this limit.
-pub const MAX_MAX_SERIES: usize = 100_000;
+pub const SERIES_LIMIT: usize = 100_000;
 
 /// A [`Layer`] that records HTTP request metrics; see the [module docs](super).
 ///
@@ -256,6 +256,21 @@ impl HttpMetricsBuilder {
 
     /// A path whose requests are not recorded at all, compared with the request path
     /// exactly. Defaults to none: typical choices are `/metrics` and `/health`.
+    ///
+    /// It must start with `/`, otherwise [`build`](Self::build) returns
+    /// [`Error::InvalidPath`] (it would match nothing).
+    ///
+    /// ```
+    /// use tower_prometheus::HttpMetricsLayer;
+    /// use tower_prometheus::prometheus_client::registry::Registry;
+    ///
+    /// let layer = HttpMetricsLayer::builder()
+    ///     .exclude_path("/metrics")         // exactly /metrics
+    ///     .exclude_prefix("/internal/")     // /internal/jobs, /internal/a/b
+    ///     .exclude_route("/events/{id}")    // whatever matched that route
+    ///     .build(&mut Registry::default())?;
+    /// # Ok::<(), tower_prometheus::Error>(())
+    /// ```
     pub fn exclude_path(mut self, path: impl Into<String>) -> Self {
         self.excluded_paths.push(path.into());
         self
@@ -264,6 +279,10 @@ impl HttpMetricsBuilder {
     /// A prefix of the paths whose requests are not recorded at all: `/internal/`
     /// excludes `/internal/jobs` but not `/internal` (add that with
     /// [`exclude_path`](Self::exclude_path)). Defaults to none.
+    ///
+    /// It must start with `/` (so `""` and `/` are refused: they would exclude
+    /// everything, or nothing), otherwise [`build`](Self::build) returns
+    /// [`Error::InvalidPath`].
     pub fn exclude_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.excluded_prefixes.push(prefix.into());
         self
@@ -275,7 +294,7 @@ impl HttpMetricsBuilder {
     /// [`nested_service`](Self::nested_service) at `/static`. Defaults to none.
     ///
     /// Decided by the route's id, found once per request anyway: it costs nothing per
-    /// request.
+    /// request. An empty template is [`Error::InvalidPath`].
     pub fn exclude_route(mut self, template: impl Into<String>) -> Self {
         self.excluded_routes.push(template.into());
         self
@@ -321,7 +340,7 @@ impl HttpMetricsBuilder {
     }
 
     /// The most label sets each metric family holds. Defaults to
-    /// [`DEFAULT_MAX_SERIES`] (2,000); from 1 to [`MAX_MAX_SERIES`] (100,000), otherwise
+    /// [`DEFAULT_MAX_SERIES`] (2,000); from 1 to [`SERIES_LIMIT`] (100,000), otherwise
     /// [`build`](Self::build) returns [`Error::InvalidCardinalityLimit`].
     ///
     /// Beyond it, observations of new label sets (and of routes beyond that many
@@ -339,7 +358,7 @@ impl HttpMetricsBuilder {
 
     /// Validates the options and registers the metrics in `registry`.
     pub fn build(self, registry: &mut Registry) -> Result<HttpMetricsLayer, Error> {
-        if !(1..=MAX_MAX_SERIES).contains(&self.max_series) {
+        if !(1..=SERIES_LIMIT).contains(&self.max_series) {
             return Err(Error::InvalidCardinalityLimit);
         }
         let names = self.naming.names();
@@ -356,6 +375,23 @@ impl HttpMetricsBuilder {
                 )));
             }
             seen.push(name);
+        }
+        for path in &self.excluded_paths {
+            if !path.starts_with('/') {
+                return Err(Error::InvalidPath(format!(
+                    "excluded path {path:?}: a path starts with '/'"
+                )));
+            }
+        }
+        for prefix in &self.excluded_prefixes {
+            if !prefix.starts_with('/') || prefix == "/" {
+                return Err(Error::InvalidPath(format!(
+                    "excluded prefix {prefix:?}: it starts with '/' and is not '/' alone"
+                )));
+            }
+        }
+        if self.excluded_routes.iter().any(String::is_empty) {
+            return Err(Error::InvalidPath("an excluded route is empty".to_owned()));
         }
         let mut nested_services = Vec::with_capacity(self.nested_services.len());
         for path in self.nested_services {

@@ -90,7 +90,7 @@
 //! cardinality limit bounds the total (2,000 label sets: 1.5 MiB on 2 cores), plus the
 //! lookup tables, allocated at build: two tables (routes, series) of 16-byte slots, each
 //! twice the limit rounded up to a power of two, so 64 to 128 bytes per label set of the
-//! limit (128 KiB for 2,000; 8 MiB for [`MAX_MAX_SERIES`]).
+//! limit (128 KiB for 2,000; 8 MiB for [`SERIES_LIMIT`]).
 //!
 //! # Cardinality
 //!
@@ -129,6 +129,6 @@ pub use body::{ContentLength, ReadBytes, RequestBody, RequestSize, ResponseBody}
 pub use classify::{Classified, Classify, DefaultClassifier, ErrorType};
 pub use future::ResponseFuture;
 pub use labels::{Naming, UrlScheme};
-pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer, MAX_MAX_SERIES};
+pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer, SERIES_LIMIT};
 pub use route::{DefaultRoute, RouteFn, RouteLabel};
 pub use service::HttpMetrics;

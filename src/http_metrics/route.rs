@@ -50,6 +50,18 @@ pub trait RouteLabel<B> {
 /// mounted with `Router::nest_service` (a `ServeDir`, say); declare such mounts with
 /// [`HttpMetricsBuilder::nested_service`](super::HttpMetricsBuilder::nested_service) to
 /// give their requests the mount's route.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_prometheus::Metrics;
+///
+/// let metrics = Metrics::new();
+/// // The layer's route label is DefaultRoute unless route_fn or route_label say otherwise:
+/// // requests to /users/7 are recorded with http_route="/users/{id}".
+/// let app: Router = Router::new()
+///     .route("/users/{id}", get(|| async { "a user" }))
+///     .layer(metrics.http_layer());
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultRoute;
 
