@@ -84,7 +84,7 @@ impl std::fmt::Debug for ShardedCells {
 
 /// Shards per set of cells: the available parallelism rounded up to a power of two,
 /// at most [`MAX_SHARDS`].
-fn shard_count() -> usize {
+pub(crate) fn shard_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
         std::thread::available_parallelism()

@@ -8,7 +8,7 @@ use std::time::Instant;
 use http::StatusCode;
 
 use super::labels::{Method, SeriesKey, error_id};
-use super::recorder::{Observation, Recorder};
+use super::recorder::{Handle, Observation, Recorder};
 
 /// The size of a request body, as the layer's [`RequestSize`](super::RequestSize) mode
 /// measures it. Public only to be named by that sealed trait: it cannot be reached
@@ -28,7 +28,7 @@ pub enum RequestBytes {
 /// response body, and finished by whichever ends the request: the end of the body, an
 /// error, or its own `Drop` (a dropped future or body, or a panic unwinding through).
 pub(crate) struct Guard {
-    recorder: Arc<Recorder>,
+    recorder: Arc<Handle>,
     start: Instant,
     key: SeriesKey,
     request_bytes: RequestBytes,
@@ -50,9 +50,9 @@ pub(crate) struct Guard {
 
 impl Guard {
     /// A request the recorder counted in flight (with
-    /// [`Recorder::start`]): from here on it is recorded exactly once.
+    /// [`Shared::start`](super::recorder::Shared::start)): from here on it is recorded exactly once.
     pub(crate) fn new(
-        recorder: Arc<Recorder>,
+        recorder: Arc<Handle>,
         start: Instant,
         key: SeriesKey,
         request_bytes: RequestBytes,

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use super::body::{ContentLength, RequestSize};
 use super::classify::DefaultClassifier;
 use super::labels::{Naming, UrlScheme};
-use super::recorder::{Config, Recorder};
+use super::recorder::{Config, Recorder, Shared};
 use super::route::{DefaultRoute, RouteFn};
 use super::service::HttpMetrics;
 use crate::error::{Error, is_valid_label_name};
@@ -48,7 +48,7 @@ pub const SERIES_LIMIT: usize = 100_000;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer<R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
-    recorder: Arc<Recorder>,
+    recorder: Arc<Shared>,
     route: R,
     classify: C,
     request_size: M,
@@ -434,7 +434,7 @@ impl HttpMetricsBuilder {
         };
         registry.register_collector(Box::new(recorder.clone()));
         Ok(HttpMetricsLayer {
-            recorder,
+            recorder: Arc::new(Shared::new(recorder)),
             route: DefaultRoute,
             classify: DefaultClassifier,
             request_size: ContentLength,

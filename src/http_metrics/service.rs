@@ -14,7 +14,7 @@ use super::classify::{Classify, DefaultClassifier};
 use super::future::ResponseFuture;
 use super::guard::{Guard, RequestBytes};
 use super::labels::{Method, SeriesKey, UrlScheme};
-use super::recorder::Recorder;
+use super::recorder::Shared;
 use super::route::{DefaultRoute, RouteLabel};
 
 /// Records HTTP metrics for the requests it passes to the inner service.
@@ -24,7 +24,7 @@ use super::route::{DefaultRoute, RouteLabel};
 #[derive(Clone, Debug)]
 pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
     inner: S,
-    recorder: Arc<Recorder>,
+    recorder: Arc<Shared>,
     route: R,
     classify: C,
     request_size: PhantomData<M>,
@@ -34,7 +34,7 @@ pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLe
 impl<S, R, C, M> HttpMetrics<S, R, C, M> {
     pub(crate) fn new(
         inner: S,
-        recorder: Arc<Recorder>,
+        recorder: Arc<Shared>,
         route: R,
         classify: C,
         scheme: UrlScheme,
@@ -102,8 +102,8 @@ where
         let method = Method::from_http(request.method());
         let key = SeriesKey::request(request.version(), method, self.scheme, route.id);
         let request_bytes = M::measure(&request, recorder.measures_body_sizes());
-        recorder.start(method, self.scheme);
-        let mut guard = Guard::new(self.recorder.clone(), start, key, request_bytes);
+        let handle = recorder.start(method, self.scheme);
+        let mut guard = Guard::new(handle, start, key, request_bytes);
         // Set by hand rather than through a closure, which would move the request once
         // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;
