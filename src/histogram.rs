@@ -191,8 +191,7 @@ impl HistogramCore {
             return;
         }
         let bounds = self.buckets.bounds();
-        // Linear search: durations and sizes mostly land in the first buckets, and a
-        // short forward scan beats a binary search's unpredictable branches there.
+        // Linear search: durations and sizes mostly land in the first buckets.
         let bucket = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
         self.cells
             .at(thread, bucket)
