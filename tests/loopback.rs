@@ -145,6 +145,26 @@ async fn fetch(addr: SocketAddr, request: Request<Body>) -> Reply {
     }
 }
 
+/// A `GET` of `uri` on a fresh HTTP/2 connection (prior knowledge), with hyper's client:
+/// the response, its body still to read.
+async fn fetch_http2(
+    addr: SocketAddr,
+    uri: impl AsRef<str>,
+) -> http::Response<hyper::body::Incoming> {
+    let stream = TcpStream::connect(addr).await.expect("the server accepts");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let request = Request::get(uri.as_ref())
+        .body(Body::empty())
+        .expect("valid request");
+    sender.send_request(request).await.expect("a response")
+}
+
 fn get_request(uri: &str) -> Request<Body> {
     Request::get(uri)
         .header(header::HOST, "127.0.0.1")
@@ -626,18 +646,7 @@ async fn a_client_leaving_during_one_large_frame_is_cancelled() {
 #[tokio::test]
 async fn an_http2_reset_during_one_large_frame_is_cancelled() {
     let (addr, metrics) = start_big().await;
-    let stream = TcpStream::connect(addr).await.expect("the server accepts");
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .expect("HTTP/2 handshake");
-    tokio::spawn(connection);
-    let request = Request::get("http://127.0.0.1/big")
-        .body(Body::empty())
-        .expect("valid request");
-    let response = sender.send_request(request).await.expect("a response");
+    let response = fetch_http2(addr, "http://127.0.0.1/big").await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let mut received = 0;
@@ -900,18 +909,7 @@ async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
         let reply = fetch(addr, request).await;
         assert_eq!(reply.body, "reply");
 
-        let stream = TcpStream::connect(addr).await.expect("the server accepts");
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(stream),
-        )
-        .await
-        .expect("HTTP/2 handshake");
-        tokio::spawn(connection);
-        let request = Request::get(format!("http://127.0.0.1{path}"))
-            .body(Body::empty())
-            .expect("valid request");
-        let response = sender.send_request(request).await.expect("a response");
+        let response = fetch_http2(addr, format!("http://127.0.0.1{path}")).await;
         let collected = response.into_body().collect().await.expect("the body");
         assert!(
             collected.trailers().is_some(),
@@ -922,18 +920,7 @@ async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
     // even a length of 0: they decide (HTTP/1.1 sends such a response with a
     // `Content-Length` and without them).
     for route in ["/sized-not-found", "/empty-not-found"] {
-        let stream = TcpStream::connect(addr).await.expect("the server accepts");
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(stream),
-        )
-        .await
-        .expect("HTTP/2 handshake");
-        tokio::spawn(connection);
-        let request = Request::get(format!("http://127.0.0.1{route}"))
-            .body(Body::empty())
-            .expect("valid request");
-        let response = sender.send_request(request).await.expect("a response");
+        let response = fetch_http2(addr, format!("http://127.0.0.1{route}")).await;
         let collected = response.into_body().collect().await.expect("the body");
         assert!(
             collected.trailers().is_some(),
