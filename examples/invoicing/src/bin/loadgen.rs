@@ -48,7 +48,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, PartialEq, Parser)]
 #[command(name = "loadgen", version)]
 struct Options {
-    /// The API, on a loopback address only (127.0.0.0/8, [::1], localhost).
+    /// The API, on a loopback address only (127.0.0.0/8, `[::1]`, localhost).
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     url: String,
     /// How long to send: 500ms, 30s, 5m (at most 1h).
