@@ -92,16 +92,7 @@ impl RequestSize for ContentLength {
             return RequestBytes::Unknown;
         }
         let body = request.body();
-        let declared = body.size_hint().exact().or_else(|| {
-            // The header only when the body does not know: it costs a hash lookup.
-            request
-                .headers()
-                .get(header::CONTENT_LENGTH)?
-                .to_str()
-                .ok()?
-                .parse()
-                .ok()
-        });
+        let declared = declared_length(body, request.headers());
         match declared {
             Some(bytes) => RequestBytes::Declared(bytes),
             None if body.is_end_stream() => RequestBytes::Declared(0),
@@ -113,6 +104,21 @@ impl RequestSize for ContentLength {
     fn wrap<B>(request: Request<B>, _: &RequestBytes) -> Request<B> {
         request
     }
+}
+
+/// The length a message declares: the exact size its body reports, else its
+/// `Content-Length` (the header only when the body does not know: it costs a hash
+/// lookup).
+#[inline]
+pub(crate) fn declared_length<B: Body>(body: &B, headers: &http::HeaderMap) -> Option<u64> {
+    body.size_hint().exact().or_else(|| {
+        headers
+            .get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    })
 }
 
 /// The request size is the bytes the inner service read from the request body by the
@@ -336,7 +342,7 @@ where
                             (head.trailers_ref(), this.classify.take())
                         {
                             let error = classify_end(&classify, Some(trailers));
-                            guard.classified(error_id_of(guard, error));
+                            guard.classified(error.as_ref());
                         }
                         // Trailers are the last frame: hyper drops the body once it has
                         // them (HTTP/1.1 and HTTP/2), without asking whether it ended.
@@ -359,7 +365,7 @@ where
         }
         if let Some((classify, classify_end)) = this.classify.take() {
             let error = classify_end(&classify, None);
-            guard.classified(error_id_of(guard, error));
+            guard.classified(error.as_ref());
         }
         guard.finish(error_id::NONE);
         *this.guard = None;
@@ -388,11 +394,6 @@ where
 /// [`Classify::classify_end`](super::Classify::classify_end) of the classifier `C`, for
 /// whichever error type it was chosen: the body then needs no bound on `C`.
 pub(crate) type ClassifyEnd<C> = fn(&C, Option<&http::HeaderMap>) -> Option<ErrorType>;
-
-/// The id of what [`Classify::classify_end`](super::Classify::classify_end) said.
-fn error_id_of(guard: &Guard, error: Option<ErrorType>) -> u8 {
-    error.map_or(error_id::NONE, |error| guard.recorder().error_id(&error))
-}
 
 impl<B, C> std::fmt::Debug for ResponseBody<B, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -8,7 +8,7 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::body::{ClassifyEnd, ResponseBody};
+use super::body::{ClassifyEnd, ResponseBody, declared_length};
 use super::classify::{Classified, Classify, DefaultClassifier};
 use super::guard::{Guard, sends_no_body};
 use super::labels::error_id;
@@ -69,11 +69,11 @@ where
                 if let Some(guard) = this.guard.as_mut() {
                     guard.polling = true;
                     let error_type = this.classify.classify_error(&error);
-                    let id = guard.recorder().error_id(&error_type);
                     guard.polling = false;
+                    guard.classified(Some(&error_type));
                     // An inner error is a 500, whatever its error type says.
                     guard.responded(http::StatusCode::INTERNAL_SERVER_ERROR, None);
-                    guard.finish(id);
+                    guard.finish(error_id::NONE);
                 }
                 *this.guard = None;
                 Err(error)
@@ -92,23 +92,16 @@ fn responded<B: Body, E, C: Classify<E>>(
     classify: &C,
 ) -> Option<Option<ClassifyEnd<C>>> {
     // The length after which hyper stops polling the body: only HTTP/1.x stops there
-    // (HTTP/2 polls on to the end, trailers included). The exact size hint first: it is
-    // free, where the header costs a hash lookup, and hyper sends the one it has.
-    let expected = guard.http1().then(|| {
-        response.body().size_hint().exact().or_else(|| {
-            response
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
-        })
-    });
-    let expected = expected.flatten();
+    // (HTTP/2 polls on to the end, trailers included).
+    let expected = guard
+        .http1()
+        .then(|| declared_length(response.body(), response.headers()))
+        .flatten();
     guard.responded(response.status(), expected);
     let at_end = match classify.classify_response(response.status(), response.headers()) {
         Classified::Success => false,
         Classified::Failure(error_type) => {
-            let id = guard.recorder().error_id(&error_type);
-            guard.classified(id);
+            guard.classified(Some(&error_type));
             false
         }
         Classified::AtEnd => true,
@@ -120,10 +113,7 @@ fn responded<B: Body, E, C: Classify<E>>(
         || response.body().is_end_stream()
     {
         if at_end {
-            if let Some(error_type) = classify.classify_end(None) {
-                let id = guard.recorder().error_id(&error_type);
-                guard.classified(id);
-            }
+            guard.classified(classify.classify_end(None).as_ref());
         }
         guard.finish(error_id::NONE);
         return None;

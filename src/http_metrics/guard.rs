@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use http::StatusCode;
 
+use super::classify::ErrorType;
 use super::labels::{Method, SeriesKey, error_id};
-use super::recorder::{Handle, Observation, Recorder};
+use super::recorder::{Handle, Observation};
 
 /// The size of a request body, as the layer's [`RequestSize`](super::RequestSize) mode
 /// measures it. Public only to be named by that sealed trait: it cannot be reached
@@ -95,18 +96,15 @@ impl Guard {
         &self.request_bytes
     }
 
-    pub(crate) fn recorder(&self) -> &Recorder {
-        &self.recorder
-    }
-
     pub(crate) fn responded(&mut self, status: StatusCode, expected_bytes: Option<u64>) {
         self.status = status.as_u16();
         self.expected_bytes = expected_bytes.unwrap_or(u64::MAX);
     }
 
-    /// Notes the classifier's verdict (an [`error_id`]); a later one replaces it.
-    pub(crate) fn classified(&mut self, error: u8) {
-        self.error = error;
+    /// Notes the classifier's verdict, a failure of this type or none (a success); a
+    /// later one replaces it.
+    pub(crate) fn classified(&mut self, error: Option<&ErrorType>) {
+        self.error = error.map_or(error_id::NONE, |error| self.recorder.error_id(error));
     }
 
     /// Counts streamed bytes; true once the known length is reached.

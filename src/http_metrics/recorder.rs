@@ -61,6 +61,18 @@ impl Route {
         id: 0,
         excluded: false,
     };
+
+    /// Routes beyond the cardinality limit: their series overflow.
+    const OVERFLOW: Self = Self {
+        id: OVERFLOW_ROUTE,
+        excluded: false,
+    };
+
+    /// An excluded route: it has no series, so it needs no id.
+    const EXCLUDED: Self = Self {
+        id: 0,
+        excluded: true,
+    };
 }
 
 /// The counters of one label set.
@@ -138,13 +150,9 @@ impl Recorder {
             config,
         };
         for route in &recorder.config.excluded_routes {
-            let excluded = Route {
-                id: 0,
-                excluded: true,
-            };
             recorder
                 .routes
-                .get_or_insert(route.as_str(), |_| (route.as_str().into(), excluded));
+                .get_or_insert(route.as_str(), |_| (route.as_str().into(), Route::EXCLUDED));
         }
         recorder.nested = recorder
             .config
@@ -194,10 +202,7 @@ impl Recorder {
         self.routes
             .get_or_insert(label, made)
             .copied()
-            .unwrap_or(Route {
-                id: OVERFLOW_ROUTE,
-                excluded: false,
-            })
+            .unwrap_or(Route::OVERFLOW)
     }
 
     #[inline]
