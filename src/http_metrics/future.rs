@@ -12,20 +12,23 @@ use super::body::{ClassifyEnd, ResponseBody, declared_length};
 use super::classify::{Classified, Classify, DefaultClassifier};
 use super::guard::{Guard, sends_no_body};
 use super::labels::error_id;
+use super::tasks::Monitored;
 
 pin_project! {
     /// The future of [`HttpMetrics`](super::HttpMetrics): the inner future, and the guard
     /// that records the request if the future errs, panics or is dropped.
     pub struct ResponseFuture<F, C = DefaultClassifier> {
+        // The inner future, instrumented with its route's task monitor when the layer
+        // has them (feature `task-metrics`).
         #[pin]
-        inner: F,
+        inner: Monitored<F>,
         guard: Option<Guard>,
         classify: C,
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn new(inner: F, guard: Option<Guard>, classify: C) -> Self {
+    pub(crate) fn new(inner: Monitored<F>, guard: Option<Guard>, classify: C) -> Self {
         Self {
             inner,
             guard,

@@ -124,6 +124,7 @@ mod recorder;
 mod route;
 mod service;
 mod table;
+mod tasks;
 
 pub use body::{ContentLength, ReadBytes, RequestBody, RequestSize, ResponseBody};
 pub use classify::{Classified, Classify, DefaultClassifier, ErrorType};

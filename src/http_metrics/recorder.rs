@@ -289,6 +289,9 @@ pub(crate) struct Shared {
     recorder: Arc<Recorder>,
     /// One per shard of threads (`sharded.rs`).
     handles: Box<[Arc<Handle>]>,
+    /// The task monitors of the routes, when the layer has them (`tasks.rs`).
+    #[cfg(feature = "task-metrics")]
+    pub(crate) tasks: Option<Arc<super::tasks::Monitors>>,
 }
 
 /// A request's hold on the recorder, one of a few: each thread takes the one of its
@@ -304,7 +307,18 @@ impl Shared {
         let handles = (0..shard_count())
             .map(|_| Arc::new(Handle(recorder.clone())))
             .collect();
-        Self { recorder, handles }
+        Self {
+            recorder,
+            handles,
+            #[cfg(feature = "task-metrics")]
+            tasks: None,
+        }
+    }
+
+    /// The recorder.
+    #[cfg(feature = "task-metrics")]
+    pub(crate) fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
     }
 
     /// Counts a request in flight, and gives the hold on the recorder it keeps until it

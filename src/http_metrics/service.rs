@@ -16,6 +16,7 @@ use super::guard::{Guard, RequestBytes};
 use super::labels::{Method, SeriesKey, UrlScheme};
 use super::recorder::Shared;
 use super::route::{DefaultRoute, RouteLabel};
+use super::tasks;
 
 /// Records HTTP metrics for the requests it passes to the inner service.
 ///
@@ -97,7 +98,7 @@ where
         .filter(|route| !route.excluded);
         let Some(route) = route else {
             let future = self.inner.call(M::wrap(request, &RequestBytes::Unknown));
-            return ResponseFuture::new(future, None, self.classify.clone());
+            return ResponseFuture::new(tasks::plain(future), None, self.classify.clone());
         };
         let method = Method::from_http(request.method());
         let key = SeriesKey::request(request.version(), method, self.scheme, route.id);
@@ -109,6 +110,7 @@ where
         guard.polling = true;
         let future = self.inner.call(M::wrap(request, guard.request_bytes()));
         guard.polling = false;
+        let future = tasks::instrument(recorder, route, future);
         ResponseFuture::new(future, Some(guard), self.classify.clone())
     }
 }
