@@ -51,9 +51,31 @@ pub struct Config {
     #[arg(long, env = "METRICS_ENABLED", default_value_t = true, action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub metrics_enabled: bool,
+    /// Where invoice PDFs are generated: `blocking-pool` (Tokio's blocking threads) or
+    /// `runtime` (inside the request's future, blocking its worker: only to show the
+    /// difference in the task metrics).
+    #[arg(long, env = "PDF_GENERATION", value_enum, default_value_t = PdfGeneration::BlockingPool)]
+    pub pdf_generation: PdfGeneration,
+    /// Polls of a request's future at least this long count as slow in
+    /// `tokio_task_slow_polls_total` (a poll that long delays every other request on its
+    /// worker as much).
+    #[arg(long, env = "SLOW_POLL_THRESHOLD", default_value = "1ms", value_parser = duration)]
+    pub slow_poll_threshold: Duration,
     /// How the connections are served.
     #[command(flatten)]
     pub serve: ServeConfig,
+}
+
+/// Where `GET /api/invoices/{id}/pdf` generates its PDF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PdfGeneration {
+    /// On Tokio's blocking pool (`spawn_blocking`): the request's future only waits, and
+    /// the workers go on serving other requests.
+    #[default]
+    BlockingPool,
+    /// Inside the request's future: the generation holds its worker thread, and every
+    /// request queued on that worker waits. For demonstrations and tests only.
+    Runtime,
 }
 
 /// The limits of the server: see `crate::serve`. Durations are written `500ms`, `30s`,
@@ -125,6 +147,8 @@ mod tests {
         assert!(config.metrics_addr.is_none());
         assert_eq!(config.serve.header_read_timeout, Duration::from_secs(30));
         assert_eq!(config.serve.max_connections, 1024);
+        assert_eq!(config.pdf_generation, PdfGeneration::BlockingPool);
+        assert_eq!(config.slow_poll_threshold, Duration::from_millis(1));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod model;
 pub mod money;
+pub mod pdf;
 pub mod routes;
 pub mod serve;
 pub mod telemetry;
@@ -64,7 +65,7 @@ impl AppState {
         if removed > 0 {
             tracing::warn!(removed, "removed uploads cut off by a crash");
         }
-        let telemetry = Telemetry::new(config.metrics_enabled)?;
+        let telemetry = Telemetry::new(config.metrics_enabled, config.slow_poll_threshold)?;
         let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
         Ok(Self {
             db,

@@ -147,7 +147,13 @@ impl Telemetry {
     ///
     /// `/metrics` and `/health` are excluded from the HTTP metrics: scrapes and probes
     /// would otherwise outnumber real traffic on a quiet service.
-    pub fn new(enabled: bool) -> Result<Self, tower_prometheus::Error> {
+    ///
+    /// Per-route task metrics are on (`task_monitors`), with slow polls from
+    /// `slow_poll_threshold`: they tell which route blocks the runtime.
+    pub fn new(
+        enabled: bool,
+        slow_poll_threshold: std::time::Duration,
+    ) -> Result<Self, tower_prometheus::Error> {
         let mut registry = Registry::default();
         let business = BusinessMetrics::register(&mut registry);
         let http = if enabled {
@@ -161,7 +167,9 @@ impl Telemetry {
                             // `nest_service` mounts: axum gives their requests no
                             // `MatchedPath`; these give them `/uploads/{*path}`.
                             .nested_service("/uploads")
-                            .nested_service("/pdf-a3"),
+                            .nested_service("/pdf-a3")
+                            .task_monitors(true)
+                            .slow_poll_threshold(slow_poll_threshold),
                     )
                     .build()?,
             )

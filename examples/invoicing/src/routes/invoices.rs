@@ -1,4 +1,4 @@
-//! `/api/invoices` and `/api/invoices/{id}`.
+//! `/api/invoices`, `/api/invoices/{id}` and `/api/invoices/{id}/pdf`.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::AppState;
+use crate::config::PdfGeneration;
 use crate::error::AppError;
 use crate::extract::{ApiJson, Id, Page, Pagination};
 use crate::model::invoice::{self, Filters, Invoice, InvoiceInput};
@@ -16,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/invoices", get(list).post(create))
         .route("/api/invoices/{id}", get(show).put(update).delete(remove))
+        .route("/api/invoices/{id}/pdf", get(pdf))
 }
 
 /// `GET /api/invoices?seller_id=&client_id=&status=&limit=&offset=`
@@ -48,6 +50,30 @@ async fn create(
 
 async fn show(State(state): State<AppState>, Id(id): Id) -> Result<Json<Invoice>, AppError> {
     Ok(Json(invoice::get(&state.db, id).await?))
+}
+
+/// `GET /api/invoices/{id}/pdf`: the invoice as a PDF, generated from its data on each
+/// request, where `PDF_GENERATION` says: on the blocking pool by default, so that the
+/// CPU work does not hold a worker thread of the runtime.
+async fn pdf(State(state): State<AppState>, Id(id): Id) -> Result<Response, AppError> {
+    let invoice = invoice::get(&state.db, id).await?;
+    let bytes = match state.config.pdf_generation {
+        PdfGeneration::BlockingPool => tokio::task::spawn_blocking(move || invoice.to_pdf())
+            .await
+            .map_err(AppError::internal)?,
+        PdfGeneration::Runtime => invoice.to_pdf(),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"invoice-{id}.pdf\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn update(
