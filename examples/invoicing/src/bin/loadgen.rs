@@ -161,6 +161,7 @@ impl Rng {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     ReadInvoice,
+    InvoicePdf,
     ListInvoices,
     CreateInvoice,
     ReadSeller,
@@ -172,8 +173,9 @@ enum Action {
 
 impl Action {
     /// The mix, in percent.
-    const WEIGHTS: [(Action, u64); 8] = [
-        (Action::ReadInvoice, 32),
+    const WEIGHTS: [(Action, u64); 9] = [
+        (Action::ReadInvoice, 27),
+        (Action::InvoicePdf, 5),
         (Action::ListInvoices, 10),
         (Action::CreateInvoice, 25),
         (Action::ReadSeller, 5),
@@ -198,6 +200,7 @@ impl Action {
     fn name(self) -> &'static str {
         match self {
             Action::ReadInvoice => "GET invoice",
+            Action::InvoicePdf => "GET invoice PDF",
             Action::ListInvoices => "list invoices",
             Action::CreateInvoice => "create invoice",
             Action::ReadSeller => "GET seller",
@@ -373,6 +376,15 @@ async fn act(target: Arc<Target>, known: Arc<Known>, stats: Arc<Stats>, seed: u6
             (
                 Method::GET,
                 format!("/api/invoices/{id}"),
+                None,
+                StatusCode::OK,
+            )
+        }
+        Action::InvoicePdf => {
+            let id = pick(&known.invoices, &mut rng);
+            (
+                Method::GET,
+                format!("/api/invoices/{id}/pdf"),
                 None,
                 StatusCode::OK,
             )
