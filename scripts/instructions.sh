@@ -52,7 +52,7 @@ run=$(mktemp)
 trap 'rm -f "$run"' EXIT
 # One JSON line per benchmark on stdout. Counts do not depend on what else runs, so the
 # benchmarks of a group run side by side, one per core.
-cargo bench --bench request_instructions -- --output-format=json --parallel=auto >"$run"
+cargo bench --bench request_instructions --features task-metrics -- --output-format=json --parallel=auto >"$run"
 
 # Counts depend on the compiler, the C library's allocator and valgrind: the baseline
 # records them, and the report says when this run's differ.

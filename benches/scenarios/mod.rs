@@ -75,6 +75,9 @@ pub enum Config {
     TowerPrometheusDurationOnly,
     /// Ours with every option that works per request.
     TowerPrometheusFullOptions,
+    /// Ours with `task_monitors(true)` (feature `task-metrics`).
+    #[cfg(feature = "task-metrics")]
+    TowerPrometheusTaskMetrics,
     /// `axum-prometheus` 0.10.1's `PrometheusMetricLayer::pair()`.
     AxumPrometheus,
     /// The middleware one writes by hand with `prometheus-client`.
@@ -83,6 +86,7 @@ pub enum Config {
 
 impl Config {
     /// Every configuration, in the order of the tables.
+    #[cfg(not(feature = "task-metrics"))]
     pub const ALL: [Config; 9] = [
         Config::Bare,
         Config::Floor,
@@ -91,6 +95,23 @@ impl Config {
         Config::TowerPrometheus,
         Config::TowerPrometheusDurationOnly,
         Config::TowerPrometheusFullOptions,
+        Config::AxumPrometheus,
+        Config::HandWritten,
+    ];
+
+    /// Every configuration, in the order of the tables (`scripts/instructions.sh` builds
+    /// with `task-metrics`, so that the other scenarios show that the option costs
+    /// nothing when off).
+    #[cfg(feature = "task-metrics")]
+    pub const ALL: [Config; 10] = [
+        Config::Bare,
+        Config::Floor,
+        Config::FloorBodySizes,
+        Config::FloorShared,
+        Config::TowerPrometheus,
+        Config::TowerPrometheusDurationOnly,
+        Config::TowerPrometheusFullOptions,
+        Config::TowerPrometheusTaskMetrics,
         Config::AxumPrometheus,
         Config::HandWritten,
     ];
@@ -105,6 +126,8 @@ impl Config {
             Config::TowerPrometheus => "tower_prometheus",
             Config::TowerPrometheusDurationOnly => "tower_prometheus_duration_only",
             Config::TowerPrometheusFullOptions => "tower_prometheus_full_options",
+            #[cfg(feature = "task-metrics")]
+            Config::TowerPrometheusTaskMetrics => "tower_prometheus_task_metrics",
             Config::AxumPrometheus => "axum_prometheus",
             Config::HandWritten => "hand_written_prometheus_client",
         }
@@ -133,6 +156,12 @@ impl Config {
             Config::TowerPrometheusFullOptions => {
                 "ours with `exclude_path(\"/metrics\")`, `exclude_path(\"/health\")` and \
                  `const_label(\"service_name\", \"invoicing\")`, body sizes on"
+            }
+            #[cfg(feature = "task-metrics")]
+            Config::TowerPrometheusTaskMetrics => {
+                "ours with `task_monitors(true)`: the request's future instrumented with \
+                 its route's tokio-metrics `TaskMonitor` (clock reads and atomics on the \
+                 route's monitor each poll, its waker state allocated each request)"
             }
             Config::AxumPrometheus => "`axum_prometheus::PrometheusMetricLayer::pair()` (0.10.1)",
             Config::HandWritten => {
@@ -166,6 +195,15 @@ pub fn full_options() -> Metrics {
                 .exclude_path("/health")
                 .const_label("service_name", "invoicing"),
         )
+        .build()
+        .expect("valid options")
+}
+
+/// The options of [`Config::TowerPrometheusTaskMetrics`].
+#[cfg(feature = "task-metrics")]
+fn task_metrics() -> Metrics {
+    Metrics::builder()
+        .http(HttpMetricsLayer::builder().task_monitors(true))
         .build()
         .expect("valid options")
 }
@@ -219,6 +257,8 @@ impl App {
             Config::TowerPrometheus => Shared::Ours(Metrics::new()),
             Config::TowerPrometheusDurationOnly => Shared::Ours(duration_only()),
             Config::TowerPrometheusFullOptions => Shared::Ours(full_options()),
+            #[cfg(feature = "task-metrics")]
+            Config::TowerPrometheusTaskMetrics => Shared::Ours(task_metrics()),
             Config::AxumPrometheus => Shared::AxumPrometheus(Box::new(axum_prometheus())),
             Config::HandWritten => Shared::HandWritten(hand_written::Metrics::new()),
         };
