@@ -52,6 +52,8 @@ CONFIGS = [
     "tower_prometheus",
     "tower_prometheus_duration_only",
     "tower_prometheus_full_options",
+    # With --features task-metrics only.
+    "tower_prometheus_task_metrics",
     "axum_prometheus",
     "hand_written_prometheus_client",
 ]
