@@ -92,6 +92,15 @@
 //! twice the limit rounded up to a power of two, so 64 to 128 bytes per label set of the
 //! limit (128 KiB for 2,000; 8 MiB for [`SERIES_LIMIT`]).
 //!
+//! # Which route blocks the runtime
+//!
+//! With the feature `task-metrics` and
+//! [`task_monitors(true)`](HttpMetricsBuilder::task_monitors), each recorded request's
+//! future (the inner service's, up to the response head) is instrumented with the
+//! `tokio-metrics` task monitor of its route, and the `tokio_task_*` counters (poll time,
+//! polls, slow polls, scheduling delay, idle time) are published per route. The monitors
+//! are bounded by the same cardinality limit as the route labels.
+//!
 //! # Cardinality
 //!
 //! Each family holds at most [`max_series`](HttpMetricsBuilder::max_series) label sets
