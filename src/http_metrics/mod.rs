@@ -94,8 +94,8 @@
 //!
 //! # Which route blocks the runtime
 //!
-//! With the feature `task-metrics` and
-//! [`task_monitors(true)`](HttpMetricsBuilder::task_monitors), each recorded request's
+//! With the feature `task-metrics` and `HttpMetricsBuilder::task_monitors(true)` (not
+//! linked: it exists only with the feature), each recorded request's
 //! future (the inner service's, up to the response head) is instrumented with the
 //! `tokio-metrics` task monitor of its route, and the `tokio_task_*` counters (poll time,
 //! polls, slow polls, scheduling delay, idle time) are published per route. The monitors
