@@ -30,6 +30,7 @@
 
 mod error;
 mod exporter;
+mod grpc;
 #[cfg(feature = "heap")]
 mod heap;
 mod histogram;

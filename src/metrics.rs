@@ -368,6 +368,7 @@ impl MetricsBuilder {
             allow(unused_mut)
         )]
         let mut families: Vec<String> = self.http.names().families().into();
+        families.extend(crate::grpc::FAMILIES.iter().map(|f| f.to_string()));
         #[cfg(feature = "process")]
         if self.process {
             families.extend(crate::process::FAMILIES.iter().map(|f| f.to_string()));
