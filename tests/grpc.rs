@@ -505,3 +505,170 @@ async fn with_grpc_off_calls_are_http_requests() {
     );
     assert_eq!(total_served(&samples), 0.0);
 }
+
+// The client layer.
+
+const CALLED: &str = "rpc_client_call_duration_seconds_count";
+const REQUESTED: &str = "http_client_request_duration_seconds_count";
+
+/// The one series of `name` whose labels include `labels`: its count and `error_type`.
+fn one(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> (f64, Option<String>) {
+    let found = common::find(samples, name, labels);
+    assert_eq!(found.len(), 1, "one series {name} {labels:?}: {found:?}");
+    (found[0].value, found[0].labels.get("error_type").cloned())
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then closed).
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    listener.local_addr().expect("a bound address").port()
+}
+
+#[tokio::test]
+async fn client_layer_records_grpc_statuses_timeouts_and_refused_connections() {
+    let server = Metrics::new();
+    let addr = start(&server).await;
+    let client = Metrics::new();
+    let layer = client.client_layer().server_address(addr.to_string());
+    let channel = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(channel(addr).await);
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for code in [Code::Ok, Code::Ok, Code::NotFound] {
+        let reply = unary(
+            &mut grpc,
+            "/test.Echo/Unary",
+            Request::new(call(code, 0, 0)),
+        )
+        .await;
+        assert_eq!(
+            reply.err().map(|status| status.code()).unwrap_or(Code::Ok),
+            code
+        );
+    }
+    // The Channel's own deadline (from the call's timeout) is inside the layer.
+    let mut request = Request::new(call(Code::Ok, 0, 5_000));
+    request.set_timeout(Duration::from_millis(100));
+    unary(&mut grpc, "/test.Echo/Unary", request)
+        .await
+        .expect_err("the deadline expires");
+    // A server that is not there.
+    let port = closed_port().await;
+    let refused = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("a valid URI")
+        .connect_lazy();
+    let mut refused = tonic::client::Grpc::new(
+        tower::ServiceBuilder::new()
+            .layer(layer.clone().server_address(format!("127.0.0.1:{port}")))
+            .service(refused),
+    );
+    let status = unary(
+        &mut refused,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect_err("nothing listens");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    let samples = until(&client, "5 calls made", |s| {
+        common::total(s, CALLED, &[]) == 5.0
+    })
+    .await;
+    let port = addr.port().to_string();
+    let labels = |code: &'static str| {
+        vec![
+            ("rpc_system_name", "grpc"),
+            ("rpc_method", "test.Echo/Unary"),
+            ("server_address", "127.0.0.1"),
+            ("rpc_response_status_code", code),
+        ]
+    };
+    let mut ok = labels("OK");
+    ok.push(("server_port", &port));
+    assert_eq!(one(&samples, CALLED, &ok), (2.0, None));
+    assert_eq!(
+        one(&samples, CALLED, &labels("NOT_FOUND")),
+        (1.0, Some("NOT_FOUND".to_owned())),
+        "every code but OK is a client's failure"
+    );
+    assert_eq!(
+        one(&samples, CALLED, &labels("DEADLINE_EXCEEDED")),
+        (1.0, Some("timeout".to_owned()))
+    );
+    assert_eq!(
+        one(&samples, CALLED, &labels("UNAVAILABLE")),
+        (1.0, Some("connection_refused".to_owned()))
+    );
+    // The server saw 4 of them (the timed-out one as DEADLINE_EXCEEDED or CANCELLED).
+    until(&server, "4 calls served", |s| total_served(s) == 4.0).await;
+}
+
+#[tokio::test]
+async fn client_layer_records_http_requests_by_server_and_status() {
+    let server = Metrics::new();
+    let addr = start(&server).await;
+    let client = Metrics::new();
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let http = tower::ServiceBuilder::new()
+        .layer(client.client_layer())
+        .service(hyper);
+    let port = closed_port().await;
+    for uri in [
+        format!("http://{addr}/plain"),
+        format!("http://{addr}/plain"),
+        format!("http://{addr}/missing"),
+        format!("http://127.0.0.1:{port}/plain"),
+    ] {
+        let request = http::Request::get(uri.as_str())
+            .body(http_body_util::Empty::new())
+            .expect("a valid request");
+        match tower::ServiceExt::oneshot(http.clone(), request).await {
+            Ok(response) => {
+                http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .expect("the body");
+            }
+            Err(error) => assert!(uri.contains(&port.to_string()), "{uri}: {error}"),
+        }
+    }
+    let samples = until(&client, "4 requests", |s| {
+        common::total(s, REQUESTED, &[]) == 4.0
+    })
+    .await;
+    let port = port.to_string();
+    let server_port = addr.port().to_string();
+    let at = |port: &'static str| {
+        vec![
+            ("http_request_method", "GET"),
+            ("server_address", "127.0.0.1"),
+            ("server_port", port),
+        ]
+    };
+    let server_port: &'static str = Box::leak(server_port.into_boxed_str());
+    let refused_port: &'static str = Box::leak(port.into_boxed_str());
+    let mut ok = at(server_port);
+    ok.push(("http_response_status_code", "200"));
+    assert_eq!(one(&samples, REQUESTED, &ok), (2.0, None));
+    let mut missing = at(server_port);
+    missing.push(("http_response_status_code", "404"));
+    assert_eq!(
+        one(&samples, REQUESTED, &missing),
+        (1.0, Some("404".to_owned()))
+    );
+    let refused = common::find(&samples, REQUESTED, &at(refused_port));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].value, 1.0);
+    assert_eq!(
+        refused[0].labels.get("error_type").map(String::as_str),
+        Some("connection_refused")
+    );
+    assert!(
+        !refused[0].labels.contains_key("http_response_status_code"),
+        "no response, no status"
+    );
+    common::promtool_check_metrics(&common::prometheus_text(client.registry()));
+}

@@ -11,7 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::{SYSTEM, status_labels};
-use crate::http_metrics::labels::{OverflowLabels, SeriesKey};
+use crate::http_metrics::labels::{OverflowLabels, SeriesKey, UrlScheme, error_id};
 use crate::http_metrics::recorder::{ACTIVE_SLOTS, Kind, Recorder, Series};
 
 /// The families of one recorder of an RPC or client [`Kind`].
@@ -48,11 +48,8 @@ impl EncodeLabelSet for Labels<'_> {
             error_type = match self.key.error() {
                 0 if value >= 400 => status,
                 0 => None,
-                id => Some(
-                    status_labels(id, true, |_| self.custom)
-                        .1
-                        .unwrap_or("_OTHER"),
-                ),
+                id if id < error_id::FIRST_CUSTOM => Some(error_id::BUILT_IN[usize::from(id)]),
+                _ => Some(self.custom.unwrap_or("_OTHER")),
             };
         } else {
             ("rpc_system_name", SYSTEM).encode(encoder.encode_label())?;
@@ -67,12 +64,19 @@ impl EncodeLabelSet for Labels<'_> {
             error_type = error;
         }
         if let Some(address) = self.address {
-            let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
+            // `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults by scheme.
+            let (host, port) = match address.rsplit_once(':') {
+                Some((host, port)) if !address.ends_with(']') => (host, port),
+                _ => (address, ""),
+            };
+            let port = match (port, self.key.scheme()) {
+                ("", UrlScheme::Https) => "443",
+                ("", UrlScheme::Http) => "80",
+                (port, _) => port,
+            };
             let host = host.trim_start_matches('[').trim_end_matches(']');
             ("server_address", host).encode(encoder.encode_label())?;
-            if !port.is_empty() {
-                ("server_port", port).encode(encoder.encode_label())?;
-            }
+            ("server_port", port).encode(encoder.encode_label())?;
         }
         if let Some(status) = status {
             let name = match self.kind {

@@ -66,12 +66,11 @@ const SERVER_ERRORS: [u8; 6] = [2, 4, 12, 13, 14, 15];
 pub(crate) const OTHER_METHOD: u32 = 1;
 
 /// The metric families of the RPC recorders, reserved in [`Metrics`](crate::Metrics).
-pub(crate) const FAMILIES: [&str; 5] = [
+pub(crate) const FAMILIES: [&str; 4] = [
     "rpc_server_call_duration_seconds",
     "rpc_server_active_calls",
     "rpc_client_call_duration_seconds",
     "http_client_request_duration_seconds",
-    "http_client_active_requests",
 ];
 
 /// The error id of `DEADLINE_EXCEEDED`.
@@ -256,8 +255,12 @@ pub(crate) fn series_key(kind: Kind, key: SeriesKey) -> SeriesKey {
             } else {
                 key.route()
             };
-            SeriesKey::request(http::Version::HTTP_2, Method::Post, UrlScheme::Http, route)
-                .finish(0, error)
+            // The scheme stays: a client's default port depends on it.
+            let scheme = match kind {
+                Kind::RpcClient => key.scheme(),
+                _ => UrlScheme::Http,
+            };
+            SeriesKey::request(http::Version::HTTP_2, Method::Post, scheme, route).finish(0, error)
         }
     }
 }
@@ -278,12 +281,18 @@ pub(crate) fn status_labels<'a>(
         };
         return (name, failed.then_some(name));
     }
-    // The call ended without a status: the layer's own error, or the classifier's.
+    // The call ended without a status: the layer's own error, or the classifier's (a
+    // client's: its code is the one a gRPC client reports for that error).
     let error = match id {
         id if id < error_id::FIRST_CUSTOM => error_id::BUILT_IN[usize::from(id)],
         id => custom(id).unwrap_or("_OTHER"),
     };
-    (CODES[usize::from(UNKNOWN)], Some(error))
+    let code = if client {
+        crate::client_metrics::code_of_error(error)
+    } else {
+        CODES[usize::from(UNKNOWN)]
+    };
+    (code, Some(error))
 }
 
 #[cfg(test)]

@@ -378,6 +378,11 @@ impl HttpMetricsBuilder {
         self
     }
 
+    /// The cardinality limit chosen.
+    pub(crate) fn max_series_value(&self) -> usize {
+        self.max_series
+    }
+
     /// The names the options give.
     pub(crate) fn names(&self) -> &'static super::labels::Names {
         self.naming.names()

@@ -117,7 +117,7 @@ mod body;
 mod classify;
 mod encode;
 mod future;
-mod guard;
+pub(crate) mod guard;
 pub(crate) mod labels;
 mod layer;
 pub(crate) mod recorder;
