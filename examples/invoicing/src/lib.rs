@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod model;
 pub mod money;
+pub mod pdp;
 pub mod routes;
 pub mod serve;
 pub mod telemetry;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The metrics.
     pub telemetry: Telemetry,
+    /// The PDP issued invoices are submitted to, when `PDP_ADDR` is set.
+    pub pdp: Option<pdp::Pdp>,
 }
 
 impl AppState {
@@ -66,8 +69,17 @@ impl AppState {
         }
         let telemetry = Telemetry::new(config.metrics_enabled)?;
         let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
+        let pdp = match &config.pdp_addr {
+            Some(addr) => Some(pdp::Pdp::new(
+                addr,
+                config.pdp_timeout,
+                telemetry.http.as_ref(),
+            )?),
+            None => None,
+        };
         Ok(Self {
             db,
+            pdp,
             config: Arc::new(config),
             telemetry,
         })

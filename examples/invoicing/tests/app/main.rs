@@ -8,3 +8,4 @@ mod crud;
 mod errors;
 mod files;
 mod metrics;
+mod pdp;
