@@ -91,7 +91,7 @@ print(f"  {len(alerts)} alerts, each with summary, description, a runbook sectio
 PY
 
 step "end to end on 127.0.0.1: build the app and loadgen"
-cargo build --quiet -p invoicing --bins
+cargo build --quiet -p invoicing -p pdp --bins
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 BIN="$TARGET_DIR/debug"
 
@@ -132,12 +132,18 @@ wait_http() { # url, what, seconds
 }
 
 APP_PORT=$(free_port)
+PDP_PORT=$(free_port)
 PROM_PORT=$(free_port)
 AM_PORT=$(free_port)
 mkdir -p "$TMP/data"
 
-step "start the invoicing app on 127.0.0.1:$APP_PORT"
-BIND=127.0.0.1 PORT=$APP_PORT DATABASE_URL="sqlite://$TMP/data/invoicing.db" \
+step "start the PDP on 127.0.0.1:$PDP_PORT"
+PDP_BIND=127.0.0.1:$PDP_PORT PDP_STEP=20 "$BIN/pdp" >"$TMP/pdp.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$PDP_PORT/metrics" "the PDP" 30
+
+step "start the invoicing app on 127.0.0.1:$APP_PORT, submitting to the PDP"
+PDP_ADDR=127.0.0.1:$PDP_PORT BIND=127.0.0.1 PORT=$APP_PORT DATABASE_URL="sqlite://$TMP/data/invoicing.db" \
     UPLOADS_DIR="$TMP/data/uploads" PDF_DIR="$TMP/data/pdf-a3" RUST_LOG=warn \
     "$BIN/invoicing" >"$TMP/app.log" 2>&1 &
 PIDS+=($!)
@@ -151,15 +157,15 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$AM_PORT/-/ready" "alertmanager" 30
 
 step "generate prometheus.yml from the shipped one"
-python3 - "$M/prometheus/prometheus.yml" "$TMP/prometheus.yml" "$APP_PORT" "$PROM_PORT" "$AM_PORT" <<'PY'
+python3 - "$M/prometheus/prometheus.yml" "$TMP/prometheus.yml" "$APP_PORT" "$PROM_PORT" "$AM_PORT" "$PDP_PORT" <<'PY'
 import os, sys, yaml
-src, dst, app, prom, am = sys.argv[1:]
+src, dst, app, prom, am, pdp = sys.argv[1:]
 c = yaml.safe_load(open(src))
 c["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
 base = os.path.dirname(src)
 c["rule_files"] = [os.path.join(base, f) for f in c["rule_files"]]
 c["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [f"127.0.0.1:{am}"]}]}]
-targets = {"prometheus": f"127.0.0.1:{prom}", "invoicing": f"127.0.0.1:{app}"}
+targets = {"prometheus": f"127.0.0.1:{prom}", "invoicing": f"127.0.0.1:{app}", "pdp": f"127.0.0.1:{pdp}"}
 for s in c["scrape_configs"]:
     job = s["job_name"]
     if job not in targets:
@@ -182,13 +188,28 @@ step "loadgen for ${LOAD_SECONDS}s"
 timeout $((LOAD_SECONDS + 30)) "$BIN/loadgen" --url "http://127.0.0.1:$APP_PORT" \
     --duration "${LOAD_SECONDS}s" --rate 100 >"$TMP/loadgen.log" 2>&1
 tail -n 5 "$TMP/loadgen.log"
+
+step "issue invoices the PDP refuses as duplicates (two sellers, one SIRET)"
+api() { curl -fsS -H 'content-type: application/json' -d "$2" "http://127.0.0.1:$APP_PORT$1"; }
+client=$(api /api/clients '{"name": "PDP client"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+for n in 1 2; do
+    seller=$(api /api/sellers '{"name": "PDP seller '$n'", "siret": "73282932000074", "city": "Paris"}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    api /api/invoices '{"seller_id": '$seller', "client_id": '$client', "number": "PDP-1", "issue_date": "2026-12-01", "status": "issued", "lines": [{"description": "x", "quantity": 1, "unit_price_cents": 100, "vat_rate": 20}]}' \
+        | python3 -c 'import json,sys; print("  pdp_status:", json.load(sys.stdin)["pdp_status"])'
+done
+echo "  the PDP's /metrics:"
+curl -fsS "http://127.0.0.1:$PDP_PORT/metrics" | grep '^rpc_server_call_duration_seconds_count' | sed 's/^/    /'
+echo "  the app's calls:"
+curl -fsS "http://127.0.0.1:$APP_PORT/metrics" | grep '^rpc_client_call_duration_seconds_count' | sed 's/^/    /'
 # Two more scrapes and rule evaluations after the last request.
 sleep 3
 
 step "through Prometheus's HTTP API"
-python3 - "$M" "http://127.0.0.1:$PROM_PORT" "127.0.0.1:$APP_PORT" <<'PY'
+python3 - "$M" "http://127.0.0.1:$PROM_PORT" "127.0.0.1:$APP_PORT" "127.0.0.1:$PDP_PORT" <<'PY'
 import glob, json, os, re, sys, urllib.parse, urllib.request
-m, prom, app_instance = sys.argv[1:]
+m, prom, app_instance, pdp_instance = sys.argv[1:]
+instances = {"invoicing": app_instance, "pdp": pdp_instance}
 
 def api(path, **params):
     url = f"{prom}/api/v1/{path}"
@@ -208,8 +229,9 @@ for t in api("targets")["activeTargets"]:
     if health != "up":
         failures.append(f"target {job} is {health}: {t.get('lastError')}")
 jobs = {t["labels"]["job"] for t in api("targets")["activeTargets"]}
-if "invoicing" not in jobs:
-    failures.append("no invoicing target")
+for job in ("invoicing", "pdp"):
+    if job not in jobs:
+        failures.append(f"no {job} target")
 up = api("query", query='up{job="invoicing"} == 1')["result"]
 if len(up) != 1:
     failures.append(f'up{{job="invoicing"}} == 1 returned {len(up)} series')
@@ -238,7 +260,10 @@ for path in sorted(glob.glob(f"{m}/grafana/dashboards/*.json")):
         print(f"    variable ${v['name']:<9} {len(found)} values  {found[:6]}")
         if not found:
             failures.append(f"{d['title']}: variable {v['name']} has no value ({q})")
-        wanted = {"job": "invoicing", "instance": app_instance}.get(v["name"])
+        # The job the test scrapes that the variable offers (the app, or the PDP on the
+        # gRPC dashboard), and its instance.
+        job = "invoicing" if "invoicing" in found or v["name"] != "job" else "pdp"
+        wanted = {"job": job, "instance": instances.get(values.get("job"))}.get(v["name"])
         if wanted is not None and wanted not in found:
             failures.append(f"{d['title']}: variable {v['name']} does not offer {wanted}")
         # job and instance get the values the test scrapes; the others (route) "All".

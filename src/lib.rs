@@ -28,8 +28,10 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod client_metrics;
 mod error;
 mod exporter;
+mod grpc;
 #[cfg(feature = "heap")]
 mod heap;
 mod histogram;
@@ -41,6 +43,7 @@ mod process;
 mod runtime;
 mod sharded;
 
+pub use client_metrics::ClientMetricsLayer;
 pub use error::Error;
 pub use exporter::{Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
 #[cfg(feature = "heap")]

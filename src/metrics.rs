@@ -9,6 +9,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
+use crate::client_metrics::ClientMetricsLayer;
 use crate::error::{Error, is_valid_metric_name};
 use crate::exporter::Exporter;
 use crate::http_metrics::{HttpMetricsBuilder, HttpMetricsLayer};
@@ -36,6 +37,7 @@ use crate::http_metrics::{HttpMetricsBuilder, HttpMetricsLayer};
 pub struct Metrics {
     registry: Arc<Registry>,
     http_layer: HttpMetricsLayer,
+    client_layer: ClientMetricsLayer,
     late: Arc<LateMetrics>,
 }
 
@@ -76,6 +78,23 @@ impl Metrics {
     /// on the same metrics.
     pub fn http_layer(&self) -> HttpMetricsLayer {
         self.http_layer.clone()
+    }
+
+    /// The layer recording outgoing HTTP requests and gRPC calls into this registry, for
+    /// a tower client (tonic's `Channel`, hyper-util's `Client`): see
+    /// [`client_metrics`](crate::client_metrics). Every call returns a handle on the same
+    /// metrics.
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    ///
+    /// let metrics = tower_prometheus::Metrics::new();
+    /// let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    ///     .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    /// let client = ServiceBuilder::new().layer(metrics.client_layer()).service(client);
+    /// ```
+    pub fn client_layer(&self) -> ClientMetricsLayer {
+        self.client_layer.clone()
     }
 
     /// The `/metrics` service serving this registry.
@@ -369,6 +388,7 @@ impl MetricsBuilder {
         )]
         let mut families: Vec<String> = self.http.names().families().into();
         families.extend(self.http.task_families().iter().map(|f| f.to_string()));
+        families.extend(crate::grpc::FAMILIES.iter().map(|f| f.to_string()));
         #[cfg(feature = "process")]
         if self.process {
             families.extend(crate::process::FAMILIES.iter().map(|f| f.to_string()));
@@ -403,7 +423,10 @@ impl MetricsBuilder {
             Some(prefix) => registry.sub_registry_with_prefix(prefix),
             None => &mut registry,
         };
+        let max_series = self.http.max_series_value();
         let http_layer = self.http.build(ours)?;
+        let client_layer =
+            ClientMetricsLayer::register(ours, crate::Buckets::duration_seconds(), max_series);
         #[cfg(feature = "process")]
         if self.process {
             ours.register_collector(Box::new(crate::ProcessCollector::new()));
@@ -421,6 +444,7 @@ impl MetricsBuilder {
         Ok(Metrics {
             registry: Arc::new(registry),
             http_layer,
+            client_layer,
             late,
         })
     }

@@ -51,20 +51,60 @@ fn documented() -> BTreeSet<String> {
         .collect()
 }
 
-/// The metric family names a scrape shows after one request.
+/// A gRPC request head.
+fn grpc_request() -> Request<Body> {
+    Request::post("/test.Echo/Unary")
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(Body::empty())
+        .expect("valid")
+}
+
+/// The metric family names a scrape shows after one HTTP request and one gRPC call
+/// served, and one of each made through the client layer.
 async fn exposed(metrics: &Metrics) -> BTreeSet<String> {
+    // A trailers-only gRPC answer.
+    let grpc = || async {
+        http::Response::builder()
+            .header("grpc-status", "0")
+            .body(Body::empty())
+            .expect("valid")
+    };
     let app: Router = Router::new()
         .route("/hello/{name}", get(|| async { "hello" }))
+        .route("/test.Echo/Unary", axum::routing::post(grpc))
         .layer(metrics.http_layer());
-    let response = app
-        .oneshot(Request::get("/hello/x").body(Body::empty()).expect("valid"))
-        .await
-        .expect("infallible");
-    response
-        .into_body()
-        .collect()
-        .await
-        .expect("the body streams");
+    for request in [
+        Request::get("/hello/x").body(Body::empty()).expect("valid"),
+        grpc_request(),
+    ] {
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("the body streams");
+    }
+    let upstream = tower::service_fn(|request: Request<Body>| async move {
+        let response = match request.headers().get(http::header::CONTENT_TYPE) {
+            Some(_) => http::Response::builder().header("grpc-status", "5"),
+            None => http::Response::builder(),
+        };
+        Ok::<_, std::convert::Infallible>(response.body(Body::empty()).expect("valid"))
+    });
+    let client = tower::Layer::layer(&metrics.client_layer(), upstream);
+    for request in [
+        Request::get("http://api.internal/x")
+            .body(Body::empty())
+            .expect("valid"),
+        grpc_request(),
+    ] {
+        let response = client.clone().oneshot(request).await.expect("answered");
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("the body streams");
+    }
     common::prometheus_text(metrics.registry())
         .lines()
         .filter_map(|line| line.strip_prefix("# TYPE "))

@@ -12,6 +12,7 @@ use super::body::{ClassifyEnd, ResponseBody, declared_length};
 use super::classify::{Classified, Classify, DefaultClassifier};
 use super::guard::{Guard, sends_no_body};
 use super::labels::error_id;
+use super::recorder::Kind;
 use super::tasks::Monitored;
 
 pin_project! {
@@ -74,8 +75,11 @@ where
                     let error_type = this.classify.classify_error(&error);
                     guard.polling = false;
                     guard.classified(Some(&error_type));
-                    // An inner error is a 500, whatever its error type says.
-                    guard.responded(http::StatusCode::INTERNAL_SERVER_ERROR, None);
+                    // An inner error is a 500, whatever its error type says (a client's
+                    // has no status).
+                    if guard.kind() != Kind::HttpClient {
+                        guard.responded(http::StatusCode::INTERNAL_SERVER_ERROR, None);
+                    }
                     guard.finish(error_id::NONE);
                 }
                 *this.guard = None;
@@ -101,7 +105,18 @@ fn responded<B: Body, E, C: Classify<E>>(
         .then(|| declared_length(response.body(), response.headers()))
         .flatten();
     guard.responded(response.status(), expected);
-    let at_end = match classify.classify_response(response.status(), response.headers()) {
+    // gRPC calls are classified by their status, not by the classifier.
+    let (verdict, classify_end) = match guard.kind() {
+        Kind::Http | Kind::HttpClient => (
+            classify.classify_response(response.status(), response.headers()),
+            <C as Classify<E>>::classify_end as ClassifyEnd<C>,
+        ),
+        Kind::RpcServer | Kind::RpcClient => (
+            crate::grpc::classify_head(response.status(), response.headers()),
+            crate::grpc::classify_end::<C> as ClassifyEnd<C>,
+        ),
+    };
+    let at_end = match verdict {
         Classified::Success => false,
         Classified::Failure(error_type) => {
             guard.classified(Some(&error_type));
@@ -116,12 +131,12 @@ fn responded<B: Body, E, C: Classify<E>>(
         || response.body().is_end_stream()
     {
         if at_end {
-            guard.classified(classify.classify_end(None).as_ref());
+            guard.classified(classify_end(classify, None).as_ref());
         }
         guard.finish(error_id::NONE);
         return None;
     }
-    Some(at_end.then_some(<C as Classify<E>>::classify_end as ClassifyEnd<C>))
+    Some(at_end.then_some(classify_end))
 }
 
 impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {

@@ -9,7 +9,7 @@ use http::StatusCode;
 
 use super::classify::ErrorType;
 use super::labels::{Method, SeriesKey, error_id};
-use super::recorder::{Handle, Observation};
+use super::recorder::{Handle, Kind, Observation};
 
 /// The size of a request body, as the layer's [`RequestSize`](super::RequestSize) mode
 /// measures it. Public only to be named by that sealed trait: it cannot be reached
@@ -47,6 +47,9 @@ pub(crate) struct Guard {
     /// time, the request was cancelled, whatever else is unwinding on this thread.
     pub(crate) polling: bool,
     finished: bool,
+    /// A gRPC call's deadline (`grpc-timeout`): cancelled past it, the call is
+    /// `DEADLINE_EXCEEDED`.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl Guard {
@@ -69,6 +72,7 @@ impl Guard {
             expected_bytes: u64::MAX,
             polling: false,
             finished: false,
+            deadline: None,
         }
     }
 
@@ -80,6 +84,11 @@ impl Guard {
         let output = f();
         self.polling = false;
         output
+    }
+
+    /// Which side of a call the guard records, in which families.
+    pub(crate) fn kind(&self) -> Kind {
+        self.recorder.config.kind
     }
 
     /// The request's method.
@@ -121,13 +130,17 @@ impl Guard {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        let error = if error == error_id::NONE {
-            self.error
-        } else {
-            error
+        let error = match error {
+            error_id::NONE => self.error,
+            error_id::CANCELLED if self.deadline.is_some_and(|d| Instant::now() >= d) => {
+                crate::grpc::DEADLINE_EXCEEDED_ID
+            }
+            error => error,
         };
-        // 499: client closed request (nginx's code).
+        // 499: client closed request (nginx's code). A client without a response has
+        // no status.
         let status = match (self.status, error) {
+            (0, _) if self.kind() == Kind::HttpClient => 0,
             (0, error_id::CANCELLED) => 499,
             (0, _) => 500,
             (status, _) => status,

@@ -325,7 +325,7 @@ impl SeriesKey {
         (self.0 >> 8 & 0xff) as u8
     }
 
-    fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         (self.0 >> 16 & 0x3ff) as u16
     }
 }

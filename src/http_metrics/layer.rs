@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use super::body::{ContentLength, RequestSize};
 use super::classify::DefaultClassifier;
 use super::labels::{Naming, UrlScheme};
-use super::recorder::{Config, Recorder, Shared};
+use super::recorder::{Config, Kind, Recorder, Shared};
 use super::route::{DefaultRoute, RouteFn};
 use super::service::HttpMetrics;
 use crate::error::{Error, is_valid_label_name};
@@ -49,6 +49,8 @@ pub const SERIES_LIMIT: usize = 100_000;
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer<R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
     recorder: Arc<Shared>,
+    /// The recorder of gRPC calls; `None` when they are recorded as HTTP requests.
+    grpc: Option<Arc<Shared>>,
     route: R,
     classify: C,
     request_size: M,
@@ -107,6 +109,7 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     pub fn route_label<R2>(self, route: R2) -> HttpMetricsLayer<R2, C, M> {
         HttpMetricsLayer {
             recorder: self.recorder,
+            grpc: self.grpc,
             route,
             classify: self.classify,
             request_size: self.request_size,
@@ -119,6 +122,7 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     pub fn classify<C2>(self, classify: C2) -> HttpMetricsLayer<R, C2, M> {
         HttpMetricsLayer {
             recorder: self.recorder,
+            grpc: self.grpc,
             route: self.route,
             classify,
             request_size: self.request_size,
@@ -141,6 +145,7 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     pub fn request_size<M2: RequestSize>(self, mode: M2) -> HttpMetricsLayer<R, C, M2> {
         HttpMetricsLayer {
             recorder: self.recorder,
+            grpc: self.grpc,
             route: self.route,
             classify: self.classify,
             request_size: mode,
@@ -175,6 +180,7 @@ impl<S, R: Clone, C: Clone, M> Layer<S> for HttpMetricsLayer<R, C, M> {
         HttpMetrics::new(
             inner,
             self.recorder.clone(),
+            self.grpc.clone(),
             self.route.clone(),
             self.classify.clone(),
             self.scheme,
@@ -202,6 +208,7 @@ pub struct HttpMetricsBuilder {
     slow_poll_threshold: Option<std::time::Duration>,
     #[cfg(feature = "task-metrics")]
     long_delay_threshold: Option<std::time::Duration>,
+    grpc: bool,
 }
 
 impl Default for HttpMetricsBuilder {
@@ -224,6 +231,7 @@ impl Default for HttpMetricsBuilder {
             slow_poll_threshold: None,
             #[cfg(feature = "task-metrics")]
             long_delay_threshold: None,
+            grpc: true,
         }
     }
 }
@@ -425,6 +433,30 @@ impl HttpMetricsBuilder {
         self
     }
 
+    /// Whether gRPC calls (requests with `content-type: application/grpc`) are recorded
+    /// in the RPC families (`rpc_server_call_duration_seconds`, with the method and the
+    /// gRPC status) instead of the HTTP ones. Defaults to `true`; see
+    /// [the crate docs](crate#grpc).
+    ///
+    /// Off, a gRPC call is an HTTP `POST` answered 200, whatever its gRPC status.
+    ///
+    /// ```
+    /// use tower_prometheus::HttpMetricsLayer;
+    /// use tower_prometheus::prometheus_client::registry::Registry;
+    ///
+    /// let layer = HttpMetricsLayer::builder().grpc(false).build(&mut Registry::default())?;
+    /// # Ok::<(), tower_prometheus::Error>(())
+    /// ```
+    pub fn grpc(mut self, enabled: bool) -> Self {
+        self.grpc = enabled;
+        self
+    }
+
+    /// The cardinality limit chosen.
+    pub(crate) fn max_series_value(&self) -> usize {
+        self.max_series
+    }
+
     /// The names the options give.
     pub(crate) fn names(&self) -> &'static super::labels::Names {
         self.naming.names()
@@ -498,7 +530,9 @@ impl HttpMetricsBuilder {
         // The route table holds this many routes, so route ids go up to it.
         #[cfg(feature = "task-metrics")]
         let max_route_id = self.max_series + self.excluded_routes.len() + nested_services.len();
+        let rpc_buckets = self.grpc.then(|| duration_buckets.clone());
         let recorder = Arc::new(Recorder::new(Config {
+            kind: Kind::Http,
             names,
             grouped_status: self.group_status_codes,
             duration_buckets,
@@ -534,8 +568,13 @@ impl HttpMetricsBuilder {
             }));
             shared.tasks = Some(monitors);
         }
+        let grpc = rpc_buckets.map(|buckets| {
+            let grpc = crate::grpc::recorder(Kind::RpcServer, buckets, self.max_series, registry);
+            Arc::new(Shared::new(grpc))
+        });
         Ok(HttpMetricsLayer {
             recorder: Arc::new(shared),
+            grpc,
             route: DefaultRoute,
             classify: DefaultClassifier,
             request_size: ContentLength,

@@ -126,14 +126,14 @@ mod body;
 mod classify;
 mod encode;
 mod future;
-mod guard;
-mod labels;
+pub(crate) mod guard;
+pub(crate) mod labels;
 mod layer;
-mod recorder;
+pub(crate) mod recorder;
 mod route;
 mod service;
 mod table;
-mod tasks;
+pub(crate) mod tasks;
 
 pub use body::{ContentLength, ReadBytes, RequestBody, RequestSize, ResponseBody};
 pub use classify::{Classified, Classify, DefaultClassifier, ErrorType};

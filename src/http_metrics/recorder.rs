@@ -32,9 +32,23 @@ const MAX_ERROR_TYPES: usize = 64;
 
 pub(crate) const ACTIVE_SLOTS: usize = Method::COUNT * UrlScheme::COUNT;
 
+/// Which side of a call a recorder records, and in which families (`src/grpc/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// HTTP server requests: the families of [`Names`].
+    Http,
+    /// gRPC calls served: `rpc_server_call_duration_seconds`.
+    RpcServer,
+    /// HTTP requests sent: `http_client_request_duration_seconds`.
+    HttpClient,
+    /// gRPC calls made: `rpc_client_call_duration_seconds`.
+    RpcClient,
+}
+
 /// What the builder decided.
 #[derive(Debug)]
 pub(crate) struct Config {
+    pub(crate) kind: Kind,
     pub(crate) names: &'static Names,
     pub(crate) grouped_status: bool,
     pub(crate) duration_buckets: Buckets,
@@ -269,7 +283,9 @@ impl Recorder {
         // Without the OpenTelemetry labels, requests that differ only in scheme,
         // version or error type have the same labels: they must be one series.
         let mut key = key.group_status(self.config.grouped_status);
-        if !self.config.names.otel_labels {
+        if self.config.kind != Kind::Http {
+            key = crate::grpc::series_key(self.config.kind, key);
+        } else if !self.config.names.otel_labels {
             key = key.without_otel_labels();
         }
         let series = if key.route() == OVERFLOW_ROUTE {
@@ -372,6 +388,7 @@ mod tests {
 
     fn recorder(max_series: usize) -> Recorder {
         Recorder::new(Config {
+            kind: Kind::Http,
             names: Naming::OpenTelemetry.names(),
             grouped_status: false,
             duration_buckets: Buckets::duration_seconds(),

@@ -26,6 +26,7 @@ use super::tasks;
 pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
     inner: S,
     recorder: Arc<Shared>,
+    grpc: Option<Arc<Shared>>,
     route: R,
     classify: C,
     request_size: PhantomData<M>,
@@ -36,6 +37,7 @@ impl<S, R, C, M> HttpMetrics<S, R, C, M> {
     pub(crate) fn new(
         inner: S,
         recorder: Arc<Shared>,
+        grpc: Option<Arc<Shared>>,
         route: R,
         classify: C,
         scheme: UrlScheme,
@@ -43,6 +45,7 @@ impl<S, R, C, M> HttpMetrics<S, R, C, M> {
         Self {
             inner,
             recorder,
+            grpc,
             route,
             classify,
             request_size: PhantomData,
@@ -90,12 +93,17 @@ where
         // `is_end_stream` and size hint) runs before the request is counted in flight:
         // if it panics, there is nothing to take back.
         let path = || request.uri().path();
+        // gRPC calls are recorded by their own recorder, the full method as the route.
+        let grpc = (self.grpc.as_deref()).filter(|_| crate::grpc::is_grpc(&request));
         let route = if recorder.excludes_path(path) {
             None
+        } else if let Some(grpc) = grpc {
+            Some(grpc.route(Some(crate::grpc::full_method(path())), || ""))
         } else {
             Some(recorder.route(self.route.route(&request), path))
         }
         .filter(|route| !route.excluded);
+        let recorder = grpc.unwrap_or(recorder);
         let Some(route) = route else {
             let future = self.inner.call(M::wrap(request, &RequestBytes::Unknown));
             return ResponseFuture::new(tasks::plain(future), None, self.classify.clone());
@@ -105,6 +113,9 @@ where
         let request_bytes = M::measure(&request, recorder.measures_body_sizes());
         let handle = recorder.start(method, self.scheme);
         let mut guard = Guard::new(handle, start, key, request_bytes);
+        if grpc.is_some() {
+            guard.deadline = crate::grpc::deadline(start, request.headers());
+        }
         // Set by hand rather than through a closure, which would move the request once
         // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;

@@ -61,6 +61,13 @@ pub struct Config {
     /// worker as much).
     #[arg(long, env = "SLOW_POLL_THRESHOLD", default_value = "1ms", value_parser = duration)]
     pub slow_poll_threshold: Duration,
+    /// The PDP issued invoices are submitted to, `host:port` (gRPC, plaintext); unset:
+    /// invoices are not submitted.
+    #[arg(long, env = "PDP_ADDR")]
+    pub pdp_addr: Option<String>,
+    /// Deadline of a submission to the PDP (sent as `grpc-timeout`).
+    #[arg(long, env = "PDP_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub pdp_timeout: Duration,
     /// How the connections are served.
     #[command(flatten)]
     pub serve: ServeConfig,
@@ -145,6 +152,8 @@ mod tests {
         assert_eq!(config.max_upload_bytes, 10 * 1024 * 1024);
         assert!(config.metrics_enabled);
         assert!(config.metrics_addr.is_none());
+        assert!(config.pdp_addr.is_none());
+        assert_eq!(config.pdp_timeout, Duration::from_secs(2));
         assert_eq!(config.serve.header_read_timeout, Duration::from_secs(30));
         assert_eq!(config.serve.max_connections, 1024);
         assert_eq!(config.pdf_generation, PdfGeneration::BlockingPool);

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod model;
 pub mod money;
 pub mod pdf;
+pub mod pdp;
 pub mod routes;
 pub mod serve;
 pub mod telemetry;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The metrics.
     pub telemetry: Telemetry,
+    /// The PDP issued invoices are submitted to, when `PDP_ADDR` is set.
+    pub pdp: Option<pdp::Pdp>,
 }
 
 impl AppState {
@@ -67,8 +70,17 @@ impl AppState {
         }
         let telemetry = Telemetry::new(config.metrics_enabled, config.slow_poll_threshold)?;
         let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
+        let pdp = match &config.pdp_addr {
+            Some(addr) => Some(pdp::Pdp::new(
+                addr,
+                config.pdp_timeout,
+                telemetry.http.as_ref(),
+            )?),
+            None => None,
+        };
         Ok(Self {
             db,
+            pdp,
             config: Arc::new(config),
             telemetry,
         })

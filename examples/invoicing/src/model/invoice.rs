@@ -192,6 +192,56 @@ impl Invoice {
         lines.push(format!("Total        {}", money(row.total_gross_cents)));
         crate::pdf::render(&format!("Invoice {}", row.number), &lines)
     }
+    /// Whether it is issued and not yet submitted to the PDP.
+    pub fn to_submit(&self) -> bool {
+        self.row.status == "issued" && self.row.pdp_status.is_none()
+    }
+}
+
+/// What the PDP is sent of an issued invoice.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Submission {
+    /// The seller's SIRET.
+    pub seller_siret: String,
+    /// The invoice number.
+    pub number: String,
+    /// `YYYY-MM-DD`.
+    pub issue_date: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// The total, VAT included.
+    pub total_gross_cents: i64,
+    /// The client's name.
+    pub client_name: String,
+}
+
+/// What the PDP is sent of the invoice with this id.
+pub async fn submission(db: &Db, id: i64) -> Result<Submission, AppError> {
+    let query = sqlx::query_as::<_, Submission>(
+        "SELECT sellers.siret AS seller_siret, invoices.number, invoices.issue_date, \
+         invoices.currency, invoices.total_gross_cents, clients.name AS client_name \
+         FROM invoices JOIN sellers ON sellers.id = invoices.seller_id \
+         JOIN clients ON clients.id = invoices.client_id WHERE invoices.id = ?",
+    )
+    .bind(id);
+    db.timed("get_submission", query.fetch_optional(db.pool()))
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// Stores the PDP's answer on the invoice with this id, and returns the invoice.
+pub async fn set_pdp_status(db: &Db, id: i64, answer: &str) -> Result<Invoice, AppError> {
+    db.timed("set_pdp_status", async {
+        let mut conn = db.pool().acquire().await?;
+        sqlx::query("UPDATE invoices SET pdp_status = ? WHERE id = ?")
+            .bind(answer)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        fetch(&mut conn, id).await
+    })
+    .await?
+    .ok_or_else(|| not_found(id))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -207,12 +257,14 @@ struct InvoiceRow {
     total_net_cents: i64,
     total_vat_cents: i64,
     total_gross_cents: i64,
+    /// The PDP's answer to its submission, once issued (with `PDP_ADDR` set).
+    pdp_status: Option<String>,
     created_at: String,
     updated_at: String,
 }
 
 const COLUMNS: &str = "id, seller_id, client_id, number, issue_date, due_date, currency, status, \
-     total_net_cents, total_vat_cents, total_gross_cents, created_at, updated_at";
+     total_net_cents, total_vat_cents, total_gross_cents, pdp_status, created_at, updated_at";
 
 /// A line as answered: quantity and VAT rate as exact JSON numbers (`1.5`, `20`).
 #[derive(Debug, Serialize)]

@@ -39,6 +39,7 @@ async fn create(
     let new = input.check()?;
     let created = invoice::insert(&state.db, &new).await?;
     state.telemetry.business.invoice_created(new.status);
+    let created = submit_if_issued(&state, created).await?;
     let location = format!("/api/invoices/{}", created.id());
     Ok((
         StatusCode::CREATED,
@@ -82,7 +83,20 @@ async fn update(
     ApiJson(input): ApiJson<InvoiceInput>,
 ) -> Result<Json<Invoice>, AppError> {
     let new = input.check()?;
-    Ok(Json(invoice::update(&state.db, id, &new).await?))
+    let updated = invoice::update(&state.db, id, &new).await?;
+    Ok(Json(submit_if_issued(&state, updated).await?))
+}
+
+/// Submits an invoice to the PDP (when one is configured) once it is issued, and keeps
+/// its answer on the invoice (`pdp_status`). The PDP's refusal or absence does not fail
+/// the request: the invoice is issued, and its `pdp_status` says what the PDP answered.
+async fn submit_if_issued(state: &AppState, invoice: Invoice) -> Result<Invoice, AppError> {
+    let Some(pdp) = state.pdp.as_ref().filter(|_| invoice.to_submit()) else {
+        return Ok(invoice);
+    };
+    let id = invoice.id();
+    let answer = pdp.submit(invoice::submission(&state.db, id).await?).await;
+    invoice::set_pdp_status(&state.db, id, &answer).await
 }
 
 /// Deletes the invoice, its lines and its attachments (records and files).

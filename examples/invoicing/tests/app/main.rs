@@ -9,3 +9,4 @@ mod errors;
 mod files;
 mod metrics;
 mod pdf;
+mod pdp;

@@ -1,0 +1,181 @@
+//! The two example services together: the invoicing app submits issued invoices to a real
+//! PDP (`examples/pdp`, tonic over 127.0.0.1), and both record the calls: the app in
+//! `rpc_client_call_duration_seconds`, the PDP in `rpc_server_call_duration_seconds`,
+//! with the PDP's real status codes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{Sample, TestApp, find, invoice, parse_exposition, value};
+
+const CALLED: &str = "rpc_client_call_duration_seconds_count";
+const SERVED: &str = "rpc_server_call_duration_seconds_count";
+const SUBMIT: &str = "pdp.v1.Pdp/SubmitInvoice";
+
+async fn start_pdp() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("a bound address");
+    let service = pdp::PdpService::new(Duration::from_millis(5));
+    tokio::spawn(pdp::serve(
+        listener,
+        pdp::metrics(),
+        service,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// The PDP's `/metrics`, over HTTP/1.1 on its gRPC port.
+async fn pdp_metrics(addr: SocketAddr) -> Vec<Sample> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: pdp\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("send the request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (_, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    parse_exposition(body)
+}
+
+fn issued(seller: i64, client: i64, number: &str) -> Value {
+    let mut body = invoice(seller, client, number);
+    body["status"] = json!("issued");
+    body
+}
+
+fn pdp_status(invoice: &Value) -> &str {
+    invoice["pdp_status"].as_str().unwrap_or("(none)")
+}
+
+#[tokio::test]
+async fn issued_invoices_are_submitted_and_both_services_record_the_calls() {
+    let pdp = start_pdp().await;
+    let app = TestApp::with(|config| config.pdp_addr = Some(pdp.to_string())).await;
+    // The test sellers share one SIRET: the PDP sees the second F-1 as a duplicate.
+    let (s1, s2, c) = (
+        app.seller("S1").await,
+        app.seller("S2").await,
+        app.client("C").await,
+    );
+
+    let first = app
+        .post("/api/invoices", &issued(s1, c, "F-1"))
+        .await
+        .expect(StatusCode::CREATED);
+    assert!(pdp_status(&first).starts_with("SUBMITTED sub-"), "{first}");
+    let duplicate = app
+        .post("/api/invoices", &issued(s2, c, "F-1"))
+        .await
+        .expect(StatusCode::CREATED);
+    assert!(
+        pdp_status(&duplicate).starts_with("ALREADY_EXISTS: "),
+        "{duplicate}"
+    );
+    // A draft is not submitted, until it is issued.
+    let draft = app.invoice(s1, c, "F-2").await;
+    assert_eq!(draft["pdp_status"], Value::Null);
+    let id = draft["id"].as_i64().expect("an id");
+    let updated = app
+        .put(&format!("/api/invoices/{id}"), &issued(s1, c, "F-2"))
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        pdp_status(&updated).starts_with("SUBMITTED sub-"),
+        "{updated}"
+    );
+    // Shown when read back.
+    let shown = app
+        .get(&format!("/api/invoices/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(shown["pdp_status"], updated["pdp_status"]);
+
+    let client = parse_exposition(&app.get("/metrics").await.text());
+    let port = pdp.port().to_string();
+    let at = |code| {
+        vec![
+            ("rpc_system_name", "grpc"),
+            ("rpc_method", SUBMIT),
+            ("server_address", "127.0.0.1"),
+            ("server_port", port.as_str()),
+            ("rpc_response_status_code", code),
+        ]
+    };
+    assert_eq!(value(&client, CALLED, &at("OK")), 2.0);
+    assert_eq!(value(&client, CALLED, &at("ALREADY_EXISTS")), 1.0);
+    // The server finishes a call when its response stream ends, on its own schedule.
+    let mut server = pdp_metrics(pdp).await;
+    for _ in 0..500 {
+        if find(&server, SERVED, &[])
+            .iter()
+            .map(|s| s.value)
+            .sum::<f64>()
+            == 3.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        server = pdp_metrics(pdp).await;
+    }
+    let served = |code| vec![("rpc_method", SUBMIT), ("rpc_response_status_code", code)];
+    assert_eq!(value(&server, SERVED, &served("OK")), 2.0);
+    assert_eq!(value(&server, SERVED, &served("ALREADY_EXISTS")), 1.0);
+}
+
+#[tokio::test]
+async fn an_unreachable_pdp_is_shown_and_issuing_still_works() {
+    let port = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        listener.local_addr().expect("an address").port()
+    };
+    let app = TestApp::with(|config| config.pdp_addr = Some(format!("127.0.0.1:{port}"))).await;
+    let (s, c) = (app.seller("S").await, app.client("C").await);
+    let created = app
+        .post("/api/invoices", &issued(s, c, "F-1"))
+        .await
+        .expect(StatusCode::CREATED);
+    assert!(
+        pdp_status(&created).starts_with("UNAVAILABLE: "),
+        "{created}"
+    );
+    let client = parse_exposition(&app.get("/metrics").await.text());
+    let failed = find(
+        &client,
+        CALLED,
+        &[
+            ("rpc_method", SUBMIT),
+            ("rpc_response_status_code", "UNAVAILABLE"),
+        ],
+    );
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].value, 1.0);
+    assert_eq!(
+        failed[0].labels.get("error_type").map(String::as_str),
+        Some("connection_refused")
+    );
+}
+
+#[tokio::test]
+async fn without_a_pdp_issuing_works_as_before() {
+    let app = TestApp::new().await;
+    let (s, c) = (app.seller("S").await, app.client("C").await);
+    let created = app
+        .post("/api/invoices", &issued(s, c, "F-1"))
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(created["pdp_status"], Value::Null);
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        !metrics.contains("rpc_client_call_duration_seconds"),
+        "no calls"
+    );
+}
