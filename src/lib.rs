@@ -42,7 +42,9 @@ mod runtime;
 mod sharded;
 
 pub use error::Error;
-pub use exporter::{Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+pub use exporter::{
+    Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
+};
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram};
