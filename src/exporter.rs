@@ -34,6 +34,8 @@ use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::registry::Registry;
 use tower_service::Service;
 
+use crate::http_metrics::exemplar::{capturing, patch_openmetrics};
+
 /// The `Content-Type` of OpenMetrics text 1.0.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -163,11 +165,17 @@ impl<B> Service<Request<B>> for Exporter {
 
 /// The registry in `format`, into a buffer of about `last_len` bytes; `None` when a
 /// collector failed.
+///
+/// The HTTP layers' exemplars are left aside by their collectors while the registry is
+/// encoded (`prometheus-client` 0.26 has no public way to build its exemplars), then
+/// added to the OpenMetrics `_bucket` lines and the protobuf buckets.
 fn encode(registry: &Registry, format: Format, last_len: usize) -> Option<Vec<u8>> {
     let mut text = String::with_capacity(last_len + last_len / 8);
     match format {
         Format::OpenMetrics100 | Format::OpenMetrics001 => {
-            text::encode(&mut text, registry).ok()?
+            let (encoded, exemplars) = capturing(|| text::encode(&mut text, registry));
+            encoded.ok()?;
+            text = patch_openmetrics(text, &exemplars);
         }
         Format::Text004 | Format::Text100 => prometheus_text::encode(&mut text, registry).ok()?,
         #[cfg(feature = "protobuf")]
@@ -184,7 +192,10 @@ fn encode(registry: &Registry, format: Format, last_len: usize) -> Option<Vec<u8
 fn encode_protobuf(registry: &Registry, last_len: usize) -> Option<Vec<u8>> {
     use prost::Message as _;
 
-    let families = prometheus_client::encoding::prometheus_protobuf::encode(registry).ok()?;
+    let (families, exemplars) =
+        capturing(|| prometheus_client::encoding::prometheus_protobuf::encode(registry));
+    let mut families = families.ok()?;
+    crate::http_metrics::exemplar::patch_protobuf(&mut families, &exemplars);
     let mut body = Vec::with_capacity(last_len + last_len / 8);
     for family in families {
         family.encode_length_delimited(&mut body).ok()?;

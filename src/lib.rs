@@ -47,8 +47,11 @@ pub use exporter::{
 };
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
-pub use histogram::{Buckets, Histogram};
-pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming, UrlScheme};
+pub use histogram::{Buckets, Histogram, NativeBuckets};
+pub use http_metrics::{
+    HttpMetricsBuilder, HttpMetricsLayer, Naming, TraceContext, TraceContextSource, Traceparent,
+    UrlScheme,
+};
 pub use metrics::{Metrics, MetricsBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;

@@ -116,6 +116,7 @@
 mod body;
 mod classify;
 mod encode;
+pub(crate) mod exemplar;
 mod future;
 mod guard;
 mod labels;
@@ -127,6 +128,7 @@ mod table;
 
 pub use body::{ContentLength, ReadBytes, RequestBody, RequestSize, ResponseBody};
 pub use classify::{Classified, Classify, DefaultClassifier, ErrorType};
+pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use future::ResponseFuture;
 pub use labels::{Naming, UrlScheme};
 pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer, SERIES_LIMIT};

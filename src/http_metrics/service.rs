@@ -102,8 +102,9 @@ where
         let method = Method::from_http(request.method());
         let key = SeriesKey::request(request.version(), method, self.scheme, route.id);
         let request_bytes = M::measure(&request, recorder.measures_body_sizes());
+        let trace = recorder.trace_context(&request);
         let handle = recorder.start(method, self.scheme);
-        let mut guard = Guard::new(handle, start, key, request_bytes);
+        let mut guard = Guard::new(handle, start, key, request_bytes, trace);
         // Set by hand rather than through a closure, which would move the request once
         // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;

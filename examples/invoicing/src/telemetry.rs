@@ -161,7 +161,11 @@ impl Telemetry {
                             // `nest_service` mounts: axum gives their requests no
                             // `MatchedPath`; these give them `/uploads/{*path}`.
                             .nested_service("/uploads")
-                            .nested_service("/pdf-a3"),
+                            .nested_service("/pdf-a3")
+                            // Native buckets for a Prometheus that asks for protobuf,
+                            // and exemplars from sampled `traceparent` headers.
+                            .native_histograms(true)
+                            .exemplars(true),
                     )
                     .build()?,
             )
