@@ -52,6 +52,7 @@ CONFIGS = [
     "tower_prometheus",
     "tower_prometheus_duration_only",
     "tower_prometheus_full_options",
+    "tower_prometheus_native_exemplars",
     "axum_prometheus",
     "hand_written_prometheus_client",
 ]
@@ -60,6 +61,7 @@ FLOOR_OF = {
     "tower_prometheus": "floor_body_sizes",
     "tower_prometheus_duration_only": "floor",
     "tower_prometheus_full_options": "floor_body_sizes",
+    "tower_prometheus_native_exemplars": "floor_body_sizes",
 }
 
 

@@ -10,7 +10,10 @@
 #      /api/v1/query_exemplars returns trace ids, all of them among those sent; the
 #      Accept header it sent is the one the exporter's unit tests use;
 #   4. through the second one's: the classic _bucket series are scraped, and the same
-#      rate() has no native histogram.
+#      rate() has no native histogram;
+#   5. the "(native)" panels of grafana/dashboards/service-overview.json: their native
+#      operand returns series from the first, the whole query (with its classic
+#      fallback) from the second.
 # Usage: monitoring/native-histograms.sh   (called by scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -142,9 +145,10 @@ done
 echo "$n sampled traces sent, $((n * 9)) requests"
 
 step "through the HTTP API of both"
-python3 - "http://127.0.0.1:$NATIVE_PORT" "http://127.0.0.1:$CLASSIC_PORT" "$TMP" "$ROOT/src/exporter.rs" <<'PY'
+python3 - "http://127.0.0.1:$NATIVE_PORT" "http://127.0.0.1:$CLASSIC_PORT" "$TMP" "$ROOT/src/exporter.rs" \
+    "$ROOT/monitoring/grafana/dashboards/service-overview.json" <<'PY'
 import json, sys, time, urllib.parse, urllib.request
-native, classic, tmp, exporter = sys.argv[1:]
+native, classic, tmp, exporter, dashboard = sys.argv[1:]
 sent = {line.strip() for line in open(f"{tmp}/trace-ids") if line.strip()}
 
 def api(prom, path, **params):
@@ -224,6 +228,30 @@ for kind in ("native", "classic"):
     expect(f'"{accept}"' in source, f"the {kind} Accept header is in src/exporter.rs's unit tests")
 expect("vnd.google.protobuf" in open(f"{tmp}/accept.native").read(), "with the flags, Prometheus asks for protobuf")
 expect("vnd.google.protobuf" not in open(f"{tmp}/accept.classic").read(), "without them, it does not")
+
+# The dashboard's native panels: `(native) or (classic)`. The native operand returns
+# series from the Prometheus with native histograms, the whole query from both.
+values = {"job": "invoicing", "instance": ".*", "route": ".*", "__rate_interval": "10s"}
+def subst(expr):
+    for name in sorted(values, key=len, reverse=True):
+        expr = expr.replace("$" + name, values[name])
+    return expr
+def walk(panels):
+    for p in panels:
+        yield p
+        yield from walk(p.get("panels", []))
+native_panels = [p for p in walk(json.load(open(dashboard))["panels"])
+                 if p.get("title", "").endswith("(native)")]
+expect(len(native_panels) >= 2, "the dashboard has native quantile and heatmap panels")
+for p in native_panels:
+    for t in p["targets"]:
+        expr = subst(t["expr"])
+        operand = expr.split(") or (")[0].lstrip("(")
+        result = api(native, "query", query=operand)["result"]
+        kind = "histogram" if any("histogram" in r for r in result) else "value"
+        expect(len(result) > 0, f"{p['title']} [{t['refId']}] native: {len(result)} series ({kind}s) for {operand}")
+        result = api(classic, "query", query=expr)["result"]
+        expect(len(result) > 0, f"{p['title']} [{t['refId']}] without the flags (classic fallback): {len(result)} series")
 
 targets = api(native, "targets")["activeTargets"] + api(classic, "targets")["activeTargets"]
 for t in targets:

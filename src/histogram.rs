@@ -332,14 +332,7 @@ impl HistogramCore {
             .at(thread, bucket)
             .fetch_add(1, Ordering::Relaxed);
         if let Some(native) = &self.native {
-            // The zero bucket, then the range's buckets.
-            let zero = bounds.len() + 2;
-            let cell = if v <= native.zero_threshold {
-                zero
-            } else {
-                zero + 1 + native.offset(v)
-            };
-            self.cells.at(thread, cell).fetch_add(1, Ordering::Relaxed);
+            self.observe_native(thread, native, v);
         }
         let sum = self.cells.at(thread, bounds.len() + 1);
         // The cell belongs to this thread's shard, so the exchange almost never retries.
@@ -352,6 +345,21 @@ impl HistogramCore {
             }
         }
         Some(bucket)
+    }
+
+    /// The native half of [`Self::observe_at`]: out of line, so that with native
+    /// histograms off the observation stays as small as it was (inlined three times per
+    /// request).
+    #[inline(never)]
+    fn observe_native(&self, thread: usize, native: &NativeBuckets, v: f64) {
+        // The zero bucket, then the range's buckets.
+        let zero = self.buckets.bounds().len() + 2;
+        let cell = if v <= native.zero_threshold {
+            zero
+        } else {
+            zero + 1 + native.offset(v)
+        };
+        self.cells.at(thread, cell).fetch_add(1, Ordering::Relaxed);
     }
 
     /// The number of classic buckets, `+Inf` included.
