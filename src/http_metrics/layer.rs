@@ -255,7 +255,7 @@ impl HttpMetricsBuilder {
     /// Prometheus asks for when its native histograms are on; the text formats keep the
     /// classic buckets. On, each series holds [`NativeBuckets::len`] + 1 more counters
     /// per shard (1.5 KiB per shard with the default range), and a request costs about
-    /// 60 more instructions (`benches/README.md`).
+    /// 140 more instructions (`benches/README.md`, "Native histograms and exemplars").
     ///
     /// ```
     /// use prometheus_client::registry::Registry;
