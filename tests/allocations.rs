@@ -166,7 +166,7 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
     B: http_body::Body<Data = Bytes>,
 {
-    let mut one = |service: &mut S| {
+    let one = |service: &mut S| {
         let request = Request::get("/jobs/1")
             .header(
                 "traceparent",
