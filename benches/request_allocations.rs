@@ -161,8 +161,11 @@ fn main() {
     // Not exactly equal: hyper renews its cached `Date` header once a second, one
     // allocation whenever a run crosses a second (0.001 per request here), so a slow run
     // may count one more than another. An allocation per request would add 1.
+    // `tower_prometheus_native_exemplars` is left out: its client adds a `traceparent`
+    // header that bare's does not send (its `HeaderMap` allocates); tests/allocations.rs
+    // compares it with a bare service receiving the same header: no allocation.
     for (config, _, hyper) in &rows {
-        if config.floor().is_some() {
+        if config.floor().is_some() && *config != Config::TowerPrometheusNativeExemplars {
             assert!(
                 (hyper - hyper_bare).abs() < 0.5,
                 "{}: ours allocates on the hyper path, where nothing boxes around it \
