@@ -54,6 +54,7 @@ CONFIGS = [
     "tower_prometheus_full_options",
     # With --features task-metrics only.
     "tower_prometheus_task_metrics",
+    "tower_prometheus_native_exemplars",
     "axum_prometheus",
     "hand_written_prometheus_client",
 ]
@@ -62,6 +63,7 @@ FLOOR_OF = {
     "tower_prometheus": "floor_body_sizes",
     "tower_prometheus_duration_only": "floor",
     "tower_prometheus_full_options": "floor_body_sizes",
+    "tower_prometheus_native_exemplars": "floor_body_sizes",
 }
 
 

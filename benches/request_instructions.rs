@@ -27,8 +27,8 @@ use scenarios::{App, AxumClient, Config, Connected, HyperClient};
 pub const REQUESTS: u64 = 2_000;
 
 fn axum_router(config: Config) -> Connected<AxumClient> {
-    let router = App::new(config).router();
-    Connected::new(|| async move { AxumClient::new(router) })
+    let client = App::new(config).axum_client();
+    Connected::new(|| async move { client })
 }
 
 fn hyper_server(config: Config) -> Connected<HyperClient> {
@@ -86,6 +86,7 @@ fn two_threads_config() -> LibraryBenchmarkConfig {
 #[bench::tower_prometheus_duration_only(args = (Config::TowerPrometheusDurationOnly), setup = axum_router)]
 #[bench::tower_prometheus_full_options(args = (Config::TowerPrometheusFullOptions), setup = axum_router)]
 #[cfg_attr(feature = "task-metrics", bench::tower_prometheus_task_metrics(args = (Config::TowerPrometheusTaskMetrics), setup = axum_router))]
+#[bench::tower_prometheus_native_exemplars(args = (Config::TowerPrometheusNativeExemplars), setup = axum_router)]
 #[bench::axum_prometheus(args = (Config::AxumPrometheus), setup = axum_router)]
 #[bench::hand_written_prometheus_client(args = (Config::HandWritten), setup = axum_router)]
 fn axum_router_1_thread(mut connected: Connected<AxumClient>) -> Connected<AxumClient> {
@@ -102,6 +103,7 @@ fn axum_router_1_thread(mut connected: Connected<AxumClient>) -> Connected<AxumC
 #[bench::tower_prometheus_duration_only(args = (Config::TowerPrometheusDurationOnly), setup = hyper_server)]
 #[bench::tower_prometheus_full_options(args = (Config::TowerPrometheusFullOptions), setup = hyper_server)]
 #[cfg_attr(feature = "task-metrics", bench::tower_prometheus_task_metrics(args = (Config::TowerPrometheusTaskMetrics), setup = hyper_server))]
+#[bench::tower_prometheus_native_exemplars(args = (Config::TowerPrometheusNativeExemplars), setup = hyper_server)]
 #[bench::axum_prometheus(args = (Config::AxumPrometheus), setup = hyper_server)]
 #[bench::hand_written_prometheus_client(args = (Config::HandWritten), setup = hyper_server)]
 fn hyper_server_1_thread(mut connected: Connected<HyperClient>) -> Connected<HyperClient> {
@@ -118,14 +120,15 @@ fn hyper_server_1_thread(mut connected: Connected<HyperClient>) -> Connected<Hyp
 #[bench::tower_prometheus_duration_only(args = (Config::TowerPrometheusDurationOnly), setup = App::new)]
 #[bench::tower_prometheus_full_options(args = (Config::TowerPrometheusFullOptions), setup = App::new)]
 #[cfg_attr(feature = "task-metrics", bench::tower_prometheus_task_metrics(args = (Config::TowerPrometheusTaskMetrics), setup = App::new))]
+#[bench::tower_prometheus_native_exemplars(args = (Config::TowerPrometheusNativeExemplars), setup = App::new)]
 #[bench::axum_prometheus(args = (Config::AxumPrometheus), setup = App::new)]
 #[bench::hand_written_prometheus_client(args = (Config::HandWritten), setup = App::new)]
 fn axum_router_2_threads(app: App) {
     two_threads(
         app,
         |app| {
-            let router = app.router();
-            Connected::new(|| async move { AxumClient::new(router) })
+            let client = app.axum_client();
+            Connected::new(|| async move { client })
         },
         counted_axum_requests,
     );
@@ -140,6 +143,7 @@ fn axum_router_2_threads(app: App) {
 #[bench::tower_prometheus_duration_only(args = (Config::TowerPrometheusDurationOnly), setup = App::new)]
 #[bench::tower_prometheus_full_options(args = (Config::TowerPrometheusFullOptions), setup = App::new)]
 #[cfg_attr(feature = "task-metrics", bench::tower_prometheus_task_metrics(args = (Config::TowerPrometheusTaskMetrics), setup = App::new))]
+#[bench::tower_prometheus_native_exemplars(args = (Config::TowerPrometheusNativeExemplars), setup = App::new)]
 #[bench::axum_prometheus(args = (Config::AxumPrometheus), setup = App::new)]
 #[bench::hand_written_prometheus_client(args = (Config::HandWritten), setup = App::new)]
 fn hyper_server_2_threads(app: App) {
@@ -185,8 +189,8 @@ fn run_once() {
         two_threads(
             App::new(config),
             |app| {
-                let router = app.router();
-                Connected::new(|| async move { AxumClient::new(router) })
+                let client = app.axum_client();
+                Connected::new(|| async move { client })
             },
             |connected, _| connected.run(1),
         );

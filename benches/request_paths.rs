@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use criterion::Criterion;
-use scenarios::{App, AxumClient, Config, Workers};
+use scenarios::{App, Config, Workers};
 
 const PATHS: [&str; 2] = ["axum_router", "hyper_server"];
 
@@ -43,8 +43,8 @@ fn workers(path: &str, threads: usize, app: &App) -> Workers {
     let app = app.clone();
     match path {
         "axum_router" => Workers::start(threads, move |_| {
-            let router = app.router();
-            async move { AxumClient::new(router) }
+            let client = app.axum_client();
+            async move { client }
         }),
         _ => Workers::start(threads, move |_| {
             let app = app.clone();

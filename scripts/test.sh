@@ -47,6 +47,8 @@ if ! command -v prometheus-alertmanager >/dev/null 2>&1 || ! command -v docker-c
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus-alertmanager docker-compose
 fi
 timeout 600 monitoring/test.sh
+# Native histograms and exemplars with a real Prometheus, flags on and off.
+timeout 300 monitoring/native-histograms.sh
 
 step "runtime tests with --cfg tokio_unstable (own target dir: other RUSTFLAGS)"
 RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/tokio-unstable \

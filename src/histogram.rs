@@ -13,7 +13,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    EncodeMetric, MetricEncoder, NativeHistogram, NativeHistogramBuckets, NoLabelSet,
+};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use crate::error::Error;
@@ -81,6 +83,127 @@ impl Buckets {
     /// The upper bounds, without the implicit `+Inf`.
     pub fn bounds(&self) -> &[f64] {
         &self.0
+    }
+}
+
+/// The native (exponential, sparse) buckets of a histogram: their resolution and range.
+///
+/// Prometheus' native histograms need no bucket bounds chosen in advance: bucket `i`
+/// holds the observations in `(base^(i-1), base^i]`, with `base = 2^(2^-schema)`, so
+/// every bucket is about `base - 1` wider than the one before (9% at schema 3).
+/// Observations at or below the zero threshold count in the zero bucket. Counters are
+/// allocated for every bucket of the range up front, so that observing never allocates
+/// nor takes a lock: the range bounds the buckets (and the memory) per series, and an
+/// observation above it counts in the highest bucket, so quantiles above the range read
+/// as its upper end. (Go's client lowers the resolution instead, which needs a lock.)
+///
+/// ```
+/// use tower_prometheus::NativeBuckets;
+///
+/// let buckets = NativeBuckets::duration_seconds();
+/// assert_eq!(buckets.schema(), 3);
+/// assert_eq!(buckets.zero_threshold(), 2f64.powi(-17));
+/// assert_eq!(buckets.len(), 192);
+///
+/// // Coarser: schema 0 doubles from one bucket to the next, 1 ms to 64 s.
+/// let coarse = NativeBuckets::new(0, 0.001, 64.0)?;
+/// assert_eq!(coarse.len(), 16);
+/// assert!(NativeBuckets::new(9, 0.001, 64.0).is_err(), "schema is -4 to 8");
+/// # Ok::<(), tower_prometheus::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NativeBuckets {
+    schema: i8,
+    /// `2^schema`: an index is `ceil(log2(v) * scale)`.
+    scale: f64,
+    zero_threshold: f64,
+    /// The index of the lowest and the highest bucket.
+    lowest: i32,
+    highest: i32,
+}
+
+impl NativeBuckets {
+    /// The most buckets a range may span.
+    pub const MAX_LEN: usize = 1024;
+
+    /// Buckets at resolution `schema` (from -4, each bucket 65,536 times the one before,
+    /// to 8, 0.27% wider), from `zero_threshold` (exclusive: observations up to it count
+    /// in the zero bucket) to the bucket holding `max`.
+    ///
+    /// An [`Error::InvalidBuckets`] when the schema is out of range, the threshold is
+    /// not a positive finite number, `max` is not finite and above it, or the range spans
+    /// more than [`MAX_LEN`](Self::MAX_LEN) buckets.
+    pub fn new(schema: i8, zero_threshold: f64, max: f64) -> Result<Self, Error> {
+        if !(-4..=8).contains(&schema) {
+            return Err(Error::InvalidBuckets(format!(
+                "a native schema is from -4 to 8, got {schema}"
+            )));
+        }
+        if !(zero_threshold.is_finite() && zero_threshold > 0.0) {
+            return Err(Error::InvalidBuckets(format!(
+                "the zero threshold must be a positive number, got {zero_threshold}"
+            )));
+        }
+        if !(max.is_finite() && max > zero_threshold) {
+            return Err(Error::InvalidBuckets(format!(
+                "the native range's top must be a number above the zero threshold, got {max}"
+            )));
+        }
+        let scale = 2f64.powi(i32::from(schema));
+        // The first bucket whose range is above the threshold, and the one holding `max`.
+        let lowest = (zero_threshold.log2() * scale).floor() as i32 + 1;
+        let highest = (max.log2() * scale).ceil() as i32;
+        let len = i64::from(highest) - i64::from(lowest) + 1;
+        if len > Self::MAX_LEN as i64 {
+            return Err(Error::InvalidBuckets(format!(
+                "the native range spans {len} buckets, more than {}",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self {
+            schema,
+            scale,
+            zero_threshold,
+            lowest,
+            highest: highest.max(lowest),
+        })
+    }
+
+    /// For durations in seconds: schema 3 (each bucket 9% wider than the one before),
+    /// from 2^-17 s (7.6 µs; below, the zero bucket) to 2^7 s (128 s): 192 buckets.
+    pub fn duration_seconds() -> Self {
+        Self::new(3, 2f64.powi(-17), 128.0).expect("a valid range")
+    }
+
+    /// The resolution: each bucket is `2^(2^-schema)` times as wide as the one before.
+    pub fn schema(&self) -> i8 {
+        self.schema
+    }
+
+    /// Observations at or below this count in the zero bucket.
+    pub fn zero_threshold(&self) -> f64 {
+        self.zero_threshold
+    }
+
+    /// The number of buckets in the range (the zero bucket aside).
+    pub fn len(&self) -> usize {
+        (self.highest - self.lowest + 1) as usize
+    }
+
+    /// Never: a range has at least one bucket. (For clippy's `len_without_is_empty`.)
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The index of the bucket `v` (above the zero threshold) counts in, relative to the
+    /// lowest bucket, clamped into the range.
+    #[inline]
+    fn offset(&self, v: f64) -> usize {
+        let index = (v.log2() * self.scale).ceil();
+        // `as` saturates, and the clamp keeps the index in the range.
+        (index as i32)
+            .clamp(self.lowest, self.highest)
+            .abs_diff(self.lowest) as usize
     }
 }
 
@@ -167,28 +290,40 @@ impl EncodeMetric for Histogram {
 
 /// The counters of a histogram, without the shared handle: what the HTTP layer embeds.
 ///
-/// Cells per shard: one per bucket bound, one for `+Inf`, one for the sum (`f64` bits).
+/// Cells per shard: one per bucket bound, one for `+Inf`, one for the sum (`f64` bits);
+/// with native buckets, then one for the zero bucket and one per native bucket.
 pub(crate) struct HistogramCore {
     buckets: Buckets,
+    native: Option<NativeBuckets>,
     cells: ShardedCells,
 }
 
 impl HistogramCore {
     pub(crate) fn new(buckets: Buckets) -> Self {
-        let cells = ShardedCells::new(buckets.bounds().len() + 2);
-        Self { buckets, cells }
+        Self::with_native(buckets, None)
+    }
+
+    pub(crate) fn with_native(buckets: Buckets, native: Option<NativeBuckets>) -> Self {
+        let native_cells = native.map_or(0, |native| native.len() + 1);
+        let cells = ShardedCells::new(buckets.bounds().len() + 2 + native_cells);
+        Self {
+            buckets,
+            native,
+            cells,
+        }
     }
 
     #[inline]
     pub(crate) fn observe(&self, v: f64) {
-        self.observe_at(crate::sharded::thread_shard(), v);
+        let _ = self.observe_at(crate::sharded::thread_shard(), v);
     }
 
-    /// [`Self::observe`] for the thread numbered `thread`, looked up by the caller.
+    /// [`Self::observe`] for the thread numbered `thread`, looked up by the caller; the
+    /// classic bucket `v` counted in (`None` for `NaN`).
     #[inline]
-    pub(crate) fn observe_at(&self, thread: usize, v: f64) {
+    pub(crate) fn observe_at(&self, thread: usize, v: f64) -> Option<usize> {
         if v.is_nan() {
-            return;
+            return None;
         }
         let bounds = self.buckets.bounds();
         // Linear search: durations and sizes mostly land in the first buckets.
@@ -196,6 +331,9 @@ impl HistogramCore {
         self.cells
             .at(thread, bucket)
             .fetch_add(1, Ordering::Relaxed);
+        if let Some(native) = &self.native {
+            self.observe_native(thread, native, v);
+        }
         let sum = self.cells.at(thread, bounds.len() + 1);
         // The cell belongs to this thread's shard, so the exchange almost never retries.
         let mut current = sum.load(Ordering::Relaxed);
@@ -206,6 +344,27 @@ impl HistogramCore {
                 Err(actual) => current = actual,
             }
         }
+        Some(bucket)
+    }
+
+    /// The native half of [`Self::observe_at`]: out of line, so that with native
+    /// histograms off the observation stays as small as it was (inlined three times per
+    /// request).
+    #[inline(never)]
+    fn observe_native(&self, thread: usize, native: &NativeBuckets, v: f64) {
+        // The zero bucket, then the range's buckets.
+        let zero = self.buckets.bounds().len() + 2;
+        let cell = if v <= native.zero_threshold {
+            zero
+        } else {
+            zero + 1 + native.offset(v)
+        };
+        self.cells.at(thread, cell).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The number of classic buckets, `+Inf` included.
+    pub(crate) fn classic_buckets(&self) -> usize {
+        self.buckets.bounds().len() + 1
     }
 
     pub(crate) fn count(&self) -> u64 {
@@ -248,7 +407,63 @@ impl HistogramCore {
             &heap
         };
         let count = pairs.iter().fold(0u64, |acc, (_, n)| acc.wrapping_add(*n));
-        encoder.encode_histogram::<NoLabelSet>(self.sum(), count, pairs, None)
+        let Some(native) = &self.native else {
+            return encoder.encode_histogram::<NoLabelSet>(self.sum(), count, pairs, None);
+        };
+        let zero = bounds.len() + 2;
+        let (spans, deltas) = self.native_spans(native, zero + 1);
+        encoder.encode_histogram_with_native::<NoLabelSet>(
+            self.sum(),
+            count,
+            pairs,
+            None,
+            NativeHistogram {
+                schema: i32::from(native.schema),
+                zero_threshold: native.zero_threshold,
+                zero_count: self.cells.sum(zero),
+                negative: NativeHistogramBuckets {
+                    spans: &[],
+                    deltas: &[],
+                },
+                positive: NativeHistogramBuckets {
+                    spans: &spans,
+                    deltas: &deltas,
+                },
+                created: None,
+            },
+        )
+    }
+
+    /// The non-empty native buckets as Prometheus' spans (offset from the end of the
+    /// previous span, length) and deltas (each count minus the one before). Gaps of up
+    /// to two empty buckets stay inside a span, as Go's client does: a span costs more
+    /// bytes than two zero deltas.
+    fn native_spans(&self, native: &NativeBuckets, first: usize) -> (Vec<(i32, u32)>, Vec<i64>) {
+        let mut spans: Vec<(i32, u32)> = Vec::new();
+        let mut deltas = Vec::new();
+        let (mut previous, mut next_index) = (0i64, 0i32);
+        for offset in 0..native.len() {
+            let count = self.cells.sum(first + offset) as i64;
+            if count == 0 {
+                continue;
+            }
+            let index = native.lowest + offset as i32;
+            let gap = index - next_index;
+            match spans.last_mut() {
+                Some((_, len)) if gap <= 2 => {
+                    for _ in 0..gap {
+                        deltas.push(-previous);
+                        previous = 0;
+                    }
+                    *len += gap as u32 + 1;
+                }
+                _ => spans.push((gap, 1)),
+            }
+            deltas.push(count - previous);
+            previous = count;
+            next_index = index + 1;
+        }
+        (spans, deltas)
     }
 }
 
@@ -307,6 +522,55 @@ mod tests {
         assert_eq!(core.cells.sum(2), 1, "+Inf");
         assert_eq!(core.count(), 5, "NaN is ignored");
         assert_eq!(core.sum(), 8.0);
+    }
+
+    #[test]
+    fn native_buckets_validate_their_range() {
+        let buckets = NativeBuckets::duration_seconds();
+        // 2^-17 is a bucket boundary: the first bucket starts right above it.
+        assert_eq!(buckets.lowest, -17 * 8 + 1);
+        assert_eq!(buckets.highest, 7 * 8);
+        assert!(NativeBuckets::new(-5, 1.0, 2.0).is_err());
+        assert!(NativeBuckets::new(3, 0.0, 2.0).is_err());
+        assert!(NativeBuckets::new(3, f64::NAN, 2.0).is_err());
+        assert!(NativeBuckets::new(3, 1.0, 1.0).is_err());
+        assert!(NativeBuckets::new(3, 1.0, f64::INFINITY).is_err());
+        assert!(
+            NativeBuckets::new(8, 1e-9, 1e9).is_err(),
+            "too many buckets"
+        );
+        assert_eq!(NativeBuckets::new(-4, 1.0, 1e30).map(|b| b.len()), Ok(7));
+    }
+
+    /// Observations land where Prometheus puts them: bucket `i` is `(2^((i-1)/8), 2^(i/8)]`
+    /// at schema 3; below the zero threshold in the zero bucket; above the range in the
+    /// highest bucket.
+    #[test]
+    fn native_observations_land_in_prometheus_buckets() {
+        let native = NativeBuckets::new(3, 2f64.powi(-10), 8.0).expect("valid");
+        let core = HistogramCore::with_native(Buckets::new([1.0]).expect("valid"), Some(native));
+        // 1.0 is the upper bound of bucket 0; just above, bucket 1; 2.0 the top of 8.
+        for v in [1.0, 1.0001, 2.0, 0.0, -1.0, 2f64.powi(-10), 1e6] {
+            core.observe(v);
+        }
+        let (spans, deltas) = core.native_spans(&native, 4);
+        // Buckets 0, 1 (one each), 8 (one), 24 (the top, 8.0 = 2^3, holding 1e6).
+        assert_eq!(spans, vec![(0, 2), (6, 1), (15, 1)]);
+        assert_eq!(deltas, vec![1, 0, 0, 0]);
+        assert_eq!(
+            core.cells.sum(3),
+            3,
+            "0, -1 and the threshold itself: the zero bucket"
+        );
+        assert_eq!(core.count(), 7);
+        // Short gaps stay inside a span.
+        let core = HistogramCore::with_native(Buckets::new([]).expect("valid"), Some(native));
+        for v in [1.0, 2f64.powf(3.0 / 8.0), 2f64.powf(3.0 / 8.0)] {
+            core.observe(v);
+        }
+        let (spans, deltas) = core.native_spans(&native, 3);
+        assert_eq!(spans, vec![(0, 4)]);
+        assert_eq!(deltas, vec![1, -1, 0, 2]);
     }
 
     #[test]

@@ -45,11 +45,16 @@ mod sharded;
 
 pub use client_metrics::ClientMetricsLayer;
 pub use error::Error;
-pub use exporter::{Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+pub use exporter::{
+    Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
+};
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
-pub use histogram::{Buckets, Histogram};
-pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming, UrlScheme};
+pub use histogram::{Buckets, Histogram, NativeBuckets};
+pub use http_metrics::{
+    HttpMetricsBuilder, HttpMetricsLayer, Naming, TraceContext, TraceContextSource, Traceparent,
+    UrlScheme,
+};
 pub use metrics::{Metrics, MetricsBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;

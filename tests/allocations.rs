@@ -159,3 +159,51 @@ fn no_allocation_per_request_once_the_label_set_exists() {
         assert!(text.contains(&line), "{line} in {text}");
     }
 }
+
+/// 1,000 requests with a sampled `traceparent` through `service`, after one to warm up.
+fn traced_allocations_of_1000<S, B>(service: &mut S) -> u64
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes>,
+{
+    let one = |service: &mut S| {
+        let request = Request::get("/jobs/1")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(Full::new(Bytes::new()))
+            .expect("valid request");
+        let response = run(service.call(request)).expect("infallible");
+        let mut body = pin!(response.into_body());
+        let mut cx = Context::from_waker(Waker::noop());
+        while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+            assert!(frame.is_ok());
+        }
+    };
+    one(service);
+    let before = allocations();
+    for _ in 0..1_000 {
+        one(service);
+    }
+    allocations() - before
+}
+
+#[test]
+fn native_histograms_and_exemplars_allocate_nothing_per_request() {
+    let mut bare = service_fn(handler::<Full<Bytes>>);
+    let baseline = traced_allocations_of_1000(&mut bare);
+    let mut registry = Registry::default();
+    let mut service = HttpMetricsLayer::builder()
+        .native_histograms(true)
+        .exemplars(true)
+        .build(&mut registry)
+        .expect("valid options")
+        .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))
+        .layer(service_fn(handler::<Full<Bytes>>));
+    assert_eq!(traced_allocations_of_1000(&mut service), baseline);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    assert!(text.contains("http_route=\"/jobs/{id}\""), "{text}");
+    assert!(text.contains("} 1001\n"), "every request counted: {text}");
+}

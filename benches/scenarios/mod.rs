@@ -78,6 +78,9 @@ pub enum Config {
     /// Ours with `task_monitors(true)` (feature `task-metrics`).
     #[cfg(feature = "task-metrics")]
     TowerPrometheusTaskMetrics,
+    /// Ours with native histograms and exemplars on, every request with a sampled
+    /// `traceparent`.
+    TowerPrometheusNativeExemplars,
     /// `axum-prometheus` 0.10.1's `PrometheusMetricLayer::pair()`.
     AxumPrometheus,
     /// The middleware one writes by hand with `prometheus-client`.
@@ -87,22 +90,6 @@ pub enum Config {
 impl Config {
     /// Every configuration, in the order of the tables.
     #[cfg(not(feature = "task-metrics"))]
-    pub const ALL: [Config; 9] = [
-        Config::Bare,
-        Config::Floor,
-        Config::FloorBodySizes,
-        Config::FloorShared,
-        Config::TowerPrometheus,
-        Config::TowerPrometheusDurationOnly,
-        Config::TowerPrometheusFullOptions,
-        Config::AxumPrometheus,
-        Config::HandWritten,
-    ];
-
-    /// Every configuration, in the order of the tables (`scripts/instructions.sh` builds
-    /// with `task-metrics`, so that the other scenarios show that the option costs
-    /// nothing when off).
-    #[cfg(feature = "task-metrics")]
     pub const ALL: [Config; 10] = [
         Config::Bare,
         Config::Floor,
@@ -111,6 +98,24 @@ impl Config {
         Config::TowerPrometheus,
         Config::TowerPrometheusDurationOnly,
         Config::TowerPrometheusFullOptions,
+        Config::TowerPrometheusNativeExemplars,
+        Config::AxumPrometheus,
+        Config::HandWritten,
+    ];
+
+    /// Every configuration, in the order of the tables (`scripts/instructions.sh` builds
+    /// with `task-metrics`, so that the other scenarios show that the option costs
+    /// nothing when off).
+    #[cfg(feature = "task-metrics")]
+    pub const ALL: [Config; 11] = [
+        Config::Bare,
+        Config::Floor,
+        Config::FloorBodySizes,
+        Config::FloorShared,
+        Config::TowerPrometheus,
+        Config::TowerPrometheusDurationOnly,
+        Config::TowerPrometheusFullOptions,
+        Config::TowerPrometheusNativeExemplars,
         Config::TowerPrometheusTaskMetrics,
         Config::AxumPrometheus,
         Config::HandWritten,
@@ -128,6 +133,7 @@ impl Config {
             Config::TowerPrometheusFullOptions => "tower_prometheus_full_options",
             #[cfg(feature = "task-metrics")]
             Config::TowerPrometheusTaskMetrics => "tower_prometheus_task_metrics",
+            Config::TowerPrometheusNativeExemplars => "tower_prometheus_native_exemplars",
             Config::AxumPrometheus => "axum_prometheus",
             Config::HandWritten => "hand_written_prometheus_client",
         }
@@ -163,6 +169,11 @@ impl Config {
                  its route's tokio-metrics `TaskMonitor` (clock reads and atomics on the \
                  route's monitor each poll, its waker state allocated each request)"
             }
+            Config::TowerPrometheusNativeExemplars => {
+                "ours with `native_histograms(true)` and `exemplars(true)`, body sizes on, \
+                 every request with a sampled `traceparent` header (which the client sets: \
+                 its insertion is counted too)"
+            }
             Config::AxumPrometheus => "`axum_prometheus::PrometheusMetricLayer::pair()` (0.10.1)",
             Config::HandWritten => {
                 "`prometheus-client` by hand: `String` labels, `Family::get_or_create`, \
@@ -178,9 +189,9 @@ impl Config {
     pub fn floor(self) -> Option<Config> {
         match self {
             Config::TowerPrometheusDurationOnly => Some(Config::Floor),
-            Config::TowerPrometheus | Config::TowerPrometheusFullOptions => {
-                Some(Config::FloorBodySizes)
-            }
+            Config::TowerPrometheus
+            | Config::TowerPrometheusFullOptions
+            | Config::TowerPrometheusNativeExemplars => Some(Config::FloorBodySizes),
             _ => None,
         }
     }
@@ -207,6 +218,25 @@ fn task_metrics() -> Metrics {
         .build()
         .expect("valid options")
 }
+
+/// The options of [`Config::TowerPrometheusNativeExemplars`].
+fn native_exemplars() -> Metrics {
+    Metrics::builder()
+        .http(
+            HttpMetricsLayer::builder()
+                .native_histograms(true)
+                .exemplars(true),
+        )
+        .build()
+        .expect("valid options")
+}
+
+/// The sampled `traceparent` header of [`Config::TowerPrometheusNativeExemplars`]'
+/// requests: its name made once, as a client that sends it on every request would.
+pub const TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static("traceparent");
+
+/// The value of that header.
+pub const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn duration_only() -> Metrics {
     Metrics::builder()
@@ -259,6 +289,7 @@ impl App {
             Config::TowerPrometheusFullOptions => Shared::Ours(full_options()),
             #[cfg(feature = "task-metrics")]
             Config::TowerPrometheusTaskMetrics => Shared::Ours(task_metrics()),
+            Config::TowerPrometheusNativeExemplars => Shared::Ours(native_exemplars()),
             Config::AxumPrometheus => Shared::AxumPrometheus(Box::new(axum_prometheus())),
             Config::HandWritten => Shared::HandWritten(hand_written::Metrics::new()),
         };
@@ -267,6 +298,19 @@ impl App {
 
     pub fn config(&self) -> Config {
         self.config
+    }
+
+    /// Whether this configuration's requests carry a sampled `traceparent`.
+    fn traced(&self) -> Option<HeaderValue> {
+        (self.config == Config::TowerPrometheusNativeExemplars)
+            .then(|| HeaderValue::from_static(TRACEPARENT))
+    }
+
+    /// A client of this configuration's [`router`](Self::router) on the axum path.
+    pub fn axum_client(&self) -> AxumClient {
+        let mut client = AxumClient::new(self.router());
+        client.traceparent = self.traced();
+        client
     }
 
     /// The count of requests ours recorded on [`ROUTE`] (every series of the duration
@@ -349,7 +393,9 @@ impl App {
                 let layer = metrics
                     .http_layer()
                     .route_fn(|request: &Request<Incoming>| hyper_route(request));
-                HyperClient::connect(layer.layer(service_fn(hyper_handler))).await
+                let mut client = HyperClient::connect(layer.layer(service_fn(hyper_handler))).await;
+                client.traceparent = self.traced();
+                client
             }
             (Shared::AxumPrometheus(pair), _) => {
                 HyperClient::connect(pair.0.layer(service_fn(hyper_handler))).await
@@ -446,6 +492,8 @@ type ServedRouter = TowerToHyperService<MapRequest<Router, fn(Request<Body>) -> 
 pub struct AxumClient {
     service: ServedRouter,
     uri: Uri,
+    /// Sent with every request, when set.
+    traceparent: Option<HeaderValue>,
 }
 
 impl AxumClient {
@@ -458,6 +506,7 @@ impl AxumClient {
         Self {
             service: TowerToHyperService::new(router.with_state(()).map_request(to_body)),
             uri: Uri::from_static(URI),
+            traceparent: None,
         }
     }
 }
@@ -466,6 +515,11 @@ impl Client for AxumClient {
     async fn request(&mut self) {
         let mut request = Request::new(Body::empty());
         *request.uri_mut() = self.uri.clone();
+        if let Some(traceparent) = &self.traceparent {
+            request
+                .headers_mut()
+                .insert(TRACEPARENT_NAME, traceparent.clone());
+        }
         // What `axum::serve` does for each request: `TowerToHyperService` clones the
         // service and calls the clone.
         let response = hyper::service::Service::call(&self.service, request)
@@ -482,6 +536,8 @@ impl Client for AxumClient {
 pub struct HyperClient {
     sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     uri: Uri,
+    /// Sent with every request, when set.
+    traceparent: Option<HeaderValue>,
 }
 
 impl HyperClient {
@@ -512,6 +568,7 @@ impl HyperClient {
         Self {
             sender,
             uri: Uri::from_static(URI),
+            traceparent: None,
         }
     }
 }
@@ -524,6 +581,11 @@ impl Client for HyperClient {
             .expect("the connection stays open");
         let mut request = Request::new(Empty::new());
         *request.uri_mut() = self.uri.clone();
+        if let Some(traceparent) = &self.traceparent {
+            request
+                .headers_mut()
+                .insert(TRACEPARENT_NAME, traceparent.clone());
+        }
         let response = self
             .sender
             .send_request(request)

@@ -88,7 +88,7 @@ where
         let method_label = Method::from_http(request.method());
         let key = SeriesKey::request(request.version(), method_label, scheme, route);
         let handle = recorder.start(method_label, scheme);
-        let mut guard = Guard::new(handle, start, key, RequestBytes::Unknown);
+        let mut guard = Guard::new(handle, start, key, RequestBytes::Unknown, None);
         guard.polling = true;
         let future = BoxErrors::new(self.inner.call(request));
         guard.polling = false;

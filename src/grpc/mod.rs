@@ -132,6 +132,9 @@ pub(crate) fn recorder(
         excluded_prefixes: Vec::new(),
         excluded_routes: Vec::new(),
         nested_services: Vec::new(),
+        // Native buckets and exemplars are the HTTP duration histogram's only (for now).
+        native_buckets: None,
+        exemplars: None,
     }));
     if kind != Kind::HttpClient {
         prepare(&recorder);

@@ -11,6 +11,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
+use super::exemplar::{self, ExemplarSlot, FamilyExemplars};
 use super::labels::{ActiveLabels, Method, OverflowLabels, SeriesKey, SeriesLabels, UrlScheme};
 use super::recorder::{Recorder, Series};
 use crate::histogram::HistogramCore;
@@ -81,6 +82,23 @@ impl Collector for Recorder {
             }
             let mut family =
                 encoder.encode_descriptor(name, help, Some(&unit), MetricType::Histogram)?;
+            // The duration's exemplars, for the exporter that encodes (see `exemplar.rs`).
+            let mut exemplars = (name == names.duration
+                && self.config.exemplars.is_some()
+                && exemplar::is_capturing())
+            .then(|| FamilyExemplars {
+                name: format!("{name}_{}", unit.as_str()),
+                buckets: overflow.duration.classic_buckets(),
+                metrics: Vec::with_capacity(series.len() + 1),
+            });
+            let mut keep = |s: &Series| {
+                if let Some(exemplars) = exemplars.as_mut() {
+                    let slots = s.exemplars.as_deref().unwrap_or_default();
+                    exemplars
+                        .metrics
+                        .push(slots.iter().map(ExemplarSlot::read).collect());
+                }
+            };
             for (key, s) in &series {
                 let Some(histogram) = field(s) else { continue };
                 let labels = SeriesLabels::new(
@@ -91,9 +109,14 @@ impl Collector for Recorder {
                     self.config.grouped_status,
                 );
                 histogram.encode(&mut family.encode_family(&labels)?)?;
+                keep(s);
             }
             if let Some(histogram) = field(overflow).filter(|_| !overflow.is_empty()) {
                 histogram.encode(&mut family.encode_family(&OverflowLabels)?)?;
+                keep(overflow);
+            }
+            if let Some(exemplars) = exemplars {
+                exemplar::leave(exemplars);
             }
         }
 

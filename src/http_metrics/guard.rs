@@ -8,6 +8,7 @@ use std::time::Instant;
 use http::StatusCode;
 
 use super::classify::ErrorType;
+use super::exemplar::TraceContext;
 use super::labels::{Method, SeriesKey, error_id};
 use super::recorder::{Handle, Kind, Observation};
 
@@ -38,6 +39,8 @@ pub(crate) struct Guard {
     /// The classifier's verdict so far ([`error_id`]).
     error: u8,
     response_bytes: u64,
+    /// The request's trace context, for an exemplar.
+    trace: Option<TraceContext>,
     /// The body length hyper will send over HTTP/1.x (`Content-Length`, or an exact
     /// size hint; `u64::MAX` when unknown, and over HTTP/2): hyper stops polling a body
     /// once that many bytes are written, whether or not the body has said it ended.
@@ -60,6 +63,7 @@ impl Guard {
         start: Instant,
         key: SeriesKey,
         request_bytes: RequestBytes,
+        trace: Option<TraceContext>,
     ) -> Self {
         Self {
             recorder,
@@ -69,6 +73,7 @@ impl Guard {
             status: 0,
             error: error_id::NONE,
             response_bytes: 0,
+            trace,
             expected_bytes: u64::MAX,
             polling: false,
             finished: false,
@@ -156,6 +161,7 @@ impl Guard {
                 seconds: self.start.elapsed().as_secs_f64(),
                 request_bytes,
                 response_bytes: self.response_bytes,
+                trace: self.trace,
             },
         );
     }

@@ -9,12 +9,13 @@ use tower_layer::Layer;
 
 use super::body::{ContentLength, RequestSize};
 use super::classify::DefaultClassifier;
+use super::exemplar::{TraceContextSource, Traceparent};
 use super::labels::{Naming, UrlScheme};
-use super::recorder::{Config, Kind, Recorder, Shared};
+use super::recorder::{Config, Kind, Recorder, Shared, TraceSource};
 use super::route::{DefaultRoute, RouteFn};
 use super::service::HttpMetrics;
 use crate::error::{Error, is_valid_label_name};
-use crate::histogram::Buckets;
+use crate::histogram::{Buckets, NativeBuckets};
 
 /// The default of [`HttpMetricsBuilder::max_series`].
 pub const DEFAULT_MAX_SERIES: usize = 2_000;
@@ -209,6 +210,10 @@ pub struct HttpMetricsBuilder {
     #[cfg(feature = "task-metrics")]
     long_delay_threshold: Option<std::time::Duration>,
     grpc: bool,
+    native_histograms: bool,
+    native_buckets: NativeBuckets,
+    exemplars: bool,
+    trace_context: TraceSource,
 }
 
 impl Default for HttpMetricsBuilder {
@@ -232,6 +237,10 @@ impl Default for HttpMetricsBuilder {
             #[cfg(feature = "task-metrics")]
             long_delay_threshold: None,
             grpc: true,
+            native_histograms: false,
+            native_buckets: NativeBuckets::duration_seconds(),
+            exemplars: false,
+            trace_context: TraceSource(Arc::new(Traceparent)),
         }
     }
 }
@@ -256,6 +265,72 @@ impl HttpMetricsBuilder {
     /// [`Buckets::size_bytes`] (0, then powers of 4 from 64 B to 16 MiB).
     pub fn size_buckets(mut self, bounds: impl IntoIterator<Item = f64>) -> Self {
         self.size_buckets = Some(bounds.into_iter().collect());
+        self
+    }
+
+    /// Whether the duration histogram records native (exponential) buckets beside the
+    /// classic ones. Defaults to `false`.
+    ///
+    /// They are served only in the Prometheus protobuf format (feature `protobuf`), which
+    /// Prometheus asks for when its native histograms are on; the text formats keep the
+    /// classic buckets. On, each series holds [`NativeBuckets::len`] + 1 more counters
+    /// per shard (1.5 KiB per shard with the default range), and a request costs about
+    /// 140 more instructions (`benches/README.md`, "Native histograms and exemplars").
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use tower_prometheus::HttpMetricsLayer;
+    ///
+    /// let layer = HttpMetricsLayer::builder()
+    ///     .native_histograms(true)
+    ///     .build(&mut Registry::default())?;
+    /// # Ok::<(), tower_prometheus::Error>(())
+    /// ```
+    pub fn native_histograms(mut self, enabled: bool) -> Self {
+        self.native_histograms = enabled;
+        self
+    }
+
+    /// The resolution and range of the native duration buckets, when
+    /// [`native_histograms`](Self::native_histograms) is on. Defaults to
+    /// [`NativeBuckets::duration_seconds`]: schema 3, 7.6 µs to 128 s.
+    pub fn native_buckets(mut self, buckets: NativeBuckets) -> Self {
+        self.native_buckets = buckets;
+        self
+    }
+
+    /// Whether the duration histogram's buckets carry exemplars: the trace and span id
+    /// (labels `trace_id` and `span_id`, as Go's `promhttp` and OpenTelemetry name them)
+    /// of a recent request that fell into the bucket, with its duration and the time it
+    /// finished. Defaults to `false`.
+    ///
+    /// The trace comes from [`trace_context`](Self::trace_context), by default the W3C
+    /// `traceparent` header when its sampled flag is set (a malformed one is ignored).
+    /// One exemplar per bucket and series, replaced at most once a second; written
+    /// without a lock nor an allocation. Off, a request pays one branch. They are served
+    /// in OpenMetrics text and protobuf by the crate's [`Exporter`](crate::Exporter),
+    /// never in text 0.0.4, which has no syntax for them.
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use tower_prometheus::HttpMetricsLayer;
+    ///
+    /// let layer = HttpMetricsLayer::builder()
+    ///     .exemplars(true)
+    ///     .build(&mut Registry::default())?;
+    /// # Ok::<(), tower_prometheus::Error>(())
+    /// ```
+    pub fn exemplars(mut self, enabled: bool) -> Self {
+        self.exemplars = enabled;
+        self
+    }
+
+    /// Where the trace context of a request comes from, for the
+    /// [`exemplars`](Self::exemplars): a [`TraceContextSource`], such as a closure
+    /// `Fn(&HeaderMap, &Extensions) -> Option<TraceContext>` (an example reads the
+    /// current `tracing` span there). Defaults to [`Traceparent`].
+    pub fn trace_context(mut self, source: impl TraceContextSource) -> Self {
+        self.trace_context = TraceSource(Arc::new(source));
         self
     }
 
@@ -536,6 +611,8 @@ impl HttpMetricsBuilder {
             names,
             grouped_status: self.group_status_codes,
             duration_buckets,
+            native_buckets: self.native_histograms.then_some(self.native_buckets),
+            exemplars: self.exemplars.then_some(self.trace_context),
             size_buckets,
             max_series: self.max_series,
             excluded_paths: self.excluded_paths,

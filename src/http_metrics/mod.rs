@@ -125,6 +125,7 @@
 mod body;
 mod classify;
 mod encode;
+pub(crate) mod exemplar;
 mod future;
 pub(crate) mod guard;
 pub(crate) mod labels;
@@ -137,6 +138,7 @@ pub(crate) mod tasks;
 
 pub use body::{ContentLength, ReadBytes, RequestBody, RequestSize, ResponseBody};
 pub use classify::{Classified, Classify, DefaultClassifier, ErrorType};
+pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use future::ResponseFuture;
 pub use labels::{Naming, UrlScheme};
 pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer, SERIES_LIMIT};

@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::classify::ErrorType;
+use super::exemplar::{ExemplarSlot, TraceContext, TraceContextSource};
 use super::labels::{Method, Names, SeriesKey, UrlScheme, active_slot, error_id};
 use super::table::Table;
-use crate::histogram::{Buckets, HistogramCore};
+use crate::histogram::{Buckets, HistogramCore, NativeBuckets};
 use crate::sharded::{ShardedCells, shard_count, thread_shard};
 
 /// The route id of routes beyond the cardinality limit: their series overflow.
@@ -52,6 +53,10 @@ pub(crate) struct Config {
     pub(crate) names: &'static Names,
     pub(crate) grouped_status: bool,
     pub(crate) duration_buckets: Buckets,
+    /// `None` when native histograms are off.
+    pub(crate) native_buckets: Option<NativeBuckets>,
+    /// Where the trace context of a request comes from; `None` when exemplars are off.
+    pub(crate) exemplars: Option<TraceSource>,
     /// `None` when body sizes are off.
     pub(crate) size_buckets: Option<Buckets>,
     pub(crate) max_series: usize,
@@ -89,9 +94,21 @@ impl Route {
     };
 }
 
+/// A [`TraceContextSource`], shared by the layer's clones.
+#[derive(Clone)]
+pub(crate) struct TraceSource(pub(crate) Arc<dyn TraceContextSource>);
+
+impl std::fmt::Debug for TraceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceSource")
+    }
+}
+
 /// The counters of one label set.
 pub(crate) struct Series {
     pub(crate) duration: HistogramCore,
+    /// One per classic duration bucket, when exemplars are on.
+    pub(crate) exemplars: Option<Box<[ExemplarSlot]>>,
     pub(crate) request_size: Option<HistogramCore>,
     pub(crate) response_size: Option<HistogramCore>,
 }
@@ -100,7 +117,15 @@ impl Series {
     fn new(config: &Config) -> Self {
         let size = || config.size_buckets.clone().map(HistogramCore::new);
         Self {
-            duration: HistogramCore::new(config.duration_buckets.clone()),
+            duration: HistogramCore::with_native(
+                config.duration_buckets.clone(),
+                config.native_buckets,
+            ),
+            exemplars: config.exemplars.as_ref().map(|_| {
+                (0..=config.duration_buckets.bounds().len())
+                    .map(|_| ExemplarSlot::default())
+                    .collect()
+            }),
             request_size: size(),
             response_size: size(),
         }
@@ -108,7 +133,14 @@ impl Series {
 
     #[inline]
     fn observe(&self, thread: usize, observation: Observation) {
-        self.duration.observe_at(thread, observation.seconds);
+        let bucket = self.duration.observe_at(thread, observation.seconds);
+        if let Some(context) = observation.trace {
+            if let (Some(slots), Some(bucket)) = (&self.exemplars, bucket) {
+                if let Some(slot) = slots.get(bucket) {
+                    slot.offer(context, observation.seconds);
+                }
+            }
+        }
         if let (Some(histogram), Some(bytes)) = (&self.request_size, observation.request_bytes) {
             histogram.observe_at(thread, bytes as f64);
         }
@@ -129,6 +161,8 @@ pub(crate) struct Observation {
     /// `None` when the size is unknown (a declared length that was not declared).
     pub(crate) request_bytes: Option<u64>,
     pub(crate) response_bytes: u64,
+    /// The request's trace, when exemplars are on and it had one.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 /// Everything a layer, its services and its requests in flight share.
@@ -252,6 +286,15 @@ impl Recorder {
             })
             .copied()
             .unwrap_or(error_id::OTHER)
+    }
+
+    /// The trace context of a request, when exemplars are on: one branch when they are off.
+    #[inline]
+    pub(crate) fn trace_context<B>(&self, request: &http::Request<B>) -> Option<TraceContext> {
+        let source = self.config.exemplars.as_ref()?;
+        source
+            .0
+            .trace_context(request.headers(), request.extensions())
     }
 
     pub(crate) fn measures_body_sizes(&self) -> bool {
@@ -392,6 +435,8 @@ mod tests {
             names: Naming::OpenTelemetry.names(),
             grouped_status: false,
             duration_buckets: Buckets::duration_seconds(),
+            native_buckets: None,
+            exemplars: None,
             size_buckets: None,
             max_series,
             excluded_paths: vec!["/health".into()],

@@ -111,8 +111,9 @@ where
         let method = Method::from_http(request.method());
         let key = SeriesKey::request(request.version(), method, self.scheme, route.id);
         let request_bytes = M::measure(&request, recorder.measures_body_sizes());
+        let trace = recorder.trace_context(&request);
         let handle = recorder.start(method, self.scheme);
-        let mut guard = Guard::new(handle, start, key, request_bytes);
+        let mut guard = Guard::new(handle, start, key, request_bytes, trace);
         if grpc.is_some() {
             guard.deadline = crate::grpc::deadline(start, request.headers());
         }

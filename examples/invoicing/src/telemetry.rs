@@ -169,7 +169,11 @@ impl Telemetry {
                             .nested_service("/uploads")
                             .nested_service("/pdf-a3")
                             .task_monitors(true)
-                            .slow_poll_threshold(slow_poll_threshold),
+                            .slow_poll_threshold(slow_poll_threshold)
+                            // Native buckets for a Prometheus that asks for protobuf,
+                            // and exemplars from sampled `traceparent` headers.
+                            .native_histograms(true)
+                            .exemplars(true),
                     )
                     .build()?,
             )

@@ -1,0 +1,586 @@
+//! Exemplars: the trace of a recent request beside each duration bucket.
+//!
+//! Where the trace comes from: a [`TraceContextSource`], by default [`Traceparent`] (the
+//! W3C `traceparent` request header, when its sampled flag is set). Where it goes: one
+//! [`ExemplarSlot`] per classic bucket of each series, written without a lock (a
+//! sequence counter, retried by the reader, never waited on by the writer) and at most
+//! once per [`REPLACE_INTERVAL_MS`] per bucket; read at scrape time into the
+//! OpenMetrics and protobuf expositions of the crate's [`Exporter`](crate::Exporter).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{Extensions, HeaderMap};
+
+/// A bucket's exemplar is replaced at most this often (milliseconds): a hot bucket's
+/// slot is written about once a second, not once a request, so that threads recording
+/// into it do not fight over its cache line; Prometheus keeps one exemplar per scrape
+/// and series anyway.
+pub(crate) const REPLACE_INTERVAL_MS: u64 = 1_000;
+
+/// The trace and span a request belongs to: what an exemplar links to.
+///
+/// ```
+/// use tower_prometheus::TraceContext;
+///
+/// let context = TraceContext::from_traceparent(
+///     b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+/// )
+/// .expect("sampled and well-formed");
+/// assert_eq!(context.trace_id(), 0x4bf92f3577b34da6a3ce929d0e0e4736);
+/// assert_eq!(context.span_id(), 0x00f067aa0ba902b7);
+/// // Not sampled: no exemplar.
+/// assert!(TraceContext::from_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").is_none());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    // Two halves rather than a `u128`: 8-byte alignment keeps the request's guard small.
+    trace_high: u64,
+    trace_low: u64,
+    // Non-zero: `Option<TraceContext>` is no bigger than the context.
+    span: NonZeroU64,
+}
+
+impl TraceContext {
+    /// A trace and span id; `None` when either is zero (the W3C invalid ids).
+    pub fn new(trace_id: u128, span_id: u64) -> Option<Self> {
+        let span = NonZeroU64::new(span_id)?;
+        (trace_id != 0).then_some(Self {
+            trace_high: (trace_id >> 64) as u64,
+            trace_low: trace_id as u64,
+            span,
+        })
+    }
+
+    /// The context of a W3C `traceparent` header value
+    /// (`{version}-{trace id}-{parent id}-{flags}`, lower-case hex), when it is
+    /// well-formed and its sampled flag is set; `None` otherwise, never an error.
+    ///
+    /// Version `00` is exactly 55 bytes; a later version may append fields after a `-`,
+    /// as the specification allows; version `ff` is invalid.
+    pub fn from_traceparent(value: &[u8]) -> Option<Self> {
+        if value.len() < 55 || (value.len() > 55 && value[55] != b'-') {
+            return None;
+        }
+        if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+            return None;
+        }
+        let version = hex(&value[0..2])?;
+        if version == 0xff || (version == 0 && value.len() != 55) {
+            return None;
+        }
+        let flags = hex(&value[53..55])?;
+        if flags & 1 == 0 {
+            return None;
+        }
+        let trace_id = (u128::from(hex(&value[3..19])?) << 64) | u128::from(hex(&value[19..35])?);
+        Self::new(trace_id, hex(&value[36..52])?)
+    }
+
+    /// The 128-bit trace id.
+    pub fn trace_id(&self) -> u128 {
+        (u128::from(self.trace_high) << 64) | u128::from(self.trace_low)
+    }
+
+    /// The 64-bit span id.
+    pub fn span_id(&self) -> u64 {
+        self.span.get()
+    }
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceContext")
+            .field("trace_id", &format_args!("{:032x}", self.trace_id()))
+            .field("span_id", &format_args!("{:016x}", self.span))
+            .finish()
+    }
+}
+
+/// Up to 16 lower-case hex digits (W3C Trace Context allows no upper case) as a number.
+#[inline]
+fn hex(digits: &[u8]) -> Option<u64> {
+    // A table lookup per digit, invalid ones marked by the high bit, checked once at
+    // the end: a quarter of the instructions of a `match` per digit.
+    let mut value = 0u64;
+    let mut invalid = 0u8;
+    for digit in digits {
+        let nibble = HEX_DIGITS[usize::from(*digit)];
+        invalid |= nibble;
+        value = (value << 4) | u64::from(nibble & 0x0f);
+    }
+    (invalid & 0x80 == 0).then_some(value)
+}
+
+/// The value of each lower-case hex digit; `0x80` for any other byte.
+static HEX_DIGITS: [u8; 256] = {
+    let mut table = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The `traceparent` header's name, made once (a `&str` name is parsed at each lookup).
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
+/// Where the layer finds the trace context of a request, for its exemplars: called once
+/// per request (when exemplars are on), in the service's `call`, with the request's
+/// headers and extensions.
+///
+/// Implemented by [`Traceparent`] (the default) and by every closure
+/// `Fn(&HeaderMap, &Extensions) -> Option<TraceContext>`, as tower-http's hooks are. For
+/// an application whose trace context lives in the current `tracing` span (with
+/// `tracing-opentelemetry`), a closure reads it there; this crate does not depend on
+/// OpenTelemetry:
+///
+/// ```
+/// use http::{Extensions, HeaderMap};
+/// use prometheus_client::registry::Registry;
+/// use tower_prometheus::{HttpMetricsLayer, TraceContext, Traceparent, TraceContextSource};
+///
+/// /// With `tracing-opentelemetry` and `opentelemetry` 0.31, the body would be:
+/// /// ```ignore
+/// /// use opentelemetry::trace::TraceContextExt as _;
+/// /// use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+/// /// let context = tracing::Span::current().context();
+/// /// let span = context.span().span_context().clone();
+/// /// span.is_sampled().then(|| TraceContext::new(
+/// ///     u128::from_be_bytes(span.trace_id().to_bytes()),
+/// ///     u64::from_be_bytes(span.span_id().to_bytes()),
+/// /// )).flatten()
+/// /// ```
+/// /// Here, a stand-in: the trace a request id header names, else the `traceparent`.
+/// fn current_span(headers: &HeaderMap, extensions: &Extensions) -> Option<TraceContext> {
+///     let from_header = headers
+///         .get("x-trace-id")
+///         .and_then(|value| u128::from_str_radix(value.to_str().ok()?, 16).ok())
+///         .and_then(|trace| TraceContext::new(trace, 1));
+///     from_header.or_else(|| Traceparent.trace_context(headers, extensions))
+/// }
+///
+/// let layer = HttpMetricsLayer::builder()
+///     .exemplars(true)
+///     .trace_context(current_span)
+///     .build(&mut Registry::default())?;
+/// # Ok::<(), tower_prometheus::Error>(())
+/// ```
+pub trait TraceContextSource: Send + Sync + 'static {
+    /// The trace context of the request with these headers and extensions, if it has
+    /// one that should be an exemplar (sampled).
+    fn trace_context(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<TraceContext>;
+}
+
+impl<F> TraceContextSource for F
+where
+    F: Fn(&HeaderMap, &Extensions) -> Option<TraceContext> + Send + Sync + 'static,
+{
+    fn trace_context(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<TraceContext> {
+        self(headers, extensions)
+    }
+}
+
+/// The default [`TraceContextSource`]: the W3C `traceparent` request header, when it is
+/// well-formed and sampled ([`TraceContext::from_traceparent`]).
+///
+/// ```
+/// use http::{Extensions, HeaderMap, HeaderValue};
+/// use tower_prometheus::{Traceparent, TraceContextSource};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("traceparent", HeaderValue::from_static(
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+/// ));
+/// assert!(Traceparent.trace_context(&headers, &Extensions::new()).is_some());
+/// assert!(Traceparent.trace_context(&HeaderMap::new(), &Extensions::new()).is_none());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Traceparent;
+
+impl TraceContextSource for Traceparent {
+    #[inline]
+    fn trace_context(&self, headers: &HeaderMap, _: &Extensions) -> Option<TraceContext> {
+        TraceContext::from_traceparent(headers.get(TRACEPARENT)?.as_bytes())
+    }
+}
+
+/// One bucket's exemplar: a sequence counter (odd while written) and the fields.
+#[derive(Default)]
+pub(crate) struct ExemplarSlot {
+    sequence: AtomicU64,
+    trace_high: AtomicU64,
+    trace_low: AtomicU64,
+    span: AtomicU64,
+    value: AtomicU64,
+    /// Unix time in milliseconds; 0 while the slot is empty.
+    millis: AtomicU64,
+}
+
+/// An exemplar as read at scrape time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Exemplar {
+    pub(crate) context: TraceContext,
+    pub(crate) value: f64,
+    /// Unix time in milliseconds.
+    pub(crate) millis: u64,
+}
+
+impl ExemplarSlot {
+    /// Replaces the exemplar with this one, unless the current one is younger than
+    /// [`REPLACE_INTERVAL_MS`] or another thread is writing it: never waits. Out of
+    /// line: only requests with a trace context call it.
+    #[inline(never)]
+    pub(crate) fn offer(&self, context: TraceContext, value: f64) {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |now| now.as_millis() as u64)
+            .max(1);
+        let last = self.millis.load(Ordering::Relaxed);
+        if last != 0 && millis.saturating_sub(last) < REPLACE_INTERVAL_MS {
+            return;
+        }
+        let sequence = self.sequence.load(Ordering::Relaxed);
+        if sequence & 1 == 1
+            || self
+                .sequence
+                .compare_exchange(sequence, sequence + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        fence(Ordering::Release);
+        self.trace_high.store(context.trace_high, Ordering::Relaxed);
+        self.trace_low.store(context.trace_low, Ordering::Relaxed);
+        self.span.store(context.span.get(), Ordering::Relaxed);
+        self.value.store(value.to_bits(), Ordering::Relaxed);
+        self.millis.store(millis, Ordering::Relaxed);
+        self.sequence.store(sequence + 2, Ordering::Release);
+    }
+
+    /// The exemplar, if there is one and a few tries read it whole.
+    pub(crate) fn read(&self) -> Option<Exemplar> {
+        for _ in 0..4 {
+            let before = self.sequence.load(Ordering::Acquire);
+            if before == 0 {
+                return None;
+            }
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let (high, low) = (
+                self.trace_high.load(Ordering::Relaxed),
+                self.trace_low.load(Ordering::Relaxed),
+            );
+            let span = self.span.load(Ordering::Relaxed);
+            let value = f64::from_bits(self.value.load(Ordering::Relaxed));
+            let millis = self.millis.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if self.sequence.load(Ordering::Relaxed) == before {
+                // Written whole by `offer`, from a context: the ids are not zero.
+                let context = TraceContext::new((u128::from(high) << 64) | u128::from(low), span)?;
+                return Some(Exemplar {
+                    context,
+                    value,
+                    millis,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// The exemplars of one histogram family, as a scrape encoded it: per metric (in the
+/// order encoded), per classic bucket (`+Inf` last).
+#[derive(Debug)]
+pub(crate) struct FamilyExemplars {
+    /// The family's name with its unit, without any registry prefix.
+    pub(crate) name: String,
+    pub(crate) buckets: usize,
+    pub(crate) metrics: Vec<Vec<Option<Exemplar>>>,
+}
+
+thread_local! {
+    /// Set while the crate's exporter encodes on this thread: where the recorders leave
+    /// their exemplars, which `prometheus-client` 0.26 gives no public way to pass
+    /// through its encoders (its `Exemplar` has no public constructor).
+    static CAPTURE: RefCell<Option<Vec<FamilyExemplars>>> = const { RefCell::new(None) };
+}
+
+/// Runs `encode` with exemplar capture on, and gives what the recorders left.
+pub(crate) fn capturing<R>(encode: impl FnOnce() -> R) -> (R, Vec<FamilyExemplars>) {
+    let _ = CAPTURE.try_with(|capture| capture.replace(Some(Vec::new())));
+    let output = encode();
+    let captured = CAPTURE
+        .try_with(|capture| capture.take())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    (output, captured)
+}
+
+/// Whether an exporter is capturing on this thread.
+pub(crate) fn is_capturing() -> bool {
+    CAPTURE
+        .try_with(|capture| capture.try_borrow().is_ok_and(|c| c.is_some()))
+        .unwrap_or(false)
+}
+
+/// Leaves a family's exemplars for the exporter capturing on this thread, if any.
+pub(crate) fn leave(family: FamilyExemplars) {
+    let _ = CAPTURE.try_with(|capture| {
+        if let Ok(mut capture) = capture.try_borrow_mut() {
+            if let Some(families) = capture.as_mut() {
+                families.push(family);
+            }
+        }
+    });
+}
+
+impl Exemplar {
+    /// The labels, as Go's `promhttp` and OpenTelemetry name them.
+    pub(crate) fn labels(&self) -> [(&'static str, String); 2] {
+        [
+            ("trace_id", format!("{:032x}", self.context.trace_id())),
+            ("span_id", format!("{:016x}", self.context.span_id())),
+        ]
+    }
+}
+
+/// Appends the exemplars to the `_bucket` lines of OpenMetrics text, for the families
+/// in `captured` (matched by name, in order of appearance).
+pub(crate) fn patch_openmetrics(text: String, captured: &[FamilyExemplars]) -> String {
+    if captured
+        .iter()
+        .all(|family| family.metrics.iter().flatten().all(Option::is_none))
+    {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut used = vec![false; captured.len()];
+    // The family being written: its exemplars, its `_bucket` sample name, lines seen.
+    let mut current: Option<(&FamilyExemplars, String, usize)> = None;
+    for line in text.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            current = None;
+            if let Some(name) = rest.strip_suffix(" histogram\n") {
+                let found = captured
+                    .iter()
+                    .enumerate()
+                    .find(|(i, family)| !used[*i] && name.ends_with(&family.name));
+                if let Some((i, family)) = found {
+                    used[i] = true;
+                    current = Some((family, format!("{name}_bucket"), 0));
+                }
+            }
+        } else if let Some((family, bucket_name, seen)) = &mut current {
+            let is_bucket = line
+                .strip_prefix(bucket_name.as_str())
+                .is_some_and(|rest| rest.starts_with(['{', ' ']));
+            if is_bucket && family.buckets > 0 {
+                let exemplar = family
+                    .metrics
+                    .get(*seen / family.buckets)
+                    .and_then(|metric| metric.get(*seen % family.buckets))
+                    .copied()
+                    .flatten();
+                *seen += 1;
+                if let Some(exemplar) = exemplar {
+                    let [(trace_key, trace), (span_key, span)] = exemplar.labels();
+                    out.push_str(line.trim_end_matches('\n'));
+                    out.push_str(&format!(
+                        " # {{{trace_key}=\"{trace}\",{span_key}=\"{span}\"}} {} {}.{:03}\n",
+                        exemplar.value,
+                        exemplar.millis / 1000,
+                        exemplar.millis % 1000
+                    ));
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Sets the exemplars on the classic buckets of the protobuf families in `captured`.
+#[cfg(feature = "protobuf")]
+pub(crate) fn patch_protobuf(
+    families: &mut [prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily],
+    captured: &[FamilyExemplars],
+) {
+    use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as model;
+
+    let mut used = vec![false; captured.len()];
+    for family in families.iter_mut() {
+        let found = captured
+            .iter()
+            .enumerate()
+            .find(|(i, exemplars)| !used[*i] && family.name.ends_with(&exemplars.name));
+        let Some((i, exemplars)) = found else {
+            continue;
+        };
+        used[i] = true;
+        for (metric, buckets) in family.metric.iter_mut().zip(&exemplars.metrics) {
+            let Some(histogram) = metric.histogram.as_mut() else {
+                continue;
+            };
+            for (bucket, exemplar) in histogram.bucket.iter_mut().zip(buckets) {
+                let Some(exemplar) = exemplar else { continue };
+                bucket.exemplar = Some(model::Exemplar {
+                    label: exemplar
+                        .labels()
+                        .into_iter()
+                        .map(|(name, value)| model::LabelPair {
+                            name: name.to_owned(),
+                            value,
+                        })
+                        .collect(),
+                    value: exemplar.value,
+                    timestamp: Some(prost_types::Timestamp {
+                        seconds: (exemplar.millis / 1000) as i64,
+                        nanos: ((exemplar.millis % 1000) * 1_000_000) as i32,
+                    }),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLED: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_traceparent_as_the_w3c_specifies() {
+        let context = TraceContext::from_traceparent(SAMPLED).expect("valid");
+        assert_eq!(context.trace_id(), 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(context.span_id(), 0x00f067aa0ba902b7);
+        // Other flags beside sampled; a future version with more fields.
+        assert!(
+            TraceContext::from_traceparent(
+                b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"
+            )
+            .is_some()
+        );
+        assert!(
+            TraceContext::from_traceparent(
+                b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
+            )
+            .is_some()
+        );
+        for bad in [
+            &b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"[..], // not sampled
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",      // zero trace
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",      // zero span
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",      // upper case
+            b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",      // version ff
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",    // 00 with more
+            b"00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",      // dash moved
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",       // short
+            b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",     // no dash after
+            b"",
+            b"zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+        ] {
+            assert_eq!(
+                TraceContext::from_traceparent(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// Random bytes and mutations of a valid header: never a panic, and a context only
+    /// for what parses back to the same 55 bytes.
+    #[test]
+    fn random_traceparents_never_panic() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        };
+        for _ in 0..20_000 {
+            let mut value = SAMPLED.to_vec();
+            for _ in 0..next() % 4 {
+                let at = (next() as usize) % (value.len() + 1);
+                match next() % 3 {
+                    0 if at < value.len() => value[at] = next() as u8,
+                    1 => value.insert(at.min(value.len()), next() as u8),
+                    _ => value.truncate(at),
+                }
+            }
+            if let Some(context) = TraceContext::from_traceparent(&value) {
+                let printed = format!(
+                    "{}-{:032x}-{:016x}-",
+                    String::from_utf8_lossy(&value[..2]),
+                    context.trace_id(),
+                    context.span_id()
+                );
+                assert_eq!(printed.as_bytes(), &value[..53]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_slot_keeps_one_exemplar_replaced_at_a_bounded_rate() {
+        let slot = ExemplarSlot::default();
+        assert_eq!(slot.read(), None);
+        let first = TraceContext::new(1, 2).expect("non-zero");
+        let second = TraceContext::new(3, 4).expect("non-zero");
+        slot.offer(first, 0.5);
+        slot.offer(second, 0.7);
+        let read = slot.read().expect("one exemplar");
+        assert_eq!(read.context, first, "the second came within the interval");
+        assert_eq!(read.value, 0.5);
+        // As if the first were older than the interval.
+        slot.millis
+            .store(read.millis - REPLACE_INTERVAL_MS, Ordering::Relaxed);
+        slot.offer(second, 0.7);
+        assert_eq!(slot.read().map(|e| e.context), Some(second));
+    }
+
+    #[test]
+    fn concurrent_writers_never_tear_an_exemplar() {
+        let slot = std::sync::Arc::new(ExemplarSlot::default());
+        let writers: Vec<_> = (1..=4u64)
+            .map(|n| {
+                let slot = slot.clone();
+                std::thread::spawn(move || {
+                    let context =
+                        TraceContext::new(u128::from(n) * 0x1_0000_0001, n).expect("non-zero");
+                    for _ in 0..20_000 {
+                        slot.offer(context, n as f64);
+                        // Let every offer through.
+                        slot.millis.store(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..20_000 {
+            if let Some(exemplar) = slot.read() {
+                let n = exemplar.context.span_id();
+                assert_eq!(exemplar.context.trace_id(), u128::from(n) * 0x1_0000_0001);
+                assert_eq!(exemplar.value, n as f64);
+            }
+        }
+        for writer in writers {
+            writer.join().expect("no panic");
+        }
+    }
+}
