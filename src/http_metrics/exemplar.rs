@@ -256,6 +256,11 @@ impl TraceContextSource for Traceparent {
 /// One bucket's exemplar: a sequence counter (odd while written) and the fields.
 #[derive(Default)]
 pub(crate) struct ExemplarSlot {
+    /// When the exemplar may be replaced, in milliseconds of the recorder's monotonic
+    /// clock (`Recorder::millis`, from the request's end `Instant` the guard reads
+    /// anyway): 0 while the slot is empty. Only writers read it, so that deciding costs
+    /// no clock read of its own.
+    due: AtomicU64,
     sequence: AtomicU64,
     trace_high: AtomicU64,
     trace_low: AtomicU64,
@@ -274,20 +279,38 @@ pub(crate) struct Exemplar {
     pub(crate) millis: u64,
 }
 
+/// Whether a slot due at `due` (0: empty) may be replaced at `now`, both in
+/// milliseconds of the same monotonic clock.
+#[inline]
+fn is_due(due: u64, now: u64) -> bool {
+    now >= due
+}
+
 impl ExemplarSlot {
     /// Replaces the exemplar with this one, unless the current one is younger than
-    /// [`REPLACE_INTERVAL_MS`] or another thread is writing it: never waits. Out of
-    /// line: only requests with a trace context call it.
+    /// [`REPLACE_INTERVAL_MS`] (at `now`, milliseconds of the recorder's monotonic
+    /// clock) or another thread is writing it: never waits. Out of line: only requests
+    /// with a trace context call it; a slot that is not due costs one relaxed load, and
+    /// the wall clock (for the exemplar's timestamp) is read only to write.
     #[inline(never)]
-    pub(crate) fn offer(&self, context: TraceContext, value: f64) {
+    pub(crate) fn offer(&self, context: TraceContext, value: f64, now: u64) {
+        let due = self.due.load(Ordering::Relaxed);
+        if !is_due(due, now) {
+            return;
+        }
+        // One winner per interval, however many threads saw the slot due.
+        let next = now.saturating_add(REPLACE_INTERVAL_MS).max(1);
+        if self
+            .due
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |now| now.as_millis() as u64)
             .max(1);
-        let last = self.millis.load(Ordering::Relaxed);
-        if last != 0 && millis.saturating_sub(last) < REPLACE_INTERVAL_MS {
-            return;
-        }
         let sequence = self.sequence.load(Ordering::Relaxed);
         if sequence & 1 == 1
             || self
@@ -622,22 +645,35 @@ mod tests {
         }
     }
 
+    /// Time is the `now` the recorder passes (its monotonic clock at the request's
+    /// end): injected here, so the test counts replacements, never waits.
     #[test]
     fn a_slot_keeps_one_exemplar_replaced_at_a_bounded_rate() {
         let slot = ExemplarSlot::default();
         assert_eq!(slot.read(), None);
         let first = TraceContext::new(1, 2).expect("non-zero");
         let second = TraceContext::new(3, 4).expect("non-zero");
-        slot.offer(first, 0.5);
-        slot.offer(second, 0.7);
+        // An empty slot takes the first offer, even at the clock's start.
+        slot.offer(first, 0.5, 0);
         let read = slot.read().expect("one exemplar");
-        assert_eq!(read.context, first, "the second came within the interval");
-        assert_eq!(read.value, 0.5);
-        // As if the first were older than the interval.
-        slot.millis
-            .store(read.millis - REPLACE_INTERVAL_MS, Ordering::Relaxed);
-        slot.offer(second, 0.7);
+        assert_eq!((read.context, read.value), (first, 0.5));
+        // Within the interval, every offer is refused; once it has passed, one is taken.
+        for now in [1, REPLACE_INTERVAL_MS / 2, REPLACE_INTERVAL_MS - 1] {
+            slot.offer(second, 0.7, now);
+            assert_eq!(slot.read().map(|e| e.context), Some(first), "at {now} ms");
+        }
+        slot.offer(second, 0.7, REPLACE_INTERVAL_MS);
+        let read = slot.read().expect("one exemplar");
+        assert_eq!((read.context, read.value), (second, 0.7));
+        // The interval restarts from that replacement, not from the first.
+        slot.offer(first, 0.9, REPLACE_INTERVAL_MS + 1);
         assert_eq!(slot.read().map(|e| e.context), Some(second));
+        slot.offer(first, 0.9, 5 * REPLACE_INTERVAL_MS);
+        assert_eq!(slot.read().map(|e| e.context), Some(first));
+        // The decision alone: due from `due` on, and an empty slot (0) always.
+        assert!(is_due(0, 0));
+        assert!(!is_due(1_000, 999));
+        assert!(is_due(1_000, 1_000));
     }
 
     #[test]
@@ -649,10 +685,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let context =
                         TraceContext::new(u128::from(n) * 0x1_0000_0001, n).expect("non-zero");
-                    for _ in 0..20_000 {
-                        slot.offer(context, n as f64);
-                        // Let every offer through.
-                        slot.millis.store(1, Ordering::Relaxed);
+                    // Each offer a full interval after the last: every one is due.
+                    for i in 0..20_000 {
+                        slot.offer(context, n as f64, (i + 1) * REPLACE_INTERVAL_MS);
                     }
                 })
             })
