@@ -256,10 +256,10 @@ impl TraceContextSource for Traceparent {
 /// One bucket's exemplar: a sequence counter (odd while written) and the fields.
 #[derive(Default)]
 pub(crate) struct ExemplarSlot {
-    /// When the exemplar may be replaced, in milliseconds of the recorder's monotonic
-    /// clock (`Recorder::millis`, from the request's end `Instant` the guard reads
-    /// anyway): 0 while the slot is empty. Only writers read it, so that deciding costs
-    /// no clock read of its own.
+    /// When the exemplar may be replaced, in milliseconds since the recorder's epoch
+    /// (an `Instant`), reckoned from the request's end `Instant` that the guard reads
+    /// anyway: 0 while the slot is empty. Only writers read it; deciding costs no clock
+    /// read of its own.
     due: AtomicU64,
     sequence: AtomicU64,
     trace_high: AtomicU64,
