@@ -47,6 +47,7 @@ THREADS = ["1_thread", "2_threads"]
 CONFIGS = [
     "bare",
     "floor",
+    "floor_traced",
     "floor_body_sizes",
     "floor_shared",
     "tower_prometheus",
@@ -352,7 +353,10 @@ def markdown_table(figures, digits):
                                            for p, t in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for config, floor in FLOOR_OF.items():
-        for over in dict.fromkeys([floor, "floor", "floor_shared", "axum_prometheus"]):
+        # The native + exemplars scenario's requests carry a `traceparent`: its fair
+        # floor is the traced one, whose requests carry the same.
+        traced = ["floor_traced"] if config == "tower_prometheus_native_exemplars" else []
+        for over in dict.fromkeys([floor, "floor", *traced, "floor_shared", "axum_prometheus"]):
             cells = []
             for path, threads in columns:
                 get = lambda c: figures.get(f"{path}/{threads}/{c}")

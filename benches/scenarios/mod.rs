@@ -65,6 +65,10 @@ pub enum Config {
     Bare,
     /// The simplest end-of-body layer, duration only.
     Floor,
+    /// The duration-only floor, every request with the sampled `traceparent` of
+    /// [`Config::TowerPrometheusNativeExemplars`]: the same request, so that the
+    /// difference between the two is the layers' own work.
+    FloorTraced,
     /// The simplest end-of-body layer with body sizes.
     FloorBodySizes,
     /// The duration-only floor, one instance for every thread.
@@ -90,9 +94,10 @@ pub enum Config {
 impl Config {
     /// Every configuration, in the order of the tables.
     #[cfg(not(feature = "task-metrics"))]
-    pub const ALL: [Config; 10] = [
+    pub const ALL: [Config; 11] = [
         Config::Bare,
         Config::Floor,
+        Config::FloorTraced,
         Config::FloorBodySizes,
         Config::FloorShared,
         Config::TowerPrometheus,
@@ -107,9 +112,10 @@ impl Config {
     /// with `task-metrics`, so that the other scenarios show that the option costs
     /// nothing when off).
     #[cfg(feature = "task-metrics")]
-    pub const ALL: [Config; 11] = [
+    pub const ALL: [Config; 12] = [
         Config::Bare,
         Config::Floor,
+        Config::FloorTraced,
         Config::FloorBodySizes,
         Config::FloorShared,
         Config::TowerPrometheus,
@@ -126,6 +132,7 @@ impl Config {
         match self {
             Config::Bare => "bare",
             Config::Floor => "floor",
+            Config::FloorTraced => "floor_traced",
             Config::FloorBodySizes => "floor_body_sizes",
             Config::FloorShared => "floor_shared",
             Config::TowerPrometheus => "tower_prometheus",
@@ -147,6 +154,11 @@ impl Config {
                 "the simplest end-of-body layer: two clock reads, one observe into a \
                  lock-free histogram, in-flight +1/-1, the start time and an `Arc` of the \
                  metrics carried from `call` to the end of the body; no labels"
+            }
+            Config::FloorTraced => {
+                "the duration-only floor, every request with the sampled `traceparent` \
+                 header of ours with native histograms and exemplars (the client's \
+                 insertion counted in both)"
             }
             Config::FloorBodySizes => {
                 "the same with the two body size histograms: the request body wrapped, \
@@ -282,7 +294,9 @@ enum Shared {
 impl App {
     pub fn new(config: Config) -> Self {
         let shared = match config {
-            Config::Bare | Config::Floor | Config::FloorBodySizes => Shared::Nothing,
+            Config::Bare | Config::Floor | Config::FloorTraced | Config::FloorBodySizes => {
+                Shared::Nothing
+            }
             Config::FloorShared => Shared::Floor(floor::FloorLayer::new()),
             Config::TowerPrometheus => Shared::Ours(Metrics::new()),
             Config::TowerPrometheusDurationOnly => Shared::Ours(duration_only()),
@@ -302,8 +316,11 @@ impl App {
 
     /// Whether this configuration's requests carry a sampled `traceparent`.
     fn traced(&self) -> Option<HeaderValue> {
-        (self.config == Config::TowerPrometheusNativeExemplars)
-            .then(|| HeaderValue::from_static(TRACEPARENT))
+        matches!(
+            self.config,
+            Config::TowerPrometheusNativeExemplars | Config::FloorTraced
+        )
+        .then(|| HeaderValue::from_static(TRACEPARENT))
     }
 
     /// A client of this configuration's [`router`](Self::router) on the axum path.
@@ -345,7 +362,7 @@ impl App {
         let routes = |metrics: Router| Router::new().route(ROUTE, get(show_invoice)).merge(metrics);
         let no_metrics = || Router::new().route("/metrics", get(|| async { "" }));
         match (&self.shared, self.config) {
-            (Shared::Nothing, Config::Floor) => {
+            (Shared::Nothing, Config::Floor | Config::FloorTraced) => {
                 routes(no_metrics()).layer(floor::FloorLayer::new())
             }
             (Shared::Nothing, Config::FloorBodySizes) => {
@@ -376,9 +393,12 @@ impl App {
     /// service, on the current runtime.
     pub async fn hyper_client(&self) -> HyperClient {
         match (&self.shared, self.config) {
-            (Shared::Nothing, Config::Floor) => {
-                HyperClient::connect(floor::FloorLayer::new().layer(service_fn(hyper_handler)))
-                    .await
+            (Shared::Nothing, Config::Floor | Config::FloorTraced) => {
+                let mut client =
+                    HyperClient::connect(floor::FloorLayer::new().layer(service_fn(hyper_handler)))
+                        .await;
+                client.traceparent = self.traced();
+                client
             }
             (Shared::Nothing, Config::FloorBodySizes) => {
                 HyperClient::connect(floor::FloorSizesLayer::new().layer(service_fn(hyper_handler)))

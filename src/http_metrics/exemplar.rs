@@ -62,22 +62,42 @@ impl TraceContext {
     /// Version `00` is exactly 55 bytes; a later version may append fields after a `-`,
     /// as the specification allows; version `ff` is invalid.
     pub fn from_traceparent(value: &[u8]) -> Option<Self> {
-        if value.len() < 55 || (value.len() > 55 && value[55] != b'-') {
+        // Fixed width: every field at a known offset, the 48 hex digits read eight at a
+        // time (`hex8`), their validity folded into one flag checked once at the end.
+        let (head, rest) = value.split_first_chunk::<55>()?;
+        if !rest.is_empty() && rest[0] != b'-' {
             return None;
         }
-        if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+        if head[2] != b'-' || head[35] != b'-' || head[52] != b'-' {
             return None;
         }
-        let version = hex(&value[0..2])?;
-        if version == 0xff || (version == 0 && value.len() != 55) {
+        let (version, version_ok) = hex2(head[0], head[1]);
+        let (flags, flags_ok) = hex2(head[53], head[54]);
+        let chunk = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&head[at..at + 8]);
+            hex8(bytes)
+        };
+        let (t0, b0) = chunk(3);
+        let (t1, b1) = chunk(11);
+        let (t2, b2) = chunk(19);
+        let (t3, b3) = chunk(27);
+        let (s0, b4) = chunk(36);
+        let (s1, b5) = chunk(44);
+        if !(version_ok && flags_ok) || (b0 | b1 | b2 | b3 | b4 | b5) != 0 {
             return None;
         }
-        let flags = hex(&value[53..55])?;
-        if flags & 1 == 0 {
+        if version == 0xff || (version == 0 && !rest.is_empty()) || flags & 1 == 0 {
             return None;
         }
-        let trace_id = (u128::from(hex(&value[3..19])?) << 64) | u128::from(hex(&value[19..35])?);
-        Self::new(trace_id, hex(&value[36..52])?)
+        let high = (u64::from(t0) << 32) | u64::from(t1);
+        let low = (u64::from(t2) << 32) | u64::from(t3);
+        let span = NonZeroU64::new((u64::from(s0) << 32) | u64::from(s1))?;
+        ((high | low) != 0).then_some(Self {
+            trace_high: high,
+            trace_low: low,
+            span,
+        })
     }
 
     /// The 128-bit trace id.
@@ -100,19 +120,38 @@ impl fmt::Debug for TraceContext {
     }
 }
 
-/// Up to 16 lower-case hex digits (W3C Trace Context allows no upper case) as a number.
+/// Eight bytes of lower-case hex digits (W3C Trace Context allows no upper case) as a
+/// number, the first digit the most significant, all eight bytes at once in a `u64`
+/// ("SWAR"); with a non-zero second value when any byte is not such a digit.
 #[inline]
-fn hex(digits: &[u8]) -> Option<u64> {
-    // A table lookup per digit, invalid ones marked by the high bit, checked once at
-    // the end: a quarter of the instructions of a `match` per digit.
-    let mut value = 0u64;
-    let mut invalid = 0u8;
-    for digit in digits {
-        let nibble = HEX_DIGITS[usize::from(*digit)];
-        invalid |= nibble;
-        value = (value << 4) | u64::from(nibble & 0x0f);
-    }
-    (invalid & 0x80 == 0).then_some(value)
+fn hex8(bytes: [u8; 8]) -> (u32, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x80 * ONES;
+    let x = u64::from_be_bytes(bytes);
+    // Bytes from 0x80 are invalid; with their high bit cleared, no sum below carries
+    // from one byte into the next.
+    let not_ascii = x & HIGH;
+    let x = x & !HIGH;
+    // Each byte's high bit: whether it is at least `lo`.
+    let at_least = |lo: u8| (x + (0x80 - u64::from(lo)) * ONES) & HIGH;
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    let invalid = not_ascii | ((digit | letter) ^ HIGH);
+    // '0'..='9' are 0x30..=0x39, 'a'..='f' 0x61..=0x66: the low nibble, plus 9 for a
+    // letter (bit 6 set).
+    let nibbles = (x & (0x0f * ONES)) + ((x >> 6) & ONES) * 9;
+    // Pack the eight nibbles (one per byte) into 32 bits: pairs, then quads, then all.
+    let pairs = ((nibbles >> 4) | nibbles) & 0x00ff_00ff_00ff_00ff;
+    let quads = ((pairs >> 8) | pairs) & 0x0000_ffff_0000_ffff;
+    let value = ((quads >> 16) | quads) as u32;
+    (value, invalid)
+}
+
+/// Two lower-case hex digits as a number, and whether both were such digits.
+#[inline]
+fn hex2(high: u8, low: u8) -> (u8, bool) {
+    let (high, low) = (HEX_DIGITS[usize::from(high)], HEX_DIGITS[usize::from(low)]);
+    ((high << 4) | (low & 0x0f), (high | low) & 0x80 == 0)
 }
 
 /// The value of each lower-case hex digit; `0x80` for any other byte.
@@ -217,6 +256,11 @@ impl TraceContextSource for Traceparent {
 /// One bucket's exemplar: a sequence counter (odd while written) and the fields.
 #[derive(Default)]
 pub(crate) struct ExemplarSlot {
+    /// When the exemplar may be replaced, in milliseconds since the recorder's epoch
+    /// (an `Instant`), reckoned from the request's end `Instant` that the guard reads
+    /// anyway: 0 while the slot is empty. Only writers read it; deciding costs no clock
+    /// read of its own.
+    due: AtomicU64,
     sequence: AtomicU64,
     trace_high: AtomicU64,
     trace_low: AtomicU64,
@@ -235,20 +279,38 @@ pub(crate) struct Exemplar {
     pub(crate) millis: u64,
 }
 
+/// Whether a slot due at `due` (0: empty) may be replaced at `now`, both in
+/// milliseconds of the same monotonic clock.
+#[inline]
+fn is_due(due: u64, now: u64) -> bool {
+    now >= due
+}
+
 impl ExemplarSlot {
     /// Replaces the exemplar with this one, unless the current one is younger than
-    /// [`REPLACE_INTERVAL_MS`] or another thread is writing it: never waits. Out of
-    /// line: only requests with a trace context call it.
+    /// [`REPLACE_INTERVAL_MS`] (at `now`, milliseconds of the recorder's monotonic
+    /// clock) or another thread is writing it: never waits. Out of line: only requests
+    /// with a trace context call it; a slot that is not due costs one relaxed load, and
+    /// the wall clock (for the exemplar's timestamp) is read only to write.
     #[inline(never)]
-    pub(crate) fn offer(&self, context: TraceContext, value: f64) {
+    pub(crate) fn offer(&self, context: TraceContext, value: f64, now: u64) {
+        let due = self.due.load(Ordering::Relaxed);
+        if !is_due(due, now) {
+            return;
+        }
+        // One winner per interval, however many threads saw the slot due.
+        let next = now.saturating_add(REPLACE_INTERVAL_MS).max(1);
+        if self
+            .due
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |now| now.as_millis() as u64)
             .max(1);
-        let last = self.millis.load(Ordering::Relaxed);
-        if last != 0 && millis.saturating_sub(last) < REPLACE_INTERVAL_MS {
-            return;
-        }
         let sequence = self.sequence.load(Ordering::Relaxed);
         if sequence & 1 == 1
             || self
@@ -504,6 +566,52 @@ mod tests {
         }
     }
 
+    /// Every byte value at every hex digit's place: accepted exactly when it is a
+    /// lower-case hex digit, read as that digit.
+    #[test]
+    fn each_hex_digit_is_read_or_refused() {
+        let hex_places = (0..2).chain(3..35).chain(36..52).chain(53..55);
+        for at in hex_places {
+            for byte in 0..=255u8 {
+                let mut value = SAMPLED.to_vec();
+                value[at] = byte;
+                let digit = match byte {
+                    b'0'..=b'9' => Some(byte - b'0'),
+                    b'a'..=b'f' => Some(byte - b'a' + 10),
+                    _ => None,
+                };
+                let parsed = TraceContext::from_traceparent(&value);
+                let Some(digit) = digit else {
+                    assert_eq!(parsed, None, "byte {byte:#x} at {at}");
+                    continue;
+                };
+                // Refused only for what the specification refuses: version ff, a flags
+                // byte without the sampled bit, a zero id (not reachable by one digit).
+                let expected = match at {
+                    0 | 1 => (digit != 0xf || value[1 - at] != b'f').then_some(()),
+                    54 => (digit & 1 == 1).then_some(()),
+                    _ => Some(()),
+                };
+                assert_eq!(
+                    parsed.is_some(),
+                    expected.is_some(),
+                    "byte {byte:#x} at {at}"
+                );
+                if let Some(context) = parsed {
+                    let shown = format!("{:032x}{:016x}", context.trace_id(), context.span_id());
+                    let index = match at {
+                        3..=34 => Some(at - 3),
+                        36..=51 => Some(at - 4),
+                        _ => None,
+                    };
+                    if let Some(index) = index {
+                        assert_eq!(shown.as_bytes()[index], byte, "at {at}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Random bytes and mutations of a valid header: never a panic, and a context only
     /// for what parses back to the same 55 bytes.
     #[test]
@@ -537,22 +645,35 @@ mod tests {
         }
     }
 
+    /// Time is the `now` the recorder passes (its monotonic clock at the request's
+    /// end): injected here, so the test counts replacements, never waits.
     #[test]
     fn a_slot_keeps_one_exemplar_replaced_at_a_bounded_rate() {
         let slot = ExemplarSlot::default();
         assert_eq!(slot.read(), None);
         let first = TraceContext::new(1, 2).expect("non-zero");
         let second = TraceContext::new(3, 4).expect("non-zero");
-        slot.offer(first, 0.5);
-        slot.offer(second, 0.7);
+        // An empty slot takes the first offer, even at the clock's start.
+        slot.offer(first, 0.5, 0);
         let read = slot.read().expect("one exemplar");
-        assert_eq!(read.context, first, "the second came within the interval");
-        assert_eq!(read.value, 0.5);
-        // As if the first were older than the interval.
-        slot.millis
-            .store(read.millis - REPLACE_INTERVAL_MS, Ordering::Relaxed);
-        slot.offer(second, 0.7);
+        assert_eq!((read.context, read.value), (first, 0.5));
+        // Within the interval, every offer is refused; once it has passed, one is taken.
+        for now in [1, REPLACE_INTERVAL_MS / 2, REPLACE_INTERVAL_MS - 1] {
+            slot.offer(second, 0.7, now);
+            assert_eq!(slot.read().map(|e| e.context), Some(first), "at {now} ms");
+        }
+        slot.offer(second, 0.7, REPLACE_INTERVAL_MS);
+        let read = slot.read().expect("one exemplar");
+        assert_eq!((read.context, read.value), (second, 0.7));
+        // The interval restarts from that replacement, not from the first.
+        slot.offer(first, 0.9, REPLACE_INTERVAL_MS + 1);
         assert_eq!(slot.read().map(|e| e.context), Some(second));
+        slot.offer(first, 0.9, 5 * REPLACE_INTERVAL_MS);
+        assert_eq!(slot.read().map(|e| e.context), Some(first));
+        // The decision alone: due from `due` on, and an empty slot (0) always.
+        assert!(is_due(0, 0));
+        assert!(!is_due(1_000, 999));
+        assert!(is_due(1_000, 1_000));
     }
 
     #[test]
@@ -564,10 +685,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let context =
                         TraceContext::new(u128::from(n) * 0x1_0000_0001, n).expect("non-zero");
-                    for _ in 0..20_000 {
-                        slot.offer(context, n as f64);
-                        // Let every offer through.
-                        slot.millis.store(1, Ordering::Relaxed);
+                    // Each offer a full interval after the last: every one is due.
+                    for i in 0..20_000 {
+                        slot.offer(context, n as f64, (i + 1) * REPLACE_INTERVAL_MS);
                     }
                 })
             })

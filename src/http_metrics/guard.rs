@@ -155,10 +155,12 @@ impl Guard {
             RequestBytes::Declared(bytes) => Some(*bytes),
             RequestBytes::Counted(bytes) => Some(bytes.load(Ordering::Relaxed)),
         };
+        let end = Instant::now();
         self.recorder.finish(
             self.key.finish(status, error),
             Observation {
-                seconds: self.start.elapsed().as_secs_f64(),
+                seconds: end.saturating_duration_since(self.start).as_secs_f64(),
+                end,
                 request_bytes,
                 response_bytes: self.response_bytes,
                 trace: self.trace,

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use super::classify::ErrorType;
 use super::exemplar::{ExemplarSlot, TraceContext, TraceContextSource};
@@ -131,13 +132,16 @@ impl Series {
         }
     }
 
+    /// Records one request; `epoch` is the recorder's, for the exemplars' clock.
     #[inline]
-    fn observe(&self, thread: usize, observation: Observation) {
+    fn observe(&self, thread: usize, observation: Observation, epoch: Instant) {
         let bucket = self.duration.observe_at(thread, observation.seconds);
         if let Some(context) = observation.trace {
             if let (Some(slots), Some(bucket)) = (&self.exemplars, bucket) {
                 if let Some(slot) = slots.get(bucket) {
-                    slot.offer(context, observation.seconds);
+                    let now = observation.end.saturating_duration_since(epoch);
+                    let millis = now.as_secs() * 1000 + u64::from(now.subsec_millis());
+                    slot.offer(context, observation.seconds, millis);
                 }
             }
         }
@@ -163,6 +167,9 @@ pub(crate) struct Observation {
     pub(crate) response_bytes: u64,
     /// The request's trace, when exemplars are on and it had one.
     pub(crate) trace: Option<TraceContext>,
+    /// When the request finished (the clock read that gave `seconds`): the exemplars'
+    /// clock, so that deciding whether a slot is due reads no clock of its own.
+    pub(crate) end: Instant,
 }
 
 /// Everything a layer, its services and its requests in flight share.
@@ -179,6 +186,8 @@ pub(crate) struct Recorder {
     pub(crate) active: ShardedCells,
     /// Which in-flight gauges have ever been used: only those are exposed.
     pub(crate) active_seen: [AtomicBool; ACTIVE_SLOTS],
+    /// The start of the exemplars' monotonic clock (milliseconds since it).
+    epoch: Instant,
 }
 
 impl Recorder {
@@ -195,6 +204,7 @@ impl Recorder {
             nested: Box::new([]),
             active: ShardedCells::new(ACTIVE_SLOTS),
             active_seen: Default::default(),
+            epoch: Instant::now(),
             config,
         };
         for route in &recorder.config.excluded_routes {
@@ -338,7 +348,7 @@ impl Recorder {
                 .get_or_insert(&key, |_| (key, Series::new(&self.config)))
                 .unwrap_or(&self.overflow)
         };
-        series.observe(thread, observation);
+        series.observe(thread, observation, self.epoch);
     }
 }
 
