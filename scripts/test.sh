@@ -11,7 +11,16 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step starts by printing the disk left: a run once failed with "No space left on
+# device", and the figures say which step ate it.
+step() {
+    printf '\n==> %s\n' "$*"
+    printf '    disk: %s free; target/ %s\n' "$(df -h --output=avail . | tail -n 1 | tr -d ' ')" \
+        "$(du -sh target 2>/dev/null | cut -f1 || echo 0)"
+}
+
+# CI builds each crate once: incremental compilation's caches would only take disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step "installing what the tests need"
 if ! command -v promtool >/dev/null 2>&1; then
@@ -53,6 +62,8 @@ timeout 300 monitoring/native-histograms.sh
 step "runtime tests with --cfg tokio_unstable (own target dir: other RUSTFLAGS)"
 RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/tokio-unstable \
     timeout 600 cargo test --all-features --test runtime
+# A second full build of the dependencies that nothing after this step uses.
+rm -rf target/tokio-unstable
 
 step "benches compile and run once"
 timeout 600 cargo test --workspace --all-features --benches
@@ -61,10 +72,12 @@ step "instructions per request on the axum and hyper paths (callgrind) against b
 # Installs valgrind and gungraun-runner when missing; fails when a scenario grows by
 # more than 3%. After an intended change: scripts/instructions.sh --update, and a commit.
 timeout 1800 scripts/instructions.sh
+# The release build of the bench is not used again (the docs build into target/doc).
+rm -rf target/release
 
 step "docs, warning-free for every feature set"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 RUSTDOCFLAGS="-D warnings" cargo hack doc --each-feature --no-deps
 
-echo
+step "done"
 echo "all checks passed"
