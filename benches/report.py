@@ -64,7 +64,8 @@ FLOOR_OF = {
     "tower_prometheus": "floor_body_sizes",
     "tower_prometheus_duration_only": "floor",
     "tower_prometheus_full_options": "floor_body_sizes",
-    "tower_prometheus_native_exemplars": "floor_body_sizes",
+    # The floor sent the same requests, a sampled `traceparent` included.
+    "tower_prometheus_native_exemplars": "floor_traced",
 }
 
 

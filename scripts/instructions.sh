@@ -13,8 +13,8 @@
 #                                                 (A/B: --save before, change, --against before)
 #
 # Installs what it needs when it is missing: valgrind (apt-get) and gungraun-runner at the
-# version of gungraun in Cargo.lock (cargo install). About a minute of valgrind on top of a
-# release build of the bench.
+# version of gungraun in Cargo.lock (cargo install). About a minute of valgrind on top of two
+# release builds of the bench (default features, and with `task-metrics`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +52,14 @@ run=$(mktemp)
 trap 'rm -f "$run"' EXIT
 # One JSON line per benchmark on stdout. Counts do not depend on what else runs, so the
 # benchmarks of a group run side by side, one per core.
-cargo bench --bench request_instructions --features task-metrics -- --output-format=json --parallel=auto >"$run"
+# Every scenario with the crate's default features, what `cargo add` gives, but the task
+# monitors', which needs feature `task-metrics`: compiled in, that feature costs the
+# default path about 200 instructions even with the monitors off (the response future
+# holds the inner one in an enum, and rustc moves it once more), which is no default
+# user's cost.
+cargo bench --bench request_instructions -- --output-format=json --parallel=auto >"$run"
+cargo bench --bench request_instructions --features task-metrics -- --output-format=json \
+    --parallel=auto '*::tower_prometheus_task_metrics' >>"$run"
 
 # Counts depend on the compiler, the C library's allocator and valgrind: the baseline
 # records them, and the report says when this run's differ.

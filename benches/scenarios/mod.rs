@@ -201,9 +201,11 @@ impl Config {
     pub fn floor(self) -> Option<Config> {
         match self {
             Config::TowerPrometheusDurationOnly => Some(Config::Floor),
-            Config::TowerPrometheus
-            | Config::TowerPrometheusFullOptions
-            | Config::TowerPrometheusNativeExemplars => Some(Config::FloorBodySizes),
+            Config::TowerPrometheus | Config::TowerPrometheusFullOptions => {
+                Some(Config::FloorBodySizes)
+            }
+            // The floor sent the same requests, a sampled `traceparent` included.
+            Config::TowerPrometheusNativeExemplars => Some(Config::FloorTraced),
             _ => None,
         }
     }

@@ -92,7 +92,6 @@ where
         guard.polling = true;
         let future = BoxErrors::new(self.inner.call(request));
         guard.polling = false;
-        let future = crate::http_metrics::tasks::plain(future);
-        ResponseFuture::new(future, Some(guard), layer.classify.clone())
+        ResponseFuture::recorded(future, None, guard, layer.classify.clone())
     }
 }

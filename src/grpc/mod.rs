@@ -15,7 +15,7 @@
 pub(crate) mod encode;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderMap, Request, StatusCode, header};
 use prometheus_client::registry::Registry;
@@ -76,11 +76,11 @@ pub(crate) const FAMILIES: [&str; 4] = [
 /// The error id of `DEADLINE_EXCEEDED`.
 pub(crate) const DEADLINE_EXCEEDED_ID: u8 = error_id::FIRST_CUSTOM + 4;
 
-/// The deadline of a call that started at `start`, from its `grpc-timeout` header (at
+/// How long after its start a call's deadline passes, from its `grpc-timeout` header (at
 /// most 8 digits and a unit: `H`, `M`, `S`, `m`, `u`, `n`), less a tenth of the timeout
 /// (at most 20 ms): the client and tonic's own timer (outside the layer) started it a
 /// little earlier, and cancel the call when their clock says so.
-pub(crate) fn deadline(start: Instant, headers: &HeaderMap) -> Option<Instant> {
+pub(crate) fn deadline(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.as_bytes();
     let (unit, digits) = value.split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
@@ -98,7 +98,7 @@ pub(crate) fn deadline(start: Instant, headers: &HeaderMap) -> Option<Instant> {
         b'n' => Duration::from_nanos(n),
         _ => return None,
     };
-    start.checked_add(timeout - (timeout / 10).min(Duration::from_millis(20)))
+    Some(timeout - (timeout / 10).min(Duration::from_millis(20)))
 }
 
 /// The error id of gRPC code `code`: codes are interned first, in order, by

@@ -13,7 +13,7 @@ use super::classify::{Classified, Classify, DefaultClassifier};
 use super::guard::{Guard, sends_no_body};
 use super::labels::error_id;
 use super::recorder::Kind;
-use super::tasks::Monitored;
+use super::tasks::{self, Monitored};
 
 pin_project! {
     /// The future of [`HttpMetrics`](super::HttpMetrics): the inner future, and the guard
@@ -29,11 +29,36 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn new(inner: Monitored<F>, guard: Option<Guard>, classify: C) -> Self {
+    /// The future of a request that is not recorded.
+    pub(crate) fn unrecorded(inner: F, classify: C) -> Self {
         Self {
-            inner,
-            guard,
+            inner: tasks::plain(inner),
+            guard: None,
             classify,
+        }
+    }
+
+    /// The future of a recorded request, instrumented with its route's task monitor if
+    /// it has one. Each arm builds the whole future, so the inner one is moved into it
+    /// once.
+    #[inline(always)]
+    pub(crate) fn recorded(
+        inner: F,
+        monitor: Option<tasks::Monitor>,
+        guard: Guard,
+        classify: C,
+    ) -> Self {
+        match monitor {
+            None => Self {
+                inner: tasks::plain(inner),
+                guard: Some(guard),
+                classify,
+            },
+            Some(monitor) => Self {
+                inner: tasks::instrument(inner, monitor),
+                guard: Some(guard),
+                classify,
+            },
         }
     }
 }

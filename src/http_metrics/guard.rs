@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
@@ -50,9 +50,10 @@ pub(crate) struct Guard {
     /// time, the request was cancelled, whatever else is unwinding on this thread.
     pub(crate) polling: bool,
     finished: bool,
-    /// A gRPC call's deadline (`grpc-timeout`): cancelled past it, the call is
-    /// `DEADLINE_EXCEEDED`.
-    pub(crate) deadline: Option<Instant>,
+    /// A gRPC call's deadline (`grpc-timeout`), in nanoseconds after `start`
+    /// (`u64::MAX`: none): cancelled past it, the call is `DEADLINE_EXCEEDED`. Not an
+    /// `Option<Instant>`, 8 bytes smaller: the guard is moved with every response.
+    deadline: u64,
 }
 
 impl Guard {
@@ -77,8 +78,20 @@ impl Guard {
             expected_bytes: u64::MAX,
             polling: false,
             finished: false,
-            deadline: None,
+            deadline: u64::MAX,
         }
+    }
+
+    /// Sets a gRPC call's deadline, `timeout` after the request's start.
+    pub(crate) fn set_deadline(&mut self, timeout: Duration) {
+        // Past u64::MAX - 1 nanoseconds (584 years) is as good as never.
+        self.deadline =
+            u64::try_from(timeout.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1));
+    }
+
+    /// Whether the call's deadline has passed.
+    fn past_deadline(&self) -> bool {
+        self.deadline != u64::MAX && self.start.elapsed() >= Duration::from_nanos(self.deadline)
     }
 
     /// Runs inner code (the service's `call`, a poll of its future or body): a panic in
@@ -130,16 +143,16 @@ impl Guard {
 
     /// Records the request with the classifier's verdict, or with the layer's own
     /// `error` ([`error_id::PANIC`], [`CANCELLED`](error_id::CANCELLED), …) when it is
-    /// not [`error_id::NONE`]; later calls and the `Drop` do nothing.
+    /// not [`error_id::NONE`]; later calls and the `Drop` do nothing. Inline: called once
+    /// per request, from wherever the request ends.
+    #[inline]
     pub(crate) fn finish(&mut self, error: u8) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
         let error = match error {
             error_id::NONE => self.error,
-            error_id::CANCELLED if self.deadline.is_some_and(|d| Instant::now() >= d) => {
-                crate::grpc::DEADLINE_EXCEEDED_ID
-            }
+            error_id::CANCELLED if self.past_deadline() => crate::grpc::DEADLINE_EXCEEDED_ID,
             error => error,
         };
         // 499: client closed request (nginx's code). A client without a response has
@@ -169,13 +182,27 @@ impl Guard {
     }
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
+impl Guard {
+    /// Finishes a guard dropped before the request ended: cancelled, or panicked.
+    #[cold]
+    #[inline(never)]
+    fn finish_dropped(&mut self) {
         self.finish(if self.polling {
             error_id::PANIC
         } else {
             error_id::CANCELLED
         });
+    }
+}
+
+impl Drop for Guard {
+    // Inline, and `finish` called only when needed: nearly every guard is dropped
+    // finished.
+    #[inline]
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finish_dropped();
+        }
         if let RequestBytes::Counted(counter) =
             std::mem::replace(&mut self.request_bytes, RequestBytes::Unknown)
         {

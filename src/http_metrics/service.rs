@@ -106,23 +106,23 @@ where
         let recorder = grpc.unwrap_or(recorder);
         let Some(route) = route else {
             let future = self.inner.call(M::wrap(request, &RequestBytes::Unknown));
-            return ResponseFuture::new(tasks::plain(future), None, self.classify.clone());
+            return ResponseFuture::unrecorded(future, self.classify.clone());
         };
         let method = Method::from_http(request.method());
         let key = SeriesKey::request(request.version(), method, self.scheme, route.id);
         let request_bytes = M::measure(&request, recorder.measures_body_sizes());
         let trace = recorder.trace_context(&request);
         let handle = recorder.start(method, self.scheme);
+        let monitor = tasks::monitor(recorder, route);
         let mut guard = Guard::new(handle, start, key, request_bytes, trace);
-        if grpc.is_some() {
-            guard.deadline = crate::grpc::deadline(start, request.headers());
+        if let Some(timeout) = grpc.and_then(|_| crate::grpc::deadline(request.headers())) {
+            guard.set_deadline(timeout);
         }
         // Set by hand rather than through a closure, which would move the request once
         // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;
         let future = self.inner.call(M::wrap(request, guard.request_bytes()));
         guard.polling = false;
-        let future = tasks::instrument(recorder, route, future);
-        ResponseFuture::new(future, Some(guard), self.classify.clone())
+        ResponseFuture::recorded(future, monitor, guard, self.classify.clone())
     }
 }

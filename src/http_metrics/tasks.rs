@@ -11,8 +11,8 @@
 //! A scrape reads each monitor's cumulative totals ([`TaskMonitor::cumulative`]) and
 //! publishes them as counters labelled with the route ([`Collector`] below).
 //!
-//! Without the feature, [`Monitored`] is the inner future itself and [`instrument`]
-//! returns it: the layer's default path is unchanged.
+//! Without the feature, [`Monitored`] is the inner future itself and [`monitor`]
+//! gives none: the layer's default path is unchanged.
 
 #[cfg(feature = "task-metrics")]
 pub(crate) use on::*;
@@ -33,10 +33,19 @@ mod off {
         future
     }
 
-    /// The inner future of a recorded request on `route`.
+    /// A route's task monitor: there is none without the feature.
+    pub(crate) type Monitor = std::convert::Infallible;
+
+    /// The task monitor of a request on `route`: none.
     #[inline(always)]
-    pub(crate) fn instrument<F>(_shared: &Shared, _route: Route, future: F) -> Monitored<F> {
-        future
+    pub(crate) fn monitor(_shared: &Shared, _route: Route) -> Option<Monitor> {
+        None
+    }
+
+    /// The inner future, instrumented with `monitor` (which cannot exist).
+    #[inline(always)]
+    pub(crate) fn instrument<F>(_future: F, monitor: Monitor) -> Monitored<F> {
+        match monitor {}
     }
 }
 
@@ -127,7 +136,7 @@ mod on {
     /// A route's monitor, shared by its requests in flight (as tokio-metrics'
     /// `TaskMonitor` is, without naming its builder, which tokio-metrics does not
     /// export).
-    type Monitor = Arc<TaskMonitorCore>;
+    pub(crate) type Monitor = Arc<TaskMonitorCore>;
 
     pin_project! {
         /// The inner future, instrumented or not.
@@ -156,15 +165,20 @@ mod on {
         Monitored::Plain { future }
     }
 
-    /// The inner future of a recorded request on `route`: instrumented with the route's
-    /// monitor when the layer has task monitors.
+    /// The task monitor of a recorded request on `route`, when the layer has them.
     #[inline]
-    pub(crate) fn instrument<F>(shared: &Shared, route: Route, future: F) -> Monitored<F> {
-        match &shared.tasks {
-            None => Monitored::Plain { future },
-            Some(monitors) => Monitored::Instrumented {
-                future: TaskMonitorCore::instrument_with(future, monitors.of(route).clone()),
-            },
+    pub(crate) fn monitor(shared: &Shared, route: Route) -> Option<Monitor> {
+        Some(shared.tasks.as_ref()?.of(route).clone())
+    }
+
+    /// The inner future, instrumented with its route's monitor. The caller builds the
+    /// response future around it in place (`ResponseFuture::recorded`): an
+    /// `instrument(shared, route, future)` returning either variant moved the inner
+    /// future once more, 61 instructions per request on the axum path.
+    #[inline(always)]
+    pub(crate) fn instrument<F>(future: F, monitor: Monitor) -> Monitored<F> {
+        Monitored::Instrumented {
+            future: TaskMonitorCore::instrument_with(future, monitor),
         }
     }
 
