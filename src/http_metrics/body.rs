@@ -416,6 +416,9 @@ mod tests {
     #[test]
     fn an_axum_response_with_our_body_stays_within_256_bytes() {
         let size = size_of::<http::Response<ResponseBody<axum::body::Body>>>();
-        assert!(size <= 256, "Response<ResponseBody<axum Body>> is {size} bytes");
+        assert!(
+            size <= 256,
+            "Response<ResponseBody<axum Body>> is {size} bytes"
+        );
     }
 }
