@@ -41,7 +41,8 @@
 //! "Handed over" means given to the server (hyper), which then writes it to the socket.
 //! A server takes a body frame whole, so a large body answered in one frame (a `Vec`, a
 //! `String`, `Full`) would count as finished when the server took it. Data frames of
-//! `Bytes` longer than 64 KiB are therefore handed over in 64 KiB slices (no copy): the
+//! `Bytes` longer than 64 KiB are therefore handed over in 64 KiB slices (no copy; the
+//! rest of such a frame waits in one small allocation, made only for such frames): the
 //! server stops asking for more while its buffers are full (hyper: about 400 KiB; HTTP/2:
 //! the client's flow-control window), so a slow reader's transfer is in the duration and
 //! a client that leaves half way is `cancelled`. What remains unmeasured is what the
