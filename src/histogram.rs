@@ -248,7 +248,8 @@ fn octave_bounds(schema: i8) -> &'static [f64] {
     static BOUNDS: [OnceLock<Box<[f64]>>; 8] = [const { OnceLock::new() }; 8];
     let Some(bounds) = usize::try_from(schema)
         .ok()
-        .and_then(|schema| BOUNDS.get(schema.wrapping_sub(1)))
+        .and_then(|schema| schema.checked_sub(1))
+        .and_then(|slot| BOUNDS.get(slot))
     else {
         return &[];
     };

@@ -143,8 +143,7 @@ impl Guard {
 
     /// Records the request with the classifier's verdict, or with the layer's own
     /// `error` ([`error_id::PANIC`], [`CANCELLED`](error_id::CANCELLED), …) when it is
-    /// not [`error_id::NONE`]; later calls and the `Drop` do nothing. Inline: called once
-    /// per request, from wherever the request ends.
+    /// not [`error_id::NONE`]; later calls and the `Drop` do nothing.
     #[inline]
     pub(crate) fn finish(&mut self, error: u8) {
         if std::mem::replace(&mut self.finished, true) {
