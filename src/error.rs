@@ -40,6 +40,10 @@ pub enum Error {
     InvalidPath(String),
     /// A metric registered twice, or under a name Prometheus does not accept.
     InvalidMetricName(String),
+    /// A service level objective the layer cannot measure: a target not strictly between
+    /// 0 and 1, a latency threshold that is not a duration bucket bound, a second
+    /// objective of a kind on one route, or a route that is excluded.
+    InvalidObjective(String),
 }
 
 impl fmt::Display for Error {
@@ -63,6 +67,7 @@ impl fmt::Display for Error {
                 f.write_str("invalid lag probe resolution: it must be longer than zero")
             }
             Self::InvalidPath(reason) => write!(f, "invalid path: {reason}"),
+            Self::InvalidObjective(reason) => write!(f, "invalid objective: {reason}"),
             Self::InvalidMetricName(reason) => write!(f, "invalid metric name: {reason}"),
         }
     }

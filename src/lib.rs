@@ -52,8 +52,8 @@ pub use exporter::{
 pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram, NativeBuckets};
 pub use http_metrics::{
-    HttpMetricsBuilder, HttpMetricsLayer, Naming, TraceContext, TraceContextSource, Traceparent,
-    UrlScheme,
+    HttpMetricsBuilder, HttpMetricsLayer, Naming, Objective, TraceContext, TraceContextSource,
+    Traceparent, UrlScheme,
 };
 pub use metrics::{Metrics, MetricsBuilder};
 #[cfg(feature = "process")]

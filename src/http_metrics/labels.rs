@@ -38,6 +38,8 @@ pub(crate) struct Names {
     pub(crate) method: &'static str,
     pub(crate) route: &'static str,
     pub(crate) status: &'static str,
+    /// The gauge of the declared objectives (`_ratio` is the unit's).
+    pub(crate) objective: &'static str,
     /// `url_scheme`, `network_protocol_version` and `error_type` are added.
     pub(crate) otel_labels: bool,
 }
@@ -53,6 +55,7 @@ impl Naming {
                 method: "http_request_method",
                 route: "http_route",
                 status: "http_response_status_code",
+                objective: "http_server_objective",
                 otel_labels: true,
             },
             Self::PromClient => &Names {
@@ -63,6 +66,7 @@ impl Naming {
                 method: "method",
                 route: "route",
                 status: "status_code",
+                objective: "http_request_objective",
                 otel_labels: false,
             },
         }
@@ -71,12 +75,13 @@ impl Naming {
 
 impl Names {
     /// The metric families of the layer, with their unit suffixes.
-    pub(crate) fn families(&self) -> [String; 4] {
+    pub(crate) fn families(&self) -> [String; 5] {
         [
             format!("{}_seconds", self.duration),
             self.active.to_owned(),
             format!("{}_bytes", self.request_size),
             format!("{}_bytes", self.response_size),
+            format!("{}_ratio", self.objective),
         ]
     }
 

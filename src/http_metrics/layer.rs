@@ -11,6 +11,7 @@ use super::body::{ContentLength, RequestSize};
 use super::classify::DefaultClassifier;
 use super::exemplar::{TraceContextSource, Traceparent};
 use super::labels::{Naming, UrlScheme};
+use super::objective::{Objective, Objectives};
 use super::recorder::{Config, Kind, Recorder, Shared, TraceSource};
 use super::route::{DefaultRoute, RouteFn};
 use super::service::HttpMetrics;
@@ -214,6 +215,7 @@ pub struct HttpMetricsBuilder {
     native_buckets: NativeBuckets,
     exemplars: bool,
     trace_context: TraceSource,
+    objectives: Vec<(String, Objective)>,
 }
 
 impl Default for HttpMetricsBuilder {
@@ -241,6 +243,7 @@ impl Default for HttpMetricsBuilder {
             native_buckets: NativeBuckets::duration_seconds(),
             exemplars: false,
             trace_context: TraceSource(Arc::new(Traceparent)),
+            objectives: Vec::new(),
         }
     }
 }
@@ -527,6 +530,40 @@ impl HttpMetricsBuilder {
         self
     }
 
+    /// A service level objective of the route template `route`: published as a series of
+    /// its own (`http_server_objective_ratio`), from which one generic rule set computes
+    /// error ratios and burn-rate alerts. None by default. See [`Objective`] and
+    /// [what counts as an error](Objective#what-counts-as-an-error).
+    ///
+    /// A route takes at most one objective of each kind. [`build`](Self::build) returns
+    /// [`Error::InvalidObjective`] for a target not strictly between 0 and 1, a latency
+    /// threshold that is not a bound of the [duration buckets](Self::duration_buckets), a
+    /// second objective of a kind on a route, a route that does not start with `/` or one
+    /// that is [excluded](Self::exclude_route).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_prometheus::http_metrics::{HttpMetricsLayer, Objective};
+    /// use tower_prometheus::prometheus_client::registry::Registry;
+    ///
+    /// let error = HttpMetricsLayer::builder()
+    ///     .objective("/api/invoices", Objective::latency(0.99, Duration::from_millis(300)))
+    ///     .build(&mut Registry::default())
+    ///     .unwrap_err();
+    /// assert!(error.to_string().contains("300ms is not a bound of the duration buckets"));
+    ///
+    /// let layer = HttpMetricsLayer::builder()
+    ///     .duration_buckets([0.1, 0.3, 1.0])
+    ///     .objective("/api/invoices", Objective::latency(0.99, Duration::from_millis(300)))
+    ///     .objective("/api/invoices", Objective::availability(0.999))
+    ///     .build(&mut Registry::default())?;
+    /// # Ok::<(), tower_prometheus::Error>(())
+    /// ```
+    pub fn objective(mut self, route: impl Into<String>, objective: Objective) -> Self {
+        self.objectives.push((route.into(), objective));
+        self
+    }
+
     /// The cardinality limit chosen.
     pub(crate) fn max_series_value(&self) -> usize {
         self.max_series
@@ -597,6 +634,13 @@ impl HttpMetricsBuilder {
             Some(bounds) => Buckets::new(bounds)?,
             None => Buckets::duration_seconds(),
         };
+        let objectives = Objectives::new(
+            names.objective,
+            names.route,
+            self.objectives,
+            duration_buckets.bounds(),
+            &self.excluded_routes,
+        )?;
         let size_buckets = match (self.body_sizes, self.size_buckets) {
             (false, _) => None,
             (true, Some(bounds)) => Some(Buckets::new(bounds)?),
@@ -630,6 +674,9 @@ impl HttpMetricsBuilder {
             )
         };
         registry.register_collector(Box::new(recorder.clone()));
+        if !objectives.is_empty() {
+            registry.register_collector(Box::new(objectives));
+        }
         #[cfg_attr(not(feature = "task-metrics"), allow(unused_mut))]
         let mut shared = Shared::new(recorder);
         #[cfg(feature = "task-metrics")]
