@@ -8,7 +8,7 @@
 #      config generated from prometheus/prometheus.yml (targets rewritten, 1 s intervals,
 #      the same rule files) and a real alertmanager; loadgen drives traffic; then, through
 #      Prometheus's HTTP API: targets up, every dashboard variable and panel expression
-#      returns series, every rule has health "ok".
+#      returns series, every rule has health "ok", the app's objectives reach the SLO rules.
 # Usage: monitoring/test.sh            (LOAD_SECONDS=20 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -299,6 +299,27 @@ for g in groups:
     print(f"  rule group {g['name']:<18} {len(g['rules']):>2} rules, health: {', '.join(sorted({r['health'] for r in g['rules']}))}")
 if n == 0:
     failures.append("prometheus loaded no rule")
+# The objectives the app declares (examples/invoicing/src/telemetry.rs, OBJECTIVES),
+# through the generic SLO rules: one budget per declared objective, and error ratios for
+# the declared objectives of the routes loadgen drives, none for the others.
+print()
+budgets = api("query", query='job_route:slo_error_budget:ratio{job="invoicing"}')["result"]
+declared = sorted((s["metric"]["http_route"], s["metric"]["objective"], round(float(s["value"][1]), 6)) for s in budgets)
+for route, objective, budget in declared:
+    print(f"  objective {route:<32} {objective:<13} budget {budget}")
+if len(declared) != 7:
+    failures.append(f"expected the app's 7 objectives, the rules see {len(declared)}: {declared}")
+ratios = api("query", query='job_route:slo_errors:ratio_rate5m{job="invoicing"}')["result"]
+measured = sorted((s["metric"]["http_route"], s["metric"]["objective"]) for s in ratios)
+for route, objective in measured:
+    value = next(float(s["value"][1]) for s in ratios if (s["metric"]["http_route"], s["metric"]["objective"]) == (route, objective))
+    print(f"  bad ratio 5m {route:<29} {objective:<13} {value:.4f}")
+for wanted in [("/api/invoices", "availability"), ("/api/invoices", "latency"), ("/api/invoices/{id}", "latency")]:
+    if wanted not in measured:
+        failures.append(f"no job_route:slo_errors:ratio_rate5m for {wanted}: {measured}")
+undeclared = [m for m in measured if (m[0], m[1]) not in {(r, o) for r, o, _ in declared}]
+if undeclared:
+    failures.append(f"error ratios for routes without an objective: {undeclared}")
 firing = sorted({a["labels"]["alertname"] for a in api("alerts")["alerts"] if a["state"] == "firing"})
 print(f"  {n} rules evaluated; alerts firing now: {', '.join(firing) or 'none'}")
 

@@ -115,13 +115,17 @@ async fn exposed(metrics: &Metrics) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn published_metrics_tables_match_the_exposition() {
+    // A declared objective, so that its family is in the scrape.
+    let http = tower_prometheus::HttpMetricsLayer::builder().objective(
+        "/hello/{name}",
+        tower_prometheus::Objective::availability(0.99),
+    );
     #[cfg(feature = "task-metrics")]
+    let http = http.task_monitors(true);
     let metrics = Metrics::builder()
-        .http(tower_prometheus::HttpMetricsLayer::builder().task_monitors(true))
+        .http(http)
         .build()
         .expect("valid options");
-    #[cfg(not(feature = "task-metrics"))]
-    let metrics = Metrics::new();
     let exposed = exposed(&metrics).await;
     // The crate's list of its own families, which `Metrics::register` refuses, is the
     // exposition's.

@@ -84,7 +84,7 @@ impl Objective {
     ///
     /// The target is checked by [`build`](super::HttpMetricsBuilder::build): strictly
     /// between 0 and 1 (a target of 1 leaves no error budget to burn).
-    pub fn availability(target: f64) -> Self {
+    pub const fn availability(target: f64) -> Self {
         Self {
             target,
             threshold: None,
@@ -97,7 +97,7 @@ impl Objective {
     /// [`availability`](Self::availability), and that `threshold` is one of the duration
     /// histogram's bucket bounds: the share of requests under it is then counted exactly,
     /// not interpolated.
-    pub fn latency(target: f64, threshold: Duration) -> Self {
+    pub const fn latency(target: f64, threshold: Duration) -> Self {
         Self {
             target,
             threshold: Some(threshold),
@@ -105,12 +105,12 @@ impl Objective {
     }
 
     /// The target, as a ratio (0.999 for 99.9 %).
-    pub fn target(&self) -> f64 {
+    pub const fn target(&self) -> f64 {
         self.target
     }
 
     /// The latency threshold; `None` for an availability objective.
-    pub fn threshold(&self) -> Option<Duration> {
+    pub const fn threshold(&self) -> Option<Duration> {
         self.threshold
     }
 

@@ -23,8 +23,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, MakeSpan};
 use tower_http::{LatencyUnit, trace::TraceLayer};
-use tower_prometheus::HttpMetricsLayer;
 use tower_prometheus::{Buckets, Histogram, Metrics};
+use tower_prometheus::{HttpMetricsLayer, Objective};
 use tracing::{Level, Span};
 
 /// The version reported by `invoicing_build_info`.
@@ -150,6 +150,8 @@ impl Telemetry {
     ///
     /// Per-route task metrics are on (`task_monitors`), with slow polls from
     /// `slow_poll_threshold`: they tell which route blocks the runtime.
+    ///
+    /// The routes' service level objectives are [`OBJECTIVES`].
     pub fn new(
         enabled: bool,
         slow_poll_threshold: std::time::Duration,
@@ -157,11 +159,15 @@ impl Telemetry {
         let mut registry = Registry::default();
         let business = BusinessMetrics::register(&mut registry);
         let http = if enabled {
+            let mut layer = HttpMetricsLayer::builder();
+            for (route, objective) in OBJECTIVES {
+                layer = layer.objective(route, objective);
+            }
             Some(
                 Metrics::builder()
                     .registry(registry)
                     .http(
-                        HttpMetricsLayer::builder()
+                        layer
                             .exclude_path("/metrics")
                             .exclude_path("/health")
                             // `nest_service` mounts: axum gives their requests no
@@ -183,6 +189,36 @@ impl Telemetry {
         Ok(Self { business, http })
     }
 }
+
+/// What the service promises, per route template: published as
+/// `http_server_objective_ratio` series, from which `monitoring/`'s generic SLO rules
+/// compute error ratios and burn-rate alerts. Latency thresholds are bounds of the default
+/// duration buckets. Routes not listed (sellers, clients, the static files) have none.
+pub const OBJECTIVES: [(&str, Objective); 7] = [
+    // The invoice list and creation: what the front end calls most.
+    ("/api/invoices", Objective::availability(0.999)),
+    (
+        "/api/invoices",
+        Objective::latency(0.99, std::time::Duration::from_millis(250)),
+    ),
+    // One invoice, read, updated or deleted.
+    ("/api/invoices/{id}", Objective::availability(0.999)),
+    (
+        "/api/invoices/{id}",
+        Objective::latency(0.99, std::time::Duration::from_millis(100)),
+    ),
+    // PDF/A-3 generation: CPU work, slower and allowed to fail more.
+    ("/api/invoices/{id}/pdf", Objective::availability(0.99)),
+    (
+        "/api/invoices/{id}/pdf",
+        Objective::latency(0.95, std::time::Duration::from_millis(2500)),
+    ),
+    // Attachments: uploads hit the disk.
+    (
+        "/api/invoices/{id}/attachments",
+        Objective::availability(0.99),
+    ),
+];
 
 /// Logs to stdout, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {

@@ -207,6 +207,39 @@ async fn metrics_count_every_request_by_route_template_and_status() {
         &[("operation", "insert_invoice"), ("le", "+Inf")],
     );
     assert_eq!(inf_bucket, 5.0);
+
+    // The routes' objectives, one series each, the target as value.
+    let objectives = find(&samples, "http_server_objective_ratio", &[]);
+    assert_eq!(objectives.len(), 7, "{objectives:#?}");
+    let objective = |route, kind, threshold: Option<&str>| {
+        let mut labels = vec![("http_route", route), ("objective", kind)];
+        labels.extend(threshold.map(|t| ("threshold", t)));
+        let found = find(&samples, "http_server_objective_ratio", &labels);
+        assert_eq!(found.len(), 1, "{route} {kind}: {objectives:#?}");
+        found[0].value
+    };
+    assert_eq!(objective("/api/invoices", "availability", None), 0.999);
+    assert_eq!(objective("/api/invoices", "latency", Some("0.25")), 0.99);
+    assert_eq!(
+        objective("/api/invoices/{id}", "latency", Some("0.1")),
+        0.99
+    );
+    assert_eq!(
+        objective("/api/invoices/{id}/pdf", "latency", Some("2.5")),
+        0.95
+    );
+    assert_eq!(
+        objective("/api/invoices/{id}/attachments", "availability", None),
+        0.99
+    );
+    assert!(
+        find(
+            &samples,
+            "http_server_objective_ratio",
+            &[("http_route", "/api/sellers")]
+        )
+        .is_empty()
+    );
 }
 
 #[tokio::test]
