@@ -42,6 +42,15 @@ promtool check rules "$M"/prometheus/rules/*.rules.yml
 step "promtool test rules"
 promtool test rules "$M"/prometheus/rules/*.test.yml
 
+step "the files generated from monitoring/mixin are up to date; the SLO rules tested in the PromClient preset too"
+command -v jsonnet >/dev/null 2>&1 || die "missing: jsonnet. Install with: apt-get install -y jsonnet"
+"$M/mixin/generate.sh" --check
+PC=$(mktemp -d)
+jsonnet -J "$M" -S -e 'local m = (import "mixin/slo.libsonnet") + {_config+:: {naming: "promclient"}}; std.manifestYamlDoc({groups: m.prometheusRules.groups + m.prometheusAlerts.groups})' > "$PC/slo.rules.yml"
+jsonnet -J "$M" -S -e 'std.manifestYamlDoc((import "mixin/slo_tests.libsonnet")("promclient"))' > "$PC/slo.test.yml"
+(cd "$PC" && promtool test rules slo.test.yml)
+rm -rf "$PC"
+
 step "docker-compose config -q"
 docker-compose -f "$M/docker-compose.yml" config -q
 echo "docker-compose.yml is valid"

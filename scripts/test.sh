@@ -51,9 +51,9 @@ step "tests (all features: the heap tests need the counting allocator)"
 timeout 1200 cargo test --workspace --all-features
 
 step "monitoring/: promtool, amtool, docker-compose config, end to end against a real Prometheus"
-if ! command -v prometheus-alertmanager >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then
+if ! command -v prometheus-alertmanager >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1 || ! command -v jsonnet >/dev/null 2>&1; then
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus-alertmanager docker-compose
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus-alertmanager docker-compose jsonnet
 fi
 timeout 600 monitoring/test.sh
 # Native histograms and exemplars with a real Prometheus, flags on and off.

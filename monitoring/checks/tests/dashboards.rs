@@ -5,10 +5,10 @@
 //! import placeholders). `monitoring/test.sh` runs the same expressions against a real
 //! Prometheus.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
-use serde_json::Value;
+use monitoring_checks::dashboards::{self, Dashboard, load};
 
 /// The uid of the datasource provisioned in `grafana/provisioning/datasources/`.
 const DATASOURCE_UID: &str = "prometheus";
@@ -24,54 +24,23 @@ const VARIABLES: &[(&str, &str)] = &[
     ("$job", "invoicing"),
 ];
 
-struct Dashboard {
-    file: String,
-    text: String,
-    json: Value,
-}
-
 fn dashboards() -> Vec<Dashboard> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/dashboards");
-    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("a readable directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    paths.sort();
+    let dashboards = load(&dir);
     assert!(
-        paths.len() >= 2,
+        dashboards.len() >= 2,
         "expected the Service overview and Runtime dashboards in {}",
         dir.display()
     );
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = fs::read_to_string(&path).expect("a readable dashboard");
-            let json = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
-            let file = path.file_name().unwrap().to_string_lossy().into_owned();
-            Dashboard { file, text, json }
-        })
-        .collect()
-}
-
-/// Every panel, rows' nested panels included.
-fn panels(list: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for panel in list.as_array().into_iter().flatten() {
-        out.push(panel);
-        out.extend(panels(&panel["panels"]));
-    }
-    out
+    dashboards
 }
 
 fn substitute(expr: &str) -> String {
-    let mut out = expr.to_owned();
-    for (name, value) in VARIABLES {
-        let braced = format!("${{{}}}", &name[1..]);
-        out = out.replace(&braced, value).replace(name, value);
-    }
-    out
+    let values: BTreeMap<String, String> = VARIABLES
+        .iter()
+        .map(|(name, value)| (name[1..].to_owned(), (*value).to_owned()))
+        .collect();
+    dashboards::substitute(expr, &values)
 }
 
 fn parse(expr: &str) -> Result<(), String> {
@@ -121,7 +90,7 @@ fn every_panel_expression_parses_as_promql() {
     let mut failures = Vec::new();
     let mut count = 0;
     for dashboard in dashboards() {
-        for panel in panels(&dashboard.json["panels"]) {
+        for panel in dashboard.panels() {
             for target in panel["targets"].as_array().into_iter().flatten() {
                 let expr = target["expr"].as_str().unwrap_or_default();
                 count += 1;
@@ -200,7 +169,7 @@ fn dashboards_follow_the_house_rules() {
         {
             failures.push(format!("{file}: no fixed uid"));
         }
-        for panel in panels(&dashboard.json["panels"]) {
+        for panel in dashboard.panels() {
             if panel["type"] == "row" {
                 continue;
             }
