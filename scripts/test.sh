@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs, installing what the tests need when it is missing:
-#   promtool (Debian package prometheus), the Python prometheus-client package (the
+#   promtool and prometheus, prometheus-alertmanager, victoria-metrics, jsonnet and
+#   docker-compose (Debian packages), the Python prometheus-client package (the
 #   reference OpenMetrics parser), cargo-hack; valgrind and gungraun-runner for the
 #   instruction counts (scripts/instructions.sh).
 # Usage: ./scripts/test.sh
@@ -23,9 +24,17 @@ step() {
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step "installing what the tests need"
-if ! command -v promtool >/dev/null 2>&1; then
+# Prometheus, Alertmanager, VictoriaMetrics (with vmalert), jsonnet and docker-compose for
+# monitoring/: the rule tests, the generated files' check, the end-to-end and scale-out runs.
+need=()
+for tool in promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
+    victoria-metrics:victoria-metrics vmalert:victoria-metrics jsonnet:jsonnet \
+    docker-compose:docker-compose; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}"
 fi
 if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
     python3 -m pip install --quiet prometheus-client \
@@ -47,15 +56,15 @@ step "every feature on its own (cargo hack)"
 cargo hack check --workspace --each-feature --no-dev-deps
 
 step "tests (all features: the heap tests need the counting allocator)"
-# A hung test fails the run after 20 minutes instead of eating CI's 90.
-timeout 1200 cargo test --workspace --all-features
+# A hung test fails the run after 20 minutes instead of eating CI's 90. monitoring-checks
+# runs in the next step, with its output shown.
+timeout 1200 cargo test --workspace --all-features --exclude monitoring-checks
 
 step "monitoring/: promtool, amtool, docker-compose config, end to end against a real Prometheus"
-if ! command -v prometheus-alertmanager >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1 || ! command -v jsonnet >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus-alertmanager docker-compose jsonnet
-fi
 timeout 600 monitoring/test.sh
+# The dashboards' static checks and the scale-out run (sharded Prometheus servers,
+# VictoriaMetrics, vmalert), one test binary at a time, printing the figures.
+timeout 900 cargo test -p monitoring-checks -- --nocapture
 # Native histograms and exemplars with a real Prometheus, flags on and off.
 timeout 300 monitoring/native-histograms.sh
 

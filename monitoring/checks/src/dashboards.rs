@@ -173,6 +173,92 @@ pub fn intervals(rate_interval: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// Runs every dashboard of `dashboards` against a real Prometheus-compatible `api`, as
+/// Grafana would: each variable's `label_values` query must offer values (for `job` and
+/// `instance`, the ones in `instances`, a map job -> the instance the test scrapes), then
+/// every panel query, with the variables set (`job` and `instance` to the test's target,
+/// other variables to "All"), must return at least one series.
+///
+/// Prints one line per variable and query; returns the failures, empty when all passed.
+pub fn run_against(
+    api: &crate::stack::PromApi,
+    dashboards: &[Dashboard],
+    instances: &BTreeMap<String, String>,
+    rate_interval: &str,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for dashboard in dashboards {
+        let title = dashboard.title();
+        println!("\n  dashboard {title:?} ({})", dashboard.file);
+        let mut values = intervals(rate_interval);
+        for variable in dashboard.variables() {
+            let Some((selector, label)) = variable.label_values(&values) else {
+                failures.push(format!(
+                    "{title}: variable {} is not label_values(selector, label): {}",
+                    variable.name, variable.query
+                ));
+                continue;
+            };
+            let found = api.label_values(&selector, &label);
+            println!(
+                "    variable ${:<9} {} values  {:?}",
+                variable.name,
+                found.len(),
+                &found[..found.len().min(6)]
+            );
+            if found.is_empty() {
+                failures.push(format!(
+                    "{title}: variable {} has no value ({})",
+                    variable.name, variable.query
+                ));
+            }
+            // The job the dashboard offers that the test scrapes (the first one in
+            // `instances` that it offers), and that job's instance.
+            let wanted = match variable.name.as_str() {
+                "job" => instances.keys().find(|job| found.contains(job)).cloned(),
+                "instance" => values
+                    .get("job")
+                    .and_then(|job| instances.get(job))
+                    .cloned(),
+                _ => None,
+            };
+            if let Some(wanted) = wanted.as_ref().filter(|wanted| !found.contains(wanted)) {
+                failures.push(format!(
+                    "{title}: variable {} does not offer {wanted}",
+                    variable.name
+                ));
+            }
+            let value = wanted
+                .or(variable.all_value.clone())
+                .or(found.first().cloned())
+                .unwrap_or_default();
+            values.insert(variable.name.clone(), value);
+        }
+        for query in dashboard.queries() {
+            let expr = substitute(&query.expr, &values);
+            if expr.contains('$') {
+                failures.push(format!("{}: unsubstituted variable in {expr}", query.title));
+                continue;
+            }
+            let n = match api.api("query", &[("query", &expr)]) {
+                Ok(data) => data["result"].as_array().map_or(0, Vec::len),
+                Err(e) => {
+                    failures.push(format!("{title} / {}: {e}", query.title));
+                    continue;
+                }
+            };
+            println!("    {n:>3} series  {} [{}]", query.title, query.ref_id);
+            if n == 0 {
+                failures.push(format!(
+                    "{title} / {} [{}]: no series for {expr}",
+                    query.title, query.ref_id
+                ));
+            }
+        }
+    }
+    failures
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

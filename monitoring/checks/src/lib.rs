@@ -7,3 +7,4 @@
 //! walk they use, written once for the static checks and the end-to-end run.
 
 pub mod dashboards;
+pub mod stack;
