@@ -63,6 +63,8 @@ pub fn monitoring() -> PathBuf {
 /// The path of a binary of the example apps (`invoicing`, `loadgen`, `pdp`), built once per
 /// test process with `cargo build -p invoicing -p pdp --bins` (cargo releases its lock on
 /// the target dir before it runs the tests, so this does not wait on the outer build).
+/// `EXAMPLES_PROFILE=release` builds and runs the release binaries instead, for figures
+/// that stand for production (`cargo build` alone is the debug build).
 ///
 /// # Panics
 ///
@@ -71,9 +73,11 @@ pub fn example_binary(name: &str) -> PathBuf {
     static TARGET: OnceLock<PathBuf> = OnceLock::new();
     let target = TARGET.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let release = std::env::var("EXAMPLES_PROFILE").is_ok_and(|profile| profile == "release");
         let status = Command::new(&cargo)
             .current_dir(workspace())
             .args(["build", "--quiet", "-p", "invoicing", "-p", "pdp", "--bins"])
+            .args(release.then_some("--release"))
             .status()
             .expect("cargo runs");
         assert!(status.success(), "cargo build -p invoicing -p pdp failed");
@@ -89,7 +93,7 @@ pub fn example_binary(name: &str) -> PathBuf {
                 .as_str()
                 .expect("cargo metadata names the target directory"),
         )
-        .join("debug")
+        .join(if release { "release" } else { "debug" })
     });
     target.join(name)
 }
