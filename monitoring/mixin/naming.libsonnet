@@ -1,0 +1,48 @@
+// The two naming presets of tower-prometheus (`Naming::OpenTelemetry`, the default, and
+// `Naming::PromClient`): the HTTP metric and label names that differ between them. The
+// process, runtime, heap, task and gRPC metrics are the same in both.
+//
+//   (import 'naming.libsonnet').presets[naming]   the names of one preset
+//   (import 'naming.libsonnet').rename(naming, v)  v (any JSON value: a string, a rule
+//       test file parsed from YAML) with every OpenTelemetry name of the table below
+//       replaced by the preset's, in strings and in object keys (rule test labels).
+local presets = {
+  otel: {
+    duration: 'http_server_request_duration_seconds',
+    active: 'http_server_active_requests',
+    requestSize: 'http_server_request_body_size_bytes',
+    responseSize: 'http_server_response_body_size_bytes',
+    objective: 'http_server_objective_ratio',
+    method: 'http_request_method',
+    status: 'http_response_status_code',
+    route: 'http_route',
+  },
+  promclient: {
+    duration: 'http_request_duration_seconds',
+    active: 'http_requests_in_flight',
+    requestSize: 'http_request_size_bytes',
+    responseSize: 'http_response_size_bytes',
+    objective: 'http_request_objective_ratio',
+    method: 'method',
+    status: 'status_code',
+    route: 'route',
+  },
+};
+
+// Longest names first, so that no name is replaced inside a longer one.
+local order = ['duration', 'active', 'requestSize', 'responseSize', 'objective', 'method', 'status', 'route'];
+
+local renameString(naming, s) =
+  std.foldl(function(acc, k) std.strReplace(acc, presets.otel[k], presets[naming][k]), order, s);
+
+local rename(naming, v) =
+  if naming == 'otel' then v
+  else if std.isString(v) then renameString(naming, v)
+  else if std.isArray(v) then [rename(naming, x) for x in v]
+  else if std.isObject(v) then { [renameString(naming, k)]: rename(naming, v[k]) for k in std.objectFields(v) }
+  else v;
+
+{
+  presets: presets,
+  rename: rename,
+}
