@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The Debian packages the end-to-end tests run, and the command that installs them.
 pub const INSTALL: &str =
@@ -60,6 +60,49 @@ pub fn monitoring() -> PathBuf {
     workspace().join("monitoring")
 }
 
+/// The files of `monitoring/prometheus/rules/` whose names end with `suffix`
+/// (`.rules.yml`, `.test.yml`), sorted: whatever files the folder holds today.
+///
+/// # Panics
+///
+/// When the folder cannot be read.
+pub fn rule_files(suffix: &str) -> Vec<PathBuf> {
+    let dir = monitoring().join("prometheus/rules");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a readable directory entry").path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().ends_with(suffix))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs `command` to its end: its output (stdout, then stderr) when it exits 0.
+///
+/// # Errors
+///
+/// When it cannot start or exits non-zero: the command, its exit status and its whole
+/// output, for the failure message.
+pub fn run(command: &mut Command) -> Result<String, String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{command:?}: cannot start: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{command:?}: {}\n{text}", output.status))
+    }
+}
+
 /// The path of a binary of the example apps (`invoicing`, `loadgen`, `pdp`), built once per
 /// test process with `cargo build -p invoicing -p pdp --bins` (cargo releases its lock on
 /// the target dir before it runs the tests, so this does not wait on the outer build).
@@ -96,6 +139,34 @@ pub fn example_binary(name: &str) -> PathBuf {
         .join(if release { "release" } else { "debug" })
     });
     target.join(name)
+}
+
+/// Starts the invoicing app on `127.0.0.1:port` with its data in `<dir>/<name>/`,
+/// submitting invoices to the PDP at `pdp_port` when there is one, and waits for its
+/// `/health`.
+pub fn start_invoicing(name: &str, dir: &Path, port: u16, pdp_port: Option<u16>) -> Process {
+    let data = dir.join(name);
+    fs::create_dir_all(&data).expect("the app's data folder");
+    let mut command = Command::new(example_binary("invoicing"));
+    command
+        .env("BIND", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", data.join("invoicing.db").display()),
+        )
+        .env("UPLOADS_DIR", data.join("uploads"))
+        .env("PDF_DIR", data.join("pdf-a3"))
+        .env("RUST_LOG", "warn");
+    if let Some(pdp_port) = pdp_port {
+        command.env("PDP_ADDR", format!("127.0.0.1:{pdp_port}"));
+    }
+    let mut app = Process::start(name, dir, &mut command);
+    app.wait_for(
+        &format!("http://127.0.0.1:{port}/health"),
+        Duration::from_secs(60),
+    );
+    app
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read and released: another process could take it
@@ -161,6 +232,27 @@ impl Process {
         }
     }
 
+    /// Waits for the process to exit, at most `timeout`: for one that stops by itself
+    /// (`loadgen`).
+    ///
+    /// # Panics
+    ///
+    /// When it is still running after `timeout` (it is killed on drop).
+    pub fn finish(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child's status") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {timeout:?}",
+                self.name
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The last `n` lines of its log.
     pub fn tail(&self, n: usize) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
@@ -201,6 +293,58 @@ pub fn post_json(url: &str, body: &Value) -> Result<String, String> {
         .body_mut()
         .read_to_string()
         .map_err(|e| format!("POST {url}: {e}"))
+}
+
+/// `GET url` with `headers`: the status code, whatever it is (a 404 is an answer), or the
+/// transport error.
+pub fn get_status(url: &str, headers: &[(&str, &str)]) -> Result<u16, String> {
+    let mut request = agent().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    // Read the body: the connection goes back to the pool.
+    let _ = response.body_mut().read_to_string();
+    Ok(response.status().as_u16())
+}
+
+/// Issues the same invoice number from two sellers that share a SIRET, through the
+/// invoicing app on `app_port`: the PDP refuses the second one as a duplicate, which gives
+/// the gRPC dashboard non-OK codes to show. Returns the `pdp_status` of both answers.
+///
+/// # Panics
+///
+/// When the app does not answer with JSON.
+pub fn issue_duplicate_invoices(app_port: u16) -> Vec<String> {
+    let api = |path: &str, body: Value| -> Value {
+        let url = format!("http://127.0.0.1:{app_port}{path}");
+        let text = post_json(&url, &body).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"))
+    };
+    let client = api("/api/clients", json!({"name": "PDP client"}))["id"].clone();
+    (1..=2)
+        .map(|n| {
+            let seller = api(
+                "/api/sellers",
+                json!({"name": format!("PDP seller {n}"), "siret": "73282932000074", "city": "Paris"}),
+            )["id"]
+                .clone();
+            let invoice = api(
+                "/api/invoices",
+                json!({
+                    "seller_id": seller, "client_id": client, "number": "PDP-1",
+                    "issue_date": "2026-12-01", "status": "issued",
+                    "lines": [{"description": "x", "quantity": 1, "unit_price_cents": 100, "vat_rate": 20}],
+                }),
+            );
+            invoice["pdp_status"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
 }
 
 fn agent() -> &'static ureq::Agent {

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 use monitoring_checks::dashboards;
 use monitoring_checks::stack::{
-    Process, PromApi, eventually, example_binary, exposition_sum, free_port, get, monitoring,
-    post_json, require,
+    Process, PromApi, eventually, example_binary, exposition_sum, free_port, get,
+    issue_duplicate_invoices, monitoring, require,
 };
 use serde_json::{Value, json};
 
@@ -95,35 +95,6 @@ fn scraper_config(shard: u64, apps: &[u16], pdps: &[u16], central: &str) -> Valu
             "queue_config": {"batch_send_deadline": "1s"},
         }],
     })
-}
-
-/// Issues the same invoice number from two sellers that share a SIRET; returns the
-/// `pdp_status` of both answers.
-fn issue_duplicate_invoices(app_port: u16) -> Vec<String> {
-    let api = |path: &str, body: Value| -> Value {
-        let url = format!("http://127.0.0.1:{app_port}{path}");
-        let text = post_json(&url, &body).unwrap_or_else(|e| panic!("{e}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"))
-    };
-    let client = api("/api/clients", json!({"name": "PDP client"}))["id"].clone();
-    (1..=2)
-        .map(|n| {
-            let seller = api(
-                "/api/sellers",
-                json!({"name": format!("PDP seller {n}"), "siret": "73282932000074", "city": "Paris"}),
-            )["id"]
-                .clone();
-            let invoice = api(
-                "/api/invoices",
-                json!({
-                    "seller_id": seller, "client_id": client, "number": "PDP-1",
-                    "issue_date": "2026-12-01", "status": "issued",
-                    "lines": [{"description": "x", "quantity": 1, "unit_price_cents": 100, "vat_rate": 20}],
-                }),
-            );
-            invoice["pdp_status"].as_str().unwrap_or_default().to_owned()
-        })
-        .collect()
 }
 
 #[test]
