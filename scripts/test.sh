@@ -60,13 +60,13 @@ step "tests (all features: the heap tests need the counting allocator)"
 # runs in the next step, with its output shown.
 timeout 1200 cargo test --workspace --all-features --exclude monitoring-checks
 
-step "monitoring/: promtool, amtool, docker-compose config, end to end against a real Prometheus"
-timeout 600 monitoring/test.sh
-# The dashboards' static checks and the scale-out run (sharded Prometheus servers,
-# VictoriaMetrics, vmalert), one test binary at a time, printing the figures.
-timeout 900 cargo test -p monitoring-checks -- --nocapture
-# Native histograms and exemplars with a real Prometheus, flags on and off.
-timeout 300 monitoring/native-histograms.sh
+step "monitoring/: promtool, amtool, docker-compose config, end to end against real Prometheus servers"
+# monitoring-checks, one test binary at a time, with their output: the static checks
+# (promtool, amtool, docker-compose config, generate.sh --check, the alerts' rules), the
+# dashboards parsed as PromQL, end to end against a real Prometheus and Alertmanager,
+# native histograms and exemplars (flags on and off), and the scale-out run (sharded
+# Prometheus servers, VictoriaMetrics, vmalert), printing the figures.
+timeout 1200 monitoring/test.sh
 
 step "runtime tests with --cfg tokio_unstable (own target dir: other RUSTFLAGS)"
 RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/tokio-unstable \

@@ -1,10 +1,14 @@
-//! Checks on the files of `monitoring/`, run by `cargo test -p monitoring-checks`.
+//! Checks on the files of `monitoring/`, run by `cargo test -p monitoring-checks` (or
+//! `monitoring/test.sh`, the same with the output shown, one test at a time).
 //!
-//! Its tests (in `tests/`) read the Grafana dashboards in `monitoring/grafana/dashboards/`
-//! and fail fast, without a Prometheus server, when an expression does not parse as PromQL
-//! or a panel breaks a rule of the dashboards (a unit on every panel, every rate over
-//! `$__rate_interval`, the provisioned datasource uid). [`dashboards`] is the dashboard
-//! walk they use, written once for the static checks and the end-to-end run.
+//! Its tests (in `tests/`): `static_checks` runs the real tools on the files (promtool,
+//! amtool, docker-compose config, the mixin's `generate.sh --check`) and checks the alerts'
+//! annotations, runbooks and test cases; `dashboards` parses every dashboard expression as
+//! PromQL, no server; `end_to_end`, `native_histograms` and `scale_out` start the example
+//! apps and real Prometheus, Alertmanager and VictoriaMetrics processes on 127.0.0.1 and
+//! check through their HTTP APIs. [`dashboards`] is the dashboard walk they use, written
+//! once for the static checks and the live runs; [`stack`] the processes, ports and API
+//! client of the live runs.
 
 pub mod dashboards;
 pub mod stack;

@@ -505,6 +505,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failed_command_says_its_status_and_output() {
+        let error =
+            run(Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"])).unwrap_err();
+        assert!(
+            error.contains("exit status: 3") && error.contains("out\nerr"),
+            "{error}"
+        );
+        assert_eq!(
+            run(Command::new("sh").args(["-c", "echo ok"])),
+            Ok("ok\n".into())
+        );
+    }
+
+    #[test]
     fn exposition_sum_adds_the_matching_samples_only() {
         let text = "# TYPE x counter\n\
                     x_total{route=\"/a\",code=\"200\"} 3\n\

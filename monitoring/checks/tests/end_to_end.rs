@@ -259,6 +259,21 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
         }
         Ok(())
     });
+    // rate() over a new series (the PDP's ALREADY_EXISTS) needs two samples of it: every
+    // call series has two.
+    eventually(Duration::from_secs(30), || {
+        for (expr, job) in [
+            ("rpc_server_call_duration_seconds_count", "pdp"),
+            ("rpc_client_call_duration_seconds_count", "invoicing"),
+        ] {
+            let expr = format!(r#"min(count_over_time({expr}{{job="{job}"}}[1m]))"#);
+            let samples = api.scalar(&expr).unwrap_or(0.0);
+            if samples < 2.0 {
+                return Err(format!("{expr} is {samples}"));
+            }
+        }
+        Ok(())
+    });
     // And every rule group has been evaluated since.
     let now = api.scalar("vector(time())").expect("time() is a number");
     eventually(Duration::from_secs(30), || {
