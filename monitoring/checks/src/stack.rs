@@ -169,6 +169,33 @@ pub fn start_invoicing(name: &str, dir: &Path, port: u16, pdp_port: Option<u16>)
     app
 }
 
+/// Starts Debian's `prometheus-alertmanager` with the shipped
+/// `monitoring/alertmanager/alertmanager.yml` on `127.0.0.1:<port>` (no cluster), and waits
+/// until it is ready.
+///
+/// # Panics
+///
+/// When it does not start or get ready within a minute.
+pub fn start_alertmanager(dir: &Path, port: u16) -> Process {
+    let mut alertmanager = Process::start(
+        "alertmanager",
+        dir,
+        Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                monitoring().join("alertmanager/alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address="),
+    );
+    alertmanager.wait_for(
+        &format!("http://127.0.0.1:{port}/-/ready"),
+        Duration::from_secs(60),
+    );
+    alertmanager
+}
+
 /// A free TCP port on 127.0.0.1 (bound, read and released: another process could take it
 /// in between, which loopback tests on one machine accept).
 pub fn free_port() -> u16 {
@@ -433,6 +460,29 @@ impl PromApi {
                 )
             })
             .collect()
+    }
+
+    /// Waits until every gRPC call series (the PDP's server side, the app's client side)
+    /// has two samples in the last minute: `rate()` over a new series, such as the
+    /// PDP's `ALREADY_EXISTS` after the duplicate invoices, needs two.
+    ///
+    /// # Panics
+    ///
+    /// When one still has fewer after `timeout`.
+    pub fn wait_for_two_samples_of_the_call_series(&self, timeout: Duration) {
+        eventually(timeout, || {
+            for (metric, job) in [
+                ("rpc_server_call_duration_seconds_count", "pdp"),
+                ("rpc_client_call_duration_seconds_count", "invoicing"),
+            ] {
+                let expr = format!(r#"min(count_over_time({metric}{{job="{job}"}}[1m]))"#);
+                let samples = self.scalar(&expr).unwrap_or(0.0);
+                if samples < 2.0 {
+                    return Err(format!("{expr} is {samples}"));
+                }
+            }
+            Ok(())
+        });
     }
 
     /// The values of `label` on the series matching `selector`.

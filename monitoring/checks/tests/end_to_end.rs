@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use monitoring_checks::dashboards;
 use monitoring_checks::stack::{
     Process, PromApi, eventually, example_binary, exposition_sum, free_port, get,
-    issue_duplicate_invoices, monitoring, require, run, start_invoicing, value,
+    issue_duplicate_invoices, monitoring, require, run, start_alertmanager, start_invoicing, value,
 };
 use serde_json::{Value, json};
 
@@ -174,19 +174,7 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
     );
     pdp.wait_for(&format!("http://{pdp_instance}/metrics"), wait);
     let app = start_invoicing("invoicing", dir, app_port, Some(pdp_port));
-    let mut alertmanager = Process::start(
-        "alertmanager",
-        dir,
-        Command::new("prometheus-alertmanager")
-            .arg(format!(
-                "--config.file={}",
-                monitoring().join("alertmanager/alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("am").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address="),
-    );
-    alertmanager.wait_for(&format!("http://127.0.0.1:{am_port}/-/ready"), wait);
+    let alertmanager = start_alertmanager(dir, am_port);
     let prom_url = format!("http://127.0.0.1:{prom_port}");
     let mut prometheus = Process::start(
         "prometheus",
@@ -259,21 +247,7 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
         }
         Ok(())
     });
-    // rate() over a new series (the PDP's ALREADY_EXISTS) needs two samples of it: every
-    // call series has two.
-    eventually(Duration::from_secs(30), || {
-        for (expr, job) in [
-            ("rpc_server_call_duration_seconds_count", "pdp"),
-            ("rpc_client_call_duration_seconds_count", "invoicing"),
-        ] {
-            let expr = format!(r#"min(count_over_time({expr}{{job="{job}"}}[1m]))"#);
-            let samples = api.scalar(&expr).unwrap_or(0.0);
-            if samples < 2.0 {
-                return Err(format!("{expr} is {samples}"));
-            }
-        }
-        Ok(())
-    });
+    api.wait_for_two_samples_of_the_call_series(Duration::from_secs(30));
     // And every rule group has been evaluated since.
     let now = api.scalar("vector(time())").expect("time() is a number");
     eventually(Duration::from_secs(30), || {

@@ -24,7 +24,7 @@ use md5::{Digest, Md5};
 use monitoring_checks::dashboards;
 use monitoring_checks::stack::{
     Process, PromApi, eventually, example_binary, exposition_sum, free_port, get,
-    issue_duplicate_invoices, monitoring, require,
+    issue_duplicate_invoices, monitoring, require, start_alertmanager,
 };
 use serde_json::{Value, json};
 
@@ -127,19 +127,7 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
     );
     vm.wait_for(&format!("{central}/health"), wait);
     let am_port = free_port();
-    let mut alertmanager = Process::start(
-        "alertmanager",
-        dir,
-        Command::new("prometheus-alertmanager")
-            .arg(format!(
-                "--config.file={}",
-                monitoring().join("alertmanager/alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("am").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address="),
-    );
-    alertmanager.wait_for(&format!("http://127.0.0.1:{am_port}/-/ready"), wait);
+    let alertmanager = start_alertmanager(dir, am_port);
     let vmalert_port = free_port();
     let mut vmalert_command = Command::new("vmalert");
     vmalert_command
@@ -382,6 +370,7 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
     assert_eq!(budgets.0.len(), 7);
 
     // Every dashboard query against the central store.
+    central_api.wait_for_two_samples_of_the_call_series(Duration::from_secs(30));
     let instances = BTreeMap::from([
         (
             "invoicing".to_owned(),
