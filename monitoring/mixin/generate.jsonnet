@@ -4,6 +4,10 @@
 //   promclient/rules/*.rules.yml, promclient/rules/*.test.yml (every rule test, the hand-written ones renamed)
 //   and promclient/dashboards/*.json: the PromClient preset, with uids and titles
 //   suffixed so that both sets of dashboards can be provisioned together.
+// part (a top-level argument): 'rules', the YAML files as text (jsonnet -S -m), or
+// 'dashboards', the dashboards as JSON values that jsonnet -m writes itself (its own
+// writer is 20 times faster than std.manifestJsonEx), or 'all' (the file names).
+local grafana = import 'grafana.libsonnet';
 local mixin = import 'mixin.libsonnet';
 local sloTests = import 'slo_tests.libsonnet';
 local tests = import 'tests.libsonnet';
@@ -30,11 +34,11 @@ local yaml(header, v) =
   '# Generated from monitoring/mixin (%s): do not edit, run monitoring/mixin/generate.sh.\n' % header
   + std.manifestYamlDoc(v, indent_array_in_object=true, quote_keys=false);
 
-local files(name, variant) =
+local files(name, variant, part) =
   local m = mixin { _config+:: variant.config };
   local naming = m._config.naming;
   local label = 'naming "%s"' % naming;
-  {
+  local rules = {
     [variant.rules + f]: yaml(label, m.ruleFiles[f])
     for f in std.objectFields(m.ruleFiles)
   } + {
@@ -46,9 +50,12 @@ local files(name, variant) =
                            + chomp(tests(naming)[f])
       for f in std.objectFields(tests(naming))
     }
-  ) + {
-    [variant.dashboards + f]: std.manifestJsonEx(m.grafanaDashboards[f], ' ')
+  );
+  local dashboards = {
+    [variant.dashboards + f]: grafana.numbers(m.grafanaDashboards[f])
     for f in std.objectFields(m.grafanaDashboards)
   };
+  { rules: rules, dashboards: dashboards, all: rules + dashboards }[part];
 
-std.foldl(function(acc, name) acc + files(name, variants[name]), std.objectFields(variants), {})
+function(part='all')
+  std.foldl(function(acc, name) acc + files(name, variants[name], part), std.objectFields(variants), {})

@@ -14,14 +14,16 @@ command -v jsonnet >/dev/null 2>&1 || { echo "jsonnet is missing. Install with: 
 check=false
 [ "${1:-}" = "--check" ] && check=true
 handwritten="prometheus/rules/recording.test.yml prometheus/rules/alerts.test.yml"
-# Not ported to the mixin yet.
-handwritten+=" grafana/dashboards/service-overview.json grafana/dashboards/runtime.json grafana/dashboards/rpc.json"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-files=$(jsonnet -J . -S -e 'std.join("\n", std.objectFields(import "mixin/generate.jsonnet"))')
+files=$(jsonnet -J . -S -e 'std.join("\n", std.objectFields((import "mixin/generate.jsonnet")()))')
 for f in $files; do mkdir -p "$tmp/$(dirname "$f")"; done
-jsonnet -J . -S -m "$tmp" mixin/generate.jsonnet >/dev/null
+jsonnet -J . -S -m "$tmp" --tla-str part=rules mixin/generate.jsonnet >/dev/null
+dashboards=$(jsonnet -J . -m "$tmp" --tla-str part=dashboards mixin/generate.jsonnet)
+# grafana.libsonnet's numbers(): "@@number(0.05)@@" is the number 0.05.
+# shellcheck disable=SC2086 # one file name per word
+sed -i -e 's/"@@number(\([^)]*\))@@"/\1/g' $dashboards
 
 # The files in the generated folders that the mixin does not generate.
 stale=$(

@@ -23,10 +23,11 @@
 //                                   open on (their $job variable); null: none selected.
 //   histograms: 'both'              'classic': the dashboards query the classic _bucket
 //                                   series only (the native-histogram row is dropped);
-//                                   'native': the classic-bucket latency row is dropped
-//                                   and every duration quantile reads the native histogram
-//                                   (falling back to _bucket after `or`); 'both': both rows.
-//                                   The rules always read the classic buckets.
+//                                   'native': the classic-bucket latency row is dropped,
+//                                   and the Summary's p99 and the slowest routes read the
+//                                   native histogram first (the classic buckets after
+//                                   `or`); 'both': both rows. The rules always read the
+//                                   classic buckets.
 //   showSlo: true                   the "Service level objectives" row of Service overview
 //                                   (from the SLO recording rules).
 //   showRpc: true                   the gRPC calls dashboard (rpc.json).
@@ -39,6 +40,7 @@
 (import 'slo.libsonnet')
 + (import 'rules.libsonnet')
 + (import 'alerts.libsonnet')
++ (import 'dashboards.libsonnet')
 + {
   _config+:: {
     naming: 'otel',
@@ -56,8 +58,6 @@
   },
 
   local isSlo(g) = std.startsWith(g.name, 'slo'),
-  grafanaDashboards+:: {},
-
   ruleFiles:: {
     'recording.rules.yml': { groups: [g for g in $.prometheusRules.groups if !isSlo(g)] },
     'alerts.rules.yml': { groups: [g for g in $.prometheusAlerts.groups if !isSlo(g)] },

@@ -18,21 +18,7 @@
     runbookBase: 'https://github.com/tower-prometheus/tower-prometheus/blob/main/monitoring/README.md',
   },
 
-  local names = {
-    otel: {
-      duration: 'http_server_request_duration_seconds',
-      route: 'http_route',
-      status: 'http_response_status_code',
-      objective: 'http_server_objective_ratio',
-    },
-    promclient: {
-      duration: 'http_request_duration_seconds',
-      route: 'route',
-      status: 'status_code',
-      objective: 'http_request_objective_ratio',
-    },
-  },
-  local n = names[$._config.naming],
+  local n = (import 'naming.libsonnet').presets[$._config.naming],
   // `{a="b", <sloSelector>}` with the extra matchers only when there are some.
   local sel(matchers) =
     local all = std.filter(function(m) m != '', matchers + [$._config.sloSelector]);
