@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// The objectives the invoicing app declares (`OBJECTIVES` in its `telemetry.rs`): the
+/// SLO rules must give one error budget each, whatever the number of replicas.
+pub const INVOICING_OBJECTIVES: usize = 7;
+
 /// The Debian packages the end-to-end tests run, and the command that installs them.
 pub const INSTALL: &str =
     "apt-get install -y prometheus prometheus-alertmanager victoria-metrics jsonnet docker-compose";

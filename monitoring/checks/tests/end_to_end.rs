@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use monitoring_checks::dashboards;
 use monitoring_checks::stack::{
-    Process, PromApi, eventually, example_binary, exposition_sum, free_port, get,
-    issue_duplicate_invoices, monitoring, require, run, start_alertmanager, start_invoicing, value,
+    INVOICING_OBJECTIVES, Process, PromApi, eventually, example_binary, exposition_sum, free_port,
+    get, issue_duplicate_invoices, monitoring, require, run, start_alertmanager, start_invoicing,
+    value,
 };
 use serde_json::{Value, json};
 
@@ -35,9 +36,6 @@ const MEASURED: &[(&str, &str)] = &[
     ("/api/invoices", "latency"),
     ("/api/invoices/{id}", "latency"),
 ];
-
-/// The objectives the invoicing app declares (`OBJECTIVES` in its `telemetry.rs`).
-const OBJECTIVES: usize = 7;
 
 /// The test's Prometheus configuration: `shipped` with 1 s intervals, the rule files as
 /// absolute paths (relative to `monitoring/prometheus/`), the test's Alertmanager, and each
@@ -364,9 +362,9 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
         );
         declared.insert((route.to_owned(), objective.to_owned()));
     }
-    if budgets.len() != OBJECTIVES {
+    if budgets.len() != INVOICING_OBJECTIVES {
         failures.push(format!(
-            "expected the app's {OBJECTIVES} objectives, the rules see {}: {declared:?}",
+            "expected the app's {INVOICING_OBJECTIVES} objectives, the rules see {}: {declared:?}",
             budgets.len()
         ));
     }

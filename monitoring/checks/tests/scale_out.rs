@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 use monitoring_checks::dashboards;
 use monitoring_checks::stack::{
-    Process, PromApi, eventually, example_binary, exposition_sum, free_port, get,
-    issue_duplicate_invoices, monitoring, require, start_alertmanager,
+    INVOICING_OBJECTIVES, Process, PromApi, eventually, example_binary, exposition_sum, free_port,
+    get, issue_duplicate_invoices, monitoring, require, start_alertmanager,
 };
 use serde_json::{Value, json};
 
@@ -349,9 +349,9 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
     let budgets = eventually(Duration::from_secs(30), || {
         let budgets = central_api.query(r#"job_route:slo_error_budget:ratio{job="invoicing"}"#);
         let ratios = central_api.query(r#"job_route:slo_errors:ratio_rate5m{job="invoicing"}"#);
-        if budgets.len() != 7 || ratios.is_empty() {
+        if budgets.len() != INVOICING_OBJECTIVES || ratios.is_empty() {
             return Err(format!(
-                "expected the app's 7 error budgets and error ratios, vmalert wrote {} budgets and {} ratios: {budgets:?}",
+                "expected the app's {INVOICING_OBJECTIVES} error budgets and error ratios, vmalert wrote {} budgets and {} ratios: {budgets:?}",
                 budgets.len(),
                 ratios.len()
             ));
@@ -367,7 +367,7 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
             monitoring_checks::stack::value(&series, "ratio")
         );
     }
-    assert_eq!(budgets.0.len(), 7);
+    assert_eq!(budgets.0.len(), INVOICING_OBJECTIVES);
 
     // Every dashboard query against the central store.
     central_api.wait_for_two_samples_of_the_call_series(Duration::from_secs(30));
