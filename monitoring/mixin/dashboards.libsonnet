@@ -27,13 +27,13 @@ local presets = (import 'naming.libsonnet').presets;
     'histogram_quantile(%s, sum by (%s) (rate(%s_bucket{%s}[$__rate_interval])))'
     % [q, std.join(', ', std.filter(function(l) l != '', [by, 'le'])), n.duration, selector],
   // From the native histogram where Prometheus stores one, else from the classic buckets.
-  local nativeQuantile(q, by) =
+  local nativeQuantile(q, by, selector=routes) =
     '(histogram_quantile(%s, %s(rate(%s{%s}[$__rate_interval])))) or (%s)'
-    % [q, sumBy(by), n.duration, routes, classicQuantile(q, by)],
+    % [q, sumBy(by), n.duration, selector, classicQuantile(q, by, selector)],
   // The duration quantile of the Summary and top-routes panels: with histograms: 'native',
   // from the native histogram first.
   local quantile(q, by, selector=routes) =
-    if c.histograms == 'native' then nativeQuantile(q, by) else classicQuantile(q, by, selector),
+    if c.histograms == 'native' then nativeQuantile(q, by, selector) else classicQuantile(q, by, selector),
   local sizeQuantiles(metric) = [
     t('histogram_quantile(%s, sum by (%s, le) (rate(%s_bucket{%s}[$__rate_interval])))' % [q, n.route, metric, routes], 'p%s {{%s}}' % [percentile(q), n.route])
     for q in ['0.5', '0.9']
@@ -52,7 +52,8 @@ local presets = (import 'naming.libsonnet').presets;
       'short',
       [t('job_route:slo_errors:ratio_rate%(w)s{job=~"$job", %(route)s=~"$route"} / on (job, %(route)s, objective) job_route:slo_error_budget:ratio{job=~"$job", %(route)s=~"$route"}' % { w: window, route: n.route }, '{{%s}} {{objective}}' % n.route)],
       defaults={ min: 0, thresholds: g.thresholds([['orange', 1], ['red', factor]]) },
-      custom={ thresholdsStyle: { mode: 'line' } },
+      // The axis reaches the alert's line even while the burn rate is far below it.
+      custom={ thresholdsStyle: { mode: 'line' }, axisSoftMax: factor },
     ),
 
   local serviceOverview =
@@ -105,7 +106,7 @@ local presets = (import 'naming.libsonnet').presets;
         width=24,
       ),
       g.heatmap(26, 'Latency heatmap (native)', "Requests per second per native bucket, every selected route together: Grafana draws the native histogram's exponential buckets (9% wide) as they are. Without native histograms in Prometheus, the classic `_bucket` series after `or`. Exemplars link a cell to a trace.", [
-        t('(sum(rate(%s{%s}[$__rate_interval]))) or (sum by (le) (rate(%s_bucket{%s}[$__rate_interval])))' % [n.duration, routes, n.duration, routes], '{{le}}', { exemplar: true }),
+        t('(sum(rate(%s{%s}[$__rate_interval]))) or on () (sum by (le) (rate(%s_bucket{%s}[$__rate_interval])))' % [n.duration, routes, n.duration, routes], '{{le}}', { exemplar: true }),
       ]),
     ] else [])
     + g.row(16, 'Sizes and top routes', [

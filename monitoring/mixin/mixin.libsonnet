@@ -20,7 +20,7 @@
 //                                   matcher defaults to job="<serviceName>"; set it to
 //                                   'job=~"a|b"' for several services.
 //   defaultJob: 'invoicing'         the job the Service overview and Runtime dashboards
-//                                   open on (their $job variable); null: none selected.
+//                                   open on (their $job variable); null: the first job.
 //   histograms: 'both'              'classic': the dashboards query the classic _bucket
 //                                   series only (the native-histogram row is dropped);
 //                                   'native': the classic-bucket latency row is dropped,

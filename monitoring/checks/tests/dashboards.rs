@@ -4,8 +4,8 @@
 //! variables are replaced by plausible values, and the dashboards keep the rules of
 //! `monitoring/README.md` (provisioned datasource uid, units, `$__rate_interval`, no
 //! import placeholders), panel ids are unique and panels do not overlap.
-//! tests/end_to_end.rs and tests/scale_out.rs run the same expressions against a real
-//! Prometheus and VictoriaMetrics.
+//! tests/end_to_end.rs and tests/scale_out.rs run the OpenTelemetry dashboards' expressions
+//! against a real Prometheus and VictoriaMetrics; the PromClient ones are checked here only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -328,19 +328,26 @@ fn the_mixin_config_drops_and_switches_panels() {
     );
 
     // With native histograms only, the summary's p99 reads the native histogram first.
-    let p99 = |dashboards: &[Dashboard]| {
+    let expr = |dashboards: &[Dashboard], title: &str| {
         dashboards
             .iter()
             .flat_map(|d| d.panels())
-            .find(|p| p["title"] == "p99 latency")
+            .find(|p| p["title"] == title)
             .map(|p| {
                 p["targets"][0]["expr"]
                     .as_str()
                     .unwrap_or_default()
                     .to_owned()
             })
-            .expect("a p99 latency stat")
+            .unwrap_or_else(|| panic!("no {title:?} panel"))
     };
+    let p99 = |dashboards: &[Dashboard]| expr(dashboards, "p99 latency");
+    // The slowest routes are every route's, whichever histogram they read.
+    for variant in [&both, &native] {
+        let slowest = expr(variant, "Slowest routes (p99)");
+        assert!(!slowest.contains("$route"), "{slowest}");
+    }
+    assert!(expr(&native, "Slowest routes (p99)").contains(" or "));
     assert!(!p99(&both).contains(" or "), "{}", p99(&both));
     assert!(
         p99(&native).starts_with(

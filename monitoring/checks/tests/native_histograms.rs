@@ -392,8 +392,9 @@ fn prometheus_stores_native_histograms_and_exemplars_and_the_panels_fall_back_to
         "without them, it does not".into(),
     );
 
-    // The dashboard's native panels, `(native) or (classic)`: the native operand returns
-    // series from the Prometheus with native histograms, the whole query from both.
+    // The dashboard's native panels, `(native) or (classic)` (`or on ()` for the heatmap,
+    // whose operands share no label): the native operand returns series from the
+    // Prometheus with native histograms, the whole query from both.
     let mut values = dashboards::intervals("10s");
     for (name, value) in [("job", "invoicing"), ("instance", ".*"), ("route", ".*")] {
         values.insert(name.to_owned(), value.to_owned());
@@ -417,7 +418,7 @@ fn prometheus_stores_native_histograms_and_exemplars_and_the_panels_fall_back_to
     for query in &queries {
         let expr = dashboards::substitute(&query.expr, &values);
         let operand = expr
-            .split(") or (")
+            .split(") or ")
             .next()
             .unwrap_or_default()
             .trim_start_matches('(');
