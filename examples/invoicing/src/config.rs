@@ -51,6 +51,11 @@ pub struct Config {
     #[arg(long, env = "METRICS_ENABLED", default_value_t = true, action = ArgAction::Set,
           value_parser = BoolishValueParser::new())]
     pub metrics_enabled: bool,
+    /// The metric and label names of the HTTP metrics: `otel` (OpenTelemetry, the crate's
+    /// default) or `promclient` (those of a Node.js `prom-client` + Express set-up), the
+    /// two presets `monitoring/` generates rules and dashboards for.
+    #[arg(long, env = "METRICS_NAMING", value_enum, default_value_t = MetricsNaming::Otel)]
+    pub metrics_naming: MetricsNaming,
     /// Where invoice PDFs are generated: `blocking-pool` (Tokio's blocking threads) or
     /// `runtime` (inside the request's future, blocking its worker: only to show the
     /// difference in the task metrics).
@@ -71,6 +76,26 @@ pub struct Config {
     /// How the connections are served.
     #[command(flatten)]
     pub serve: ServeConfig,
+}
+
+/// The naming preset of the HTTP metrics (`tower_prometheus::Naming`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsNaming {
+    /// `Naming::OpenTelemetry`: `http_server_request_duration_seconds{http_route, …}`.
+    #[default]
+    Otel,
+    /// `Naming::PromClient`: `http_request_duration_seconds{route, …}`.
+    #[value(name = "promclient")]
+    PromClient,
+}
+
+impl From<MetricsNaming> for tower_prometheus::Naming {
+    fn from(naming: MetricsNaming) -> Self {
+        match naming {
+            MetricsNaming::Otel => Self::OpenTelemetry,
+            MetricsNaming::PromClient => Self::PromClient,
+        }
+    }
 }
 
 /// Where `GET /api/invoices/{id}/pdf` generates its PDF.
@@ -158,6 +183,7 @@ mod tests {
         assert_eq!(config.serve.max_connections, 1024);
         assert_eq!(config.pdf_generation, PdfGeneration::BlockingPool);
         assert_eq!(config.slow_poll_threshold, Duration::from_millis(1));
+        assert_eq!(config.metrics_naming, MetricsNaming::Otel);
     }
 
     #[test]
@@ -171,6 +197,7 @@ mod tests {
             "--max-upload-bytes=1024",
             "--metrics-addr=127.0.0.1:9100",
             "--metrics-enabled=off",
+            "--metrics-naming=promclient",
             "--header-read-timeout=2s",
             "--request-body-timeout=500ms",
             "--request-timeout=1m",
@@ -188,6 +215,11 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
         );
         assert!(!config.metrics_enabled);
+        assert_eq!(config.metrics_naming, MetricsNaming::PromClient);
+        assert_eq!(
+            tower_prometheus::Naming::from(config.metrics_naming),
+            tower_prometheus::Naming::PromClient
+        );
         let serve = config.serve;
         assert_eq!(serve.header_read_timeout, Duration::from_secs(2));
         assert_eq!(serve.request_body_timeout, Duration::from_millis(500));
@@ -208,6 +240,7 @@ mod tests {
             "--header-read-timeout=0s",
             "--request-timeout=soon",
             "--max-connections=0",
+            "--metrics-naming=prom-client",
         ] {
             assert!(config(&[bad]).is_err(), "{bad}");
         }

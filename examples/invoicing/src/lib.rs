@@ -68,7 +68,11 @@ impl AppState {
         if removed > 0 {
             tracing::warn!(removed, "removed uploads cut off by a crash");
         }
-        let telemetry = Telemetry::new(config.metrics_enabled, config.slow_poll_threshold)?;
+        let telemetry = Telemetry::new(
+            config.metrics_enabled,
+            config.metrics_naming.into(),
+            config.slow_poll_threshold,
+        )?;
         let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
         let pdp = match &config.pdp_addr {
             Some(addr) => Some(pdp::Pdp::new(

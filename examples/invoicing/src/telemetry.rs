@@ -24,7 +24,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, MakeSpan};
 use tower_http::{LatencyUnit, trace::TraceLayer};
 use tower_prometheus::{Buckets, Histogram, Metrics};
-use tower_prometheus::{HttpMetricsLayer, Objective};
+use tower_prometheus::{HttpMetricsLayer, Naming, Objective};
 use tracing::{Level, Span};
 
 /// The version reported by `invoicing_build_info`.
@@ -143,7 +143,8 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// A fresh registry with the business metrics, and the HTTP metrics when `enabled`.
+    /// A fresh registry with the business metrics, and the HTTP metrics when `enabled`,
+    /// named after `naming`.
     ///
     /// `/metrics` and `/health` are excluded from the HTTP metrics: scrapes and probes
     /// would otherwise outnumber real traffic on a quiet service.
@@ -154,12 +155,13 @@ impl Telemetry {
     /// The routes' service level objectives are [`OBJECTIVES`].
     pub fn new(
         enabled: bool,
+        naming: Naming,
         slow_poll_threshold: std::time::Duration,
     ) -> Result<Self, tower_prometheus::Error> {
         let mut registry = Registry::default();
         let business = BusinessMetrics::register(&mut registry);
         let http = if enabled {
-            let mut layer = HttpMetricsLayer::builder();
+            let mut layer = HttpMetricsLayer::builder().naming(naming);
             for (route, objective) in OBJECTIVES {
                 layer = layer.objective(route, objective);
             }

@@ -146,9 +146,15 @@ pub fn example_binary(name: &str) -> PathBuf {
 }
 
 /// Starts the invoicing app on `127.0.0.1:port` with its data in `<dir>/<name>/`,
-/// submitting invoices to the PDP at `pdp_port` when there is one, and waits for its
-/// `/health`.
-pub fn start_invoicing(name: &str, dir: &Path, port: u16, pdp_port: Option<u16>) -> Process {
+/// submitting invoices to the PDP at `pdp_port` when there is one, with the extra
+/// environment variables `env` (`METRICS_NAMING`, …), and waits for its `/health`.
+pub fn start_invoicing(
+    name: &str,
+    dir: &Path,
+    port: u16,
+    pdp_port: Option<u16>,
+    env: &[(&str, &str)],
+) -> Process {
     let data = dir.join(name);
     fs::create_dir_all(&data).expect("the app's data folder");
     let mut command = Command::new(example_binary("invoicing"));
@@ -165,6 +171,7 @@ pub fn start_invoicing(name: &str, dir: &Path, port: u16, pdp_port: Option<u16>)
     if let Some(pdp_port) = pdp_port {
         command.env("PDP_ADDR", format!("127.0.0.1:{pdp_port}"));
     }
+    command.envs(env.iter().copied());
     let mut app = Process::start(name, dir, &mut command);
     app.wait_for(
         &format!("http://127.0.0.1:{port}/health"),

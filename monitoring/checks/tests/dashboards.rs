@@ -4,8 +4,9 @@
 //! variables are replaced by plausible values, and the dashboards keep the rules of
 //! `monitoring/README.md` (provisioned datasource uid, units, `$__rate_interval`, no
 //! import placeholders), panel ids are unique and panels do not overlap.
-//! tests/end_to_end.rs and tests/scale_out.rs run the OpenTelemetry dashboards' expressions
-//! against a real Prometheus and VictoriaMetrics; the PromClient ones are checked here only.
+//! tests/end_to_end.rs runs the expressions of both presets against a real Prometheus
+//! (the app started with each naming), tests/scale_out.rs the OpenTelemetry ones against
+//! VictoriaMetrics.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

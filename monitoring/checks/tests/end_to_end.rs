@@ -13,6 +13,10 @@
 //! ratios for the routes loadgen drives and none for routes without an objective. It
 //! prints the alerts firing at the end.
 //!
+//! It runs twice: with the app's default OpenTelemetry names against `prometheus/rules/`
+//! and `grafana/dashboards/`, and with `METRICS_NAMING=promclient` against
+//! `promclient/rules/` and `promclient/dashboards/` (the gRPC dashboard is shared).
+//!
 //! Needs `prometheus`, `promtool` and `prometheus-alertmanager` from Debian; fails naming
 //! the install command when one is missing.
 
@@ -38,14 +42,16 @@ const MEASURED: &[(&str, &str)] = &[
 ];
 
 /// The test's Prometheus configuration: `shipped` with 1 s intervals, the rule files as
-/// absolute paths (relative to `monitoring/prometheus/`), the test's Alertmanager, and each
-/// job's targets replaced by the address `targets` gives it.
+/// absolute paths (relative to `monitoring/<rules_base>/`: `prometheus`, or `promclient` for
+/// the PromClient rules), the test's Alertmanager, and each job's targets replaced by the
+/// address `targets` gives it.
 ///
 /// # Errors
 ///
 /// When the shipped file has a job that `targets` does not know.
 fn test_config(
     shipped: &Value,
+    rules_base: &str,
     targets: &BTreeMap<&str, String>,
     alertmanager: &str,
 ) -> Result<Value, String> {
@@ -53,7 +59,7 @@ fn test_config(
     for key in ["scrape_interval", "scrape_timeout", "evaluation_interval"] {
         config["global"][key] = json!("1s");
     }
-    let base = monitoring().join("prometheus");
+    let base = monitoring().join(rules_base);
     let rule_files: Vec<String> = config["rule_files"]
         .as_array()
         .into_iter()
@@ -100,13 +106,14 @@ fn the_test_config_refuses_an_unknown_job() {
         ],
     });
     let known = BTreeMap::from([("invoicing", "127.0.0.1:1".to_owned())]);
-    let error = test_config(&shipped, &known, "127.0.0.1:2").unwrap_err();
+    let error = test_config(&shipped, "prometheus", &known, "127.0.0.1:2").unwrap_err();
     assert!(error.contains("\"billing\""), "{error}");
     let known = BTreeMap::from([
         ("invoicing", "127.0.0.1:1".to_owned()),
         ("billing", "127.0.0.1:3".to_owned()),
     ]);
-    let config = test_config(&shipped, &known, "127.0.0.1:2").expect("every job known");
+    let config =
+        test_config(&shipped, "prometheus", &known, "127.0.0.1:2").expect("every job known");
     assert_eq!(
         config["scrape_configs"][0],
         json!({"job_name": "invoicing", "static_configs": [{"targets": ["127.0.0.1:1"]}]})
@@ -119,6 +126,51 @@ fn the_test_config_refuses_an_unknown_job() {
     );
 }
 
+/// A naming preset of the app (`METRICS_NAMING`) and the monitoring generated for it.
+#[derive(Clone, Copy, Debug)]
+enum Preset {
+    /// OpenTelemetry names: `prometheus/rules/`, `grafana/dashboards/`.
+    Otel,
+    /// PromClient names: `promclient/rules/`, `promclient/dashboards/` and the gRPC
+    /// dashboard of `grafana/dashboards/` (its names are the same in both).
+    PromClient,
+}
+
+impl Preset {
+    fn env(self) -> &'static str {
+        match self {
+            Self::Otel => "otel",
+            Self::PromClient => "promclient",
+        }
+    }
+
+    fn rules_base(self) -> &'static str {
+        match self {
+            Self::Otel => "prometheus",
+            Self::PromClient => "promclient",
+        }
+    }
+
+    fn route_label(self) -> &'static str {
+        match self {
+            Self::Otel => "http_route",
+            Self::PromClient => "route",
+        }
+    }
+
+    fn dashboards(self) -> Vec<dashboards::Dashboard> {
+        let shared = dashboards::load(&monitoring().join("grafana/dashboards"));
+        match self {
+            Self::Otel => shared,
+            Self::PromClient => {
+                let mut all = dashboards::load(&monitoring().join("promclient/dashboards"));
+                all.extend(shared.into_iter().filter(|d| d.file == "rpc.json"));
+                all
+            }
+        }
+    }
+}
+
 /// The label `name` of a result series.
 fn label<'a>(series: &'a Value, name: &str) -> &'a str {
     series["metric"][name].as_str().unwrap_or_default()
@@ -126,6 +178,18 @@ fn label<'a>(series: &'a Value, name: &str) -> &'a str {
 
 #[test]
 fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
+    end_to_end(Preset::Otel);
+}
+
+/// The same with the app's metrics named as PromClient names them, the PromClient rules
+/// and the PromClient dashboards.
+#[test]
+fn the_promclient_rules_and_dashboards_answer_for_a_promclient_app() {
+    end_to_end(Preset::PromClient);
+}
+
+fn end_to_end(preset: Preset) {
+    println!("\n  naming preset: {preset:?}");
     require(&["prometheus", "promtool", "prometheus-alertmanager"]);
     let started = Instant::now();
     let load_seconds: u64 = std::env::var("LOAD_SECONDS")
@@ -152,8 +216,13 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
         ("invoicing", app_instance.clone()),
         ("pdp", pdp_instance.clone()),
     ]);
-    let config = test_config(&shipped, &targets, &format!("127.0.0.1:{am_port}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = test_config(
+        &shipped,
+        preset.rules_base(),
+        &targets,
+        &format!("127.0.0.1:{am_port}"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let config_path = dir.join("prometheus.yml");
     // JSON is YAML: Prometheus reads this file as it is.
     fs::write(&config_path, config.to_string()).expect("the test's prometheus.yml");
@@ -171,7 +240,13 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
             .env("PDP_STEP", "20"),
     );
     pdp.wait_for(&format!("http://{pdp_instance}/metrics"), wait);
-    let app = start_invoicing("invoicing", dir, app_port, Some(pdp_port));
+    let app = start_invoicing(
+        "invoicing",
+        dir,
+        app_port,
+        Some(pdp_port),
+        &[("METRICS_NAMING", preset.env())],
+    );
     let alertmanager = start_alertmanager(dir, am_port);
     let prom_url = format!("http://127.0.0.1:{prom_port}");
     let mut prometheus = Process::start(
@@ -314,7 +389,7 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
     ]);
     failures.extend(dashboards::run_against(
         &api,
-        &dashboards::load(&monitoring().join("grafana/dashboards")),
+        &preset.dashboards(),
         &instances,
         "10s",
     ));
@@ -355,7 +430,10 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
     let budgets = api.query(r#"job_route:slo_error_budget:ratio{job="invoicing"}"#);
     let mut declared = BTreeSet::new();
     for series in &budgets {
-        let (route, objective) = (label(series, "http_route"), label(series, "objective"));
+        let (route, objective) = (
+            label(series, preset.route_label()),
+            label(series, "objective"),
+        );
         println!(
             "  objective {route:<32} {objective:<13} budget {:.6}",
             value(series, "budget")
@@ -371,7 +449,10 @@ fn prometheus_scrapes_the_apps_and_every_dashboard_query_and_rule_answers() {
     let ratios = api.query(r#"job_route:slo_errors:ratio_rate5m{job="invoicing"}"#);
     let mut measured = BTreeSet::new();
     for series in &ratios {
-        let (route, objective) = (label(series, "http_route"), label(series, "objective"));
+        let (route, objective) = (
+            label(series, preset.route_label()),
+            label(series, "objective"),
+        );
         println!(
             "  bad ratio 5m {route:<29} {objective:<13} {:.4}",
             value(series, "ratio")

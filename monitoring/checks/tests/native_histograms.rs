@@ -191,7 +191,7 @@ fn prometheus_stores_native_histograms_and_exemplars_and_the_panels_fall_back_to
     let wait = Duration::from_secs(60);
     let app_port = free_port();
     let app_instance = format!("127.0.0.1:{app_port}");
-    let app = start_invoicing("invoicing", dir, app_port, None);
+    let app = start_invoicing("invoicing", dir, app_port, None, &[]);
     let recorder = AcceptRecorder::start();
 
     let mut servers = Vec::new();
