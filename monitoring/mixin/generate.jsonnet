@@ -32,7 +32,7 @@ local chomp(s) = if std.endsWith(s, '\n') then std.substr(s, 0, std.length(s) - 
 
 local yaml(header, v) =
   '# Generated from monitoring/mixin (%s): do not edit, run monitoring/mixin/generate.sh.\n' % header
-  + std.manifestYamlDoc(v, indent_array_in_object=true, quote_keys=false);
+  + (import 'yaml.libsonnet')(v);
 
 local files(name, variant, part) =
   local m = mixin { _config+:: variant.config };

@@ -105,6 +105,32 @@ fn the_files_generated_from_the_mixin_are_up_to_date() {
     check(Command::new(monitoring().join("mixin/generate.sh")).arg("--check"));
 }
 
+/// `mixin/yaml.libsonnet` writes what `std.manifestYamlDoc` writes, on the shapes the rule
+/// files have and on those they do not have yet.
+#[test]
+fn the_mixins_yaml_writer_writes_what_std_manifest_yaml_doc_writes() {
+    require(&["jsonnet"]);
+    let value = r#"{
+        groups: [{ name: 'a', rules: [{ expr: 'sum(x{a="b"})\n/\n2\n', 'for': '5m', labels: {} }] }],
+        empty: [], none: null, yes: true, no: false, n: 0.25, big: 1e21, negative: -3,
+        nested: [[1, [2, []]], [{ a: { b: [] } }], {}],
+        'needs quotes': 'tab\t, quote ", backslash \\, \u0007, é → …',
+        'true': 'a reserved key', '': 'an empty key', multi: 'no final newline\nhere',
+        blank: '', lines: '\n\n',
+    }"#;
+    let expr = format!(
+        "local v = {value}; local ours = (import 'mixin/yaml.libsonnet')(v); \
+         local theirs = std.manifestYamlDoc(v, indent_array_in_object=true, quote_keys=false); \
+         if ours == theirs then 'same' else 'ours:\n' + ours + '\nstd:\n' + theirs"
+    );
+    let output = run(Command::new("jsonnet")
+        .arg("-J")
+        .arg(monitoring())
+        .args(["-S", "-e", &expr]))
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    assert_eq!(output.trim(), "same");
+}
+
 #[test]
 fn the_slo_rule_tests_pass_in_the_promclient_preset() {
     require(&["jsonnet", "promtool"]);
