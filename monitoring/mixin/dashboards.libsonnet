@@ -18,14 +18,18 @@ local presets = (import 'naming.libsonnet').presets;
   local replicas = 'job=~"$job", instance=~"$instance"',
   local routes = '%s, %s=~"$route"' % [replicas, n.route],
 
+  local sumBy(by) = if by == '' then 'sum' else 'sum by (%s) ' % by,
   // Requests per second of the selected routes, `by` (a label list) or all together.
   local requests(by='', matchers='') =
     local selector = routes + (if matchers == '' then '' else ', ' + matchers);
     sumBy(by) + '(rate(%s_count{%s}[$__rate_interval]))' % [n.duration, selector],
-  local sumBy(by) = if by == '' then 'sum' else 'sum by (%s) ' % by,
+  // The quantile q of a classic histogram's `_bucket` series, summed by `by` (`le`
+  // included, in the order given); `selector`: the matchers, '' for none.
+  local bucketQuantile(q, metric, by, selector) =
+    'histogram_quantile(%s, sum by (%s) (rate(%s_bucket%s[$__rate_interval])))'
+    % [q, by, metric, if selector == '' then '' else '{%s}' % selector],
   local classicQuantile(q, by, selector=routes) =
-    'histogram_quantile(%s, sum by (%s) (rate(%s_bucket{%s}[$__rate_interval])))'
-    % [q, std.join(', ', std.filter(function(l) l != '', [by, 'le'])), n.duration, selector],
+    bucketQuantile(q, n.duration, std.join(', ', std.filter(function(l) l != '', [by, 'le'])), selector),
   // From the native histogram where Prometheus stores one, else from the classic buckets.
   local nativeQuantile(q, by, selector=routes) =
     '(histogram_quantile(%s, %s(rate(%s{%s}[$__rate_interval])))) or (%s)'
@@ -35,7 +39,7 @@ local presets = (import 'naming.libsonnet').presets;
   local quantile(q, by, selector=routes) =
     if c.histograms == 'native' then nativeQuantile(q, by, selector) else classicQuantile(q, by, selector),
   local sizeQuantiles(metric) = [
-    t('histogram_quantile(%s, sum by (%s, le) (rate(%s_bucket{%s}[$__rate_interval])))' % [q, n.route, metric, routes], 'p%s {{%s}}' % [percentile(q), n.route])
+    t(bucketQuantile(q, metric, n.route + ', le', routes), 'p%s {{%s}}' % [percentile(q), n.route])
     for q in ['0.5', '0.9']
   ],
   local percentile(q) = { '0.5': '50', '0.9': '90', '0.95': '95', '0.99': '99' }[q],
@@ -44,9 +48,9 @@ local presets = (import 'naming.libsonnet').presets;
   local preset = { otel: 'OpenTelemetry', promclient: 'PromClient' }[c.naming],
   local bodyEnd = 'measured to the end of the response body',
 
-  local burnRate(window, factor, alert) =
+  local burnRate(id, window, factor, alert) =
     g.timeseries(
-      if window == '1h' then 28 else 29,
+      id,
       'Error budget burn rate (%s window)' % window,
       'Bad requests over the last %(w)s divided by the error budget, per route and objective declared with `HttpMetricsBuilder::objective` (the SLO recording rules, slo.rules.yml): 1 spends exactly the 30-day budget in 30 days. %(alert)s fires at %(f)s× (with its short window agreeing). Routes without an objective have no line.' % { w: window, alert: alert, f: factor },
       'short',
@@ -84,8 +88,8 @@ local presets = (import 'naming.libsonnet').presets;
       g.timeseries(10, 'In-flight requests', 'Requests entered and not finished (body not fully sent), per method. The layer keeps no route on this gauge.', 'short', [t('sum by (%s) (%s{%s})' % [n.method, n.active, replicas], '{{%s}}' % n.method)], defaults={ min: 0 }),
     ])
     + g.row(27, 'Service level objectives', if c.showSlo then [
-      burnRate('1h', 14.4, 'ErrorBudgetBurnFast (page)'),
-      burnRate('1d', 3, 'ErrorBudgetBurnSlow (ticket)'),
+      burnRate(28, '1h', 14.4, 'ErrorBudgetBurnFast (page)'),
+      burnRate(29, '1d', 3, 'ErrorBudgetBurnSlow (ticket)'),
     ] else [])
     + g.row(11, 'Latency', if classic then [
       g.timeseries(p.id, 'Latency p%s by route' % percentile(p.q), '%sth percentile of the request duration per route, from the histogram buckets of every selected replica, %s.' % [percentile(p.q), bodyEnd], 's', [t(classicQuantile(p.q, n.route), '{{%s}}' % n.route)], width=8)
@@ -117,11 +121,11 @@ local presets = (import 'naming.libsonnet').presets;
     ])
     + g.row(21, 'Invoicing (business metrics of the example app)', if c.showInvoicing then [
       g.timeseries(22, 'Invoices created by status', 'Invoices created per second, by status at creation (`invoicing_invoices_created_total`).', 'short', [t('sum by (status) (rate(invoicing_invoices_created_total{%s}[$__rate_interval]))' % replicas, '{{status}}')], custom={ axisLabel: 'invoices/s' }),
-      g.timeseries(23, 'Database operation p99', '99th percentile of each database operation (a transaction counts as one), `invoicing_db_query_duration_seconds`.', 's', [t('histogram_quantile(0.99, sum by (operation, le) (rate(invoicing_db_query_duration_seconds_bucket{%s}[$__rate_interval])))' % replicas, '{{operation}}')]),
+      g.timeseries(23, 'Database operation p99', '99th percentile of each database operation (a transaction counts as one), `invoicing_db_query_duration_seconds`.', 's', [t(bucketQuantile('0.99', 'invoicing_db_query_duration_seconds', 'operation, le', replicas), '{{operation}}')]),
     ] else []),
 
   local runtime =
-    local lag(q, by) = 'histogram_quantile(%s, sum by (%s) (rate(tokio_event_loop_lag_seconds_bucket{%s}[$__rate_interval])))' % [q, by, replicas];
+    local lag(q, by) = bucketQuantile(q, 'tokio_event_loop_lag_seconds', by, replicas);
     local perInstance(metric) = [t('%s{%s}' % [metric, replicas], '{{instance}}')];
     local rate(metric) = 'rate(%s{%s}[$__rate_interval])' % [metric, replicas];
     g.row(1, 'Summary', [
@@ -165,14 +169,14 @@ local presets = (import 'naming.libsonnet').presets;
       g.timeseries(3, 'Calls by status code, OK excluded', 'gRPC calls per second answered with a status other than OK, by code: client errors (INVALID_ARGUMENT, ALREADY_EXISTS, NOT_FOUND) and server errors (INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, UNIMPLEMENTED, …).', 'reqps', [t(served('job, rpc_method, rpc_response_status_code', ', rpc_response_status_code!="OK"'), '{{job}} {{rpc_method}} {{rpc_response_status_code}}')]),
       g.timeseries(4, 'Server error ratio', "Share of calls that failed by the server's doing (those with an error_type: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS, cancelled ones excluded), per job; the GrpcServerErrorRatioHigh alert fires above 5%.", 'percentunit', [t('%s / %s or %s * 0' % [served('job', ', error_type!=""'), served('job'), served('job')], '{{job}}')]),
       g.timeseries(5, 'Call duration p50 / p95 / p99', "Quantiles of the time from a call's arrival to the end of its response stream (streaming calls last as long as their stream), by method.", 's', [
-        t('histogram_quantile(%s, sum by (le, rpc_method) (rate(rpc_server_call_duration_seconds_bucket{%s}[$__rate_interval])))' % [q, replicas], 'p%s {{rpc_method}}' % percentile(q))
+        t(bucketQuantile(q, 'rpc_server_call_duration_seconds', 'le, rpc_method', replicas), 'p%s {{rpc_method}}' % percentile(q))
         for q in ['0.5', '0.95', '0.99']
       ]),
       g.timeseries(6, 'Calls in flight', 'gRPC calls served and not yet finished (open streams included), per instance.', 'short', [t('sum by (job, instance) (rpc_server_active_calls{%s})' % replicas, '{{job}} {{instance}}')], width=24, height=6),
     ])
     + g.row(7, 'Made (rpc_client_call_duration_seconds)', [
       g.timeseries(8, 'Outgoing calls by server and code', 'gRPC calls per second made through the client layer, by caller, server and status code (for calls that failed before an answer: the code the client reports, UNAVAILABLE or DEADLINE_EXCEEDED). Calls of every job (a client is labelled with the server it calls, not its job).', 'reqps', [t('sum by (job, server_address, server_port, rpc_method, rpc_response_status_code) (rate(rpc_client_call_duration_seconds_count[$__rate_interval]))', '{{job}} → {{server_address}}:{{server_port}} {{rpc_method}} {{rpc_response_status_code}}')]),
-      g.timeseries(9, 'Outgoing call duration p95', '95th percentile of outgoing call durations, by server and method: the latency callers see, network included. Calls of every job (a client is labelled with the server it calls, not its job).', 's', [t('histogram_quantile(0.95, sum by (le, server_address, rpc_method) (rate(rpc_client_call_duration_seconds_bucket[$__rate_interval])))', '{{server_address}} {{rpc_method}}')]),
+      g.timeseries(9, 'Outgoing call duration p95', '95th percentile of outgoing call durations, by server and method: the latency callers see, network included. Calls of every job (a client is labelled with the server it calls, not its job).', 's', [t(bucketQuantile('0.95', 'rpc_client_call_duration_seconds', 'le, server_address, rpc_method', ''), '{{server_address}} {{rpc_method}}')]),
     ]),
 
   local instanceOf(series) = g.variable('instance', '%s{job=~"$job"}' % series, 'instance', multi=true),

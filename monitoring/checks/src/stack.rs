@@ -64,14 +64,15 @@ pub fn monitoring() -> PathBuf {
     workspace().join("monitoring")
 }
 
-/// The files of `monitoring/prometheus/rules/` whose names end with `suffix`
-/// (`.rules.yml`, `.test.yml`), sorted: whatever files the folder holds today.
+/// The files of `monitoring/<folder>/` (`prometheus/rules`, `promclient/rules`) whose names
+/// end with `suffix` (`.rules.yml`, `.test.yml`), sorted: whatever files the folder holds
+/// today.
 ///
 /// # Panics
 ///
 /// When the folder cannot be read.
-pub fn rule_files(suffix: &str) -> Vec<PathBuf> {
-    let dir = monitoring().join("prometheus/rules");
+pub fn rule_files(folder: &str, suffix: &str) -> Vec<PathBuf> {
+    let dir = monitoring().join(folder);
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("a readable directory entry").path())
@@ -105,6 +106,29 @@ pub fn run(command: &mut Command) -> Result<String, String> {
     } else {
         Err(format!("{command:?}: {}\n{text}", output.status))
     }
+}
+
+/// Runs Debian's `jsonnet` with `monitoring/` on its import path (`-J`) and `args`: its
+/// standard output.
+///
+/// # Panics
+///
+/// When jsonnet is missing (naming the install command) or fails (with its error).
+pub fn jsonnet(args: &[&str]) -> String {
+    require(&["jsonnet"]);
+    let mut command = Command::new("jsonnet");
+    command.arg("-J").arg(monitoring()).args(args);
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: cannot start: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("jsonnet writes UTF-8")
 }
 
 /// The path of a binary of the example apps (`invoicing`, `loadgen`, `pdp`), built once per

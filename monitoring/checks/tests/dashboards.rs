@@ -10,10 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 use monitoring_checks::dashboards::{self, Dashboard, load};
-use monitoring_checks::stack::{monitoring, require, run};
+use monitoring_checks::stack::jsonnet;
 use serde_json::Value;
 
 /// The uid of the datasource provisioned in `grafana/provisioning/datasources/`.
@@ -253,15 +252,9 @@ fn panels_have_unique_ids_and_do_not_overlap() {
 
 /// The mixin's dashboards with `config` merged into its `_config` (jsonnet).
 fn generate(config: &str) -> Vec<Dashboard> {
-    require(&["jsonnet"]);
     let expr =
         format!("((import 'mixin/mixin.libsonnet') + {{ _config+:: {config} }}).grafanaDashboards");
-    let output = run(Command::new("jsonnet")
-        .arg("-J")
-        .arg(monitoring())
-        .arg("-e")
-        .arg(&expr))
-    .unwrap_or_else(|failure| panic!("{failure}"));
+    let output = jsonnet(&["-e", &expr]);
     let all: BTreeMap<String, Value> =
         serde_json::from_str(&output).unwrap_or_else(|e| panic!("jsonnet -e {expr}: {e}"));
     all.into_iter()

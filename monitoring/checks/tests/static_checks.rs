@@ -1,12 +1,12 @@
 //! The files of `monitoring/` checked with the real tools, no server started: `promtool`
-//! (the Prometheus config, every rule file, the rule tests, the SLO rule tests in the
-//! PromClient preset), `monitoring/mixin/generate.sh --check` (the generated files are up
+//! (the Prometheus config, every rule file and every rule test of both presets:
+//! `prometheus/rules/` and the generated `promclient/rules/`), `monitoring/mixin/generate.sh --check` (the generated files are up
 //! to date), `docker-compose config -q`, `amtool check-config`, and the alerts' own rules:
 //! summary, description and runbook annotations, a runbook that is a section of
 //! `monitoring/README.md`, a `page` or `ticket` severity, and a rule test where each alert
 //! fires and one where it stays quiet.
 //!
-//! The rule files are globbed (`prometheus/rules/*.rules.yml`, `*.test.yml`): a file added
+//! The rule files are globbed (`*/rules/*.rules.yml`, `*.test.yml`): a file added
 //! or merged there is checked without a change here. Each failed command's output is in
 //! the failure message. Needs `promtool`, `amtool`, `jsonnet` and `docker-compose` from
 //! Debian; fails naming the install command when one is missing.
@@ -16,7 +16,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use monitoring_checks::stack::{monitoring, require, rule_files, run};
+use monitoring_checks::stack::{jsonnet, monitoring, require, rule_files, run};
 use serde_json::Value;
 
 /// Runs `command`, prints its output, and fails with it when the command fails.
@@ -64,39 +64,40 @@ fn promtool_checks_the_prometheus_config() {
     );
 }
 
+/// The rule folders: the default preset's and the PromClient one's (generated).
+const RULE_FOLDERS: [&str; 2] = ["prometheus/rules", "promclient/rules"];
+
 #[test]
 fn promtool_checks_every_rule_file() {
     require(&["promtool"]);
-    let files = rule_files(".rules.yml");
-    assert!(
-        !files.is_empty(),
-        "no monitoring/prometheus/rules/*.rules.yml"
-    );
-    check(
-        Command::new("promtool")
-            .args(["check", "rules"])
-            .args(&files),
-    );
+    for folder in RULE_FOLDERS {
+        let files = rule_files(folder, ".rules.yml");
+        assert!(!files.is_empty(), "no monitoring/{folder}/*.rules.yml");
+        check(
+            Command::new("promtool")
+                .args(["check", "rules"])
+                .args(&files),
+        );
+    }
 }
 
 #[test]
 fn the_rule_tests_pass() {
     require(&["promtool"]);
-    let files: Vec<String> = rule_files(".test.yml")
-        .iter()
-        .map(|f| file_name(f))
-        .collect();
-    assert!(
-        !files.is_empty(),
-        "no monitoring/prometheus/rules/*.test.yml"
-    );
-    // In the rules folder: the tests name their rule files relative to it.
-    check(
-        Command::new("promtool")
-            .current_dir(monitoring().join("prometheus/rules"))
-            .args(["test", "rules"])
-            .args(&files),
-    );
+    for folder in RULE_FOLDERS {
+        let files: Vec<String> = rule_files(folder, ".test.yml")
+            .iter()
+            .map(|f| file_name(f))
+            .collect();
+        assert!(!files.is_empty(), "no monitoring/{folder}/*.test.yml");
+        // In the rules folder: the tests name their rule files relative to it.
+        check(
+            Command::new("promtool")
+                .current_dir(monitoring().join(folder))
+                .args(["test", "rules"])
+                .args(&files),
+        );
+    }
 }
 
 #[test]
@@ -109,7 +110,6 @@ fn the_files_generated_from_the_mixin_are_up_to_date() {
 /// files have and on those they do not have yet.
 #[test]
 fn the_mixins_yaml_writer_writes_what_std_manifest_yaml_doc_writes() {
-    require(&["jsonnet"]);
     let value = r#"{
         groups: [{ name: 'a', rules: [{ expr: 'sum(x{a="b"})\n/\n2\n', 'for': '5m', labels: {} }] }],
         empty: [], none: null, yes: true, no: false, n: 0.25, big: 1e21, negative: -3,
@@ -123,46 +123,7 @@ fn the_mixins_yaml_writer_writes_what_std_manifest_yaml_doc_writes() {
          local theirs = std.manifestYamlDoc(v, indent_array_in_object=true, quote_keys=false); \
          if ours == theirs then 'same' else 'ours:\n' + ours + '\nstd:\n' + theirs"
     );
-    let output = run(Command::new("jsonnet")
-        .arg("-J")
-        .arg(monitoring())
-        .args(["-S", "-e", &expr]))
-    .unwrap_or_else(|failure| panic!("{failure}"));
-    assert_eq!(output.trim(), "same");
-}
-
-#[test]
-fn the_slo_rule_tests_pass_in_the_promclient_preset() {
-    require(&["jsonnet", "promtool"]);
-    let tmp = tempfile::tempdir().expect("a temporary folder");
-    let generate = |expr: &str, file: &str| {
-        let output = Command::new("jsonnet")
-            .arg("-J")
-            .arg(monitoring())
-            .args(["-S", "-e", expr])
-            .output()
-            .expect("jsonnet runs");
-        assert!(
-            output.status.success(),
-            "jsonnet -e {expr}: {}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        fs::write(tmp.path().join(file), output.stdout).expect("a file in the temporary folder");
-    };
-    generate(
-        r#"local m = (import "mixin/slo.libsonnet") + {_config+:: {naming: "promclient"}}; std.manifestYamlDoc({groups: m.prometheusRules.groups + m.prometheusAlerts.groups})"#,
-        "slo.rules.yml",
-    );
-    generate(
-        r#"std.manifestYamlDoc((import "mixin/slo_tests.libsonnet")("promclient"))"#,
-        "slo.test.yml",
-    );
-    check(
-        Command::new("promtool")
-            .current_dir(tmp.path())
-            .args(["test", "rules", "slo.test.yml"]),
-    );
+    assert_eq!(jsonnet(&["-S", "-e", &expr]).trim(), "same");
 }
 
 #[test]
@@ -243,7 +204,7 @@ fn every_alert_has_annotations_a_runbook_section_a_severity_and_two_test_cases()
     let readme = fs::read_to_string(monitoring().join("README.md")).expect("monitoring/README.md");
     let sections = anchors(&readme);
     let mut alerts: BTreeMap<String, Value> = BTreeMap::new();
-    for file in rule_files(".rules.yml") {
+    for file in rule_files("prometheus/rules", ".rules.yml") {
         for group in yaml(&file)["groups"].as_array().into_iter().flatten() {
             for rule in group["rules"].as_array().into_iter().flatten() {
                 if let Some(name) = rule["alert"].as_str() {
@@ -257,7 +218,7 @@ fn every_alert_has_annotations_a_runbook_section_a_severity_and_two_test_cases()
         "no alert in monitoring/prometheus/rules/"
     );
     let (mut fires, mut quiet) = (BTreeSet::new(), BTreeSet::new());
-    for file in rule_files(".test.yml") {
+    for file in rule_files("prometheus/rules", ".test.yml") {
         for test in yaml(&file)["tests"].as_array().into_iter().flatten() {
             for case in test["alert_rule_test"].as_array().into_iter().flatten() {
                 let name = case["alertname"].as_str().unwrap_or_default().to_owned();
