@@ -1266,3 +1266,97 @@ async fn metrics_of_your_own_are_served_with_the_http_metrics() {
         Some(1.0)
     );
 }
+
+/// axum's routes are found by the address of their template first (a cache of 64
+/// slots): many routes, routers dropped and rebuilt (their templates' addresses reused
+/// by other templates), nested routers and the overflow must all keep their own labels.
+#[tokio::test]
+async fn axum_routes_keep_their_labels_however_their_templates_are_stored() {
+    let metrics = Metrics::builder()
+        .http(
+            HttpMetricsLayer::builder()
+                .body_sizes(false)
+                .max_series(150),
+        )
+        .build()
+        .expect("valid options");
+    // Rounds of routers, each dropped before the next is built: the allocator hands
+    // the next round's templates the addresses of the last one's, in another order.
+    for round in 0..3 {
+        let mut router = Router::new();
+        let routes: Vec<usize> = if round % 2 == 0 {
+            (0..100).collect()
+        } else {
+            (0..100).rev().collect()
+        };
+        for n in &routes {
+            router = router.route(&format!("/r{n}/{{id}}"), get(|| async { "ok" }));
+        }
+        let router = router
+            .nest(
+                "/nested",
+                Router::new().route("/items/{id}", get(|| async { "ok" })),
+            )
+            .layer(metrics.http_layer());
+        for n in routes {
+            for id in 0..=n % 3 {
+                send(router.clone(), get_request(&format!("/r{n}/{id}"))).await;
+            }
+        }
+        send(router.clone(), get_request("/nested/items/7")).await;
+    }
+    let samples = scrape(&metrics);
+    for n in 0..100 {
+        let route = format!("/r{n}/{{id}}");
+        assert_eq!(
+            value(
+                &samples,
+                DURATION_COUNT,
+                &labels(Some(&route), "GET", "200")
+            ),
+            Some(3.0 * (n % 3 + 1) as f64),
+            "{route}"
+        );
+    }
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/nested/items/{id}"), "GET", "200")
+        ),
+        Some(3.0)
+    );
+
+    // Past the limit, routes overflow, and stay overflowed when found by address.
+    let metrics = Metrics::builder()
+        .http(HttpMetricsLayer::builder().body_sizes(false).max_series(2))
+        .build()
+        .expect("valid options");
+    let router = ["/a", "/b", "/c"]
+        .into_iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route, get(|| async { "ok" }))
+        })
+        .layer(metrics.http_layer());
+    for _ in 0..2 {
+        for uri in ["/a", "/b", "/c"] {
+            send(router.clone(), get_request(uri)).await;
+        }
+    }
+    let samples = scrape(&metrics);
+    for route in ["/a", "/b"] {
+        assert_eq!(
+            value(&samples, DURATION_COUNT, &labels(Some(route), "GET", "200")),
+            Some(2.0),
+            "{route}"
+        );
+    }
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &[("otel_metric_overflow", "true")]
+        ),
+        Some(2.0)
+    );
+}

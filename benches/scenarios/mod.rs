@@ -65,9 +65,9 @@ pub enum Config {
     Bare,
     /// The simplest end-of-body layer, duration only.
     Floor,
-    /// The duration-only floor, every request with the sampled `traceparent` of
-    /// [`Config::TowerPrometheusNativeExemplars`]: the same request, so that the
-    /// difference between the two is the layers' own work.
+    /// The floor with body sizes, every request with the sampled `traceparent` of
+    /// [`Config::TowerPrometheusNativeExemplars`]: the same metrics and the same
+    /// request, so that the difference between the two is the layers' own work.
     FloorTraced,
     /// The simplest end-of-body layer with body sizes.
     FloorBodySizes,
@@ -156,7 +156,7 @@ impl Config {
                  metrics carried from `call` to the end of the body; no labels"
             }
             Config::FloorTraced => {
-                "the duration-only floor, every request with the sampled `traceparent` \
+                "the floor with body sizes, every request with the sampled `traceparent` \
                  header of ours with native histograms and exemplars (the client's \
                  insertion counted in both)"
             }
@@ -364,10 +364,10 @@ impl App {
         let routes = |metrics: Router| Router::new().route(ROUTE, get(show_invoice)).merge(metrics);
         let no_metrics = || Router::new().route("/metrics", get(|| async { "" }));
         match (&self.shared, self.config) {
-            (Shared::Nothing, Config::Floor | Config::FloorTraced) => {
+            (Shared::Nothing, Config::Floor) => {
                 routes(no_metrics()).layer(floor::FloorLayer::new())
             }
-            (Shared::Nothing, Config::FloorBodySizes) => {
+            (Shared::Nothing, Config::FloorBodySizes | Config::FloorTraced) => {
                 routes(no_metrics()).layer(floor::FloorSizesLayer::new())
             }
             (Shared::Nothing, _) => routes(no_metrics()),
@@ -395,16 +395,17 @@ impl App {
     /// service, on the current runtime.
     pub async fn hyper_client(&self) -> HyperClient {
         match (&self.shared, self.config) {
-            (Shared::Nothing, Config::Floor | Config::FloorTraced) => {
-                let mut client =
-                    HyperClient::connect(floor::FloorLayer::new().layer(service_fn(hyper_handler)))
-                        .await;
+            (Shared::Nothing, Config::Floor) => {
+                HyperClient::connect(floor::FloorLayer::new().layer(service_fn(hyper_handler)))
+                    .await
+            }
+            (Shared::Nothing, Config::FloorBodySizes | Config::FloorTraced) => {
+                let mut client = HyperClient::connect(
+                    floor::FloorSizesLayer::new().layer(service_fn(hyper_handler)),
+                )
+                .await;
                 client.traceparent = self.traced();
                 client
-            }
-            (Shared::Nothing, Config::FloorBodySizes) => {
-                HyperClient::connect(floor::FloorSizesLayer::new().layer(service_fn(hyper_handler)))
-                    .await
             }
             (Shared::Nothing, _) => HyperClient::connect(service_fn(hyper_handler)).await,
             (Shared::Floor(layer), _) => {

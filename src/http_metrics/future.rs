@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::Response;
 use http_body::Body;
@@ -73,44 +73,39 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let Some(guard) = this.guard.as_mut() else {
+            let response = ready!(this.inner.poll(cx))?;
+            return Poll::Ready(Ok(response.map(|body| ResponseBody::new(body, None, None))));
+        };
         // Marked as polling while any code of the caller's runs (the inner future, the
         // classifier, the body's size hint): a panic in it drops the guard so marked.
-        let poll = match this.guard.as_mut() {
-            Some(guard) => guard.run(|| this.inner.poll(cx)),
-            None => this.inner.poll(cx),
-        };
-        poll.map(|result| match result {
+        match ready!(guard.run(|| this.inner.poll(cx))) {
             Ok(response) => {
-                let at_end = match this.guard.as_mut() {
-                    Some(guard) => {
-                        guard.polling = true;
-                        let at_end = responded(guard, &response, this.classify);
-                        guard.polling = false;
-                        at_end
-                    }
-                    None => None,
-                };
+                guard.polling = true;
+                let at_end = responded(guard, &response, this.classify);
+                guard.polling = false;
+                // Finished here (no body follows), the guard has nothing left to do.
                 let guard = this.guard.take().filter(|_| at_end.is_some());
                 let classify = at_end.flatten().map(|end| (this.classify.clone(), end));
-                Ok(response.map(|body| ResponseBody::new(body, guard, classify)))
+                Poll::Ready(Ok(
+                    response.map(|body| ResponseBody::new(body, guard, classify))
+                ))
             }
             Err(error) => {
-                if let Some(guard) = this.guard.as_mut() {
-                    guard.polling = true;
-                    let error_type = this.classify.classify_error(&error);
-                    guard.polling = false;
-                    guard.classified(Some(&error_type));
-                    // An inner error is a 500, whatever its error type says (a client's
-                    // has no status).
-                    if guard.kind() != Kind::HttpClient {
-                        guard.responded(http::StatusCode::INTERNAL_SERVER_ERROR, None);
-                    }
-                    guard.finish(error_id::NONE);
+                guard.polling = true;
+                let error_type = this.classify.classify_error(&error);
+                guard.polling = false;
+                guard.classified(Some(&error_type));
+                // An inner error is a 500, whatever its error type says (a client's has
+                // no status).
+                if guard.kind() != Kind::HttpClient {
+                    guard.responded(http::StatusCode::INTERNAL_SERVER_ERROR, None);
                 }
+                guard.finish(error_id::NONE);
                 *this.guard = None;
-                Err(error)
+                Poll::Ready(Err(error))
             }
-        })
+        }
     }
 }
 

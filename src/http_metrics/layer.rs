@@ -50,9 +50,8 @@ pub const SERIES_LIMIT: usize = 100_000;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer<R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
+    /// The HTTP recorder, and the gRPC calls' ([`Shared::grpc`]).
     recorder: Arc<Shared>,
-    /// The recorder of gRPC calls; `None` when they are recorded as HTTP requests.
-    grpc: Option<Arc<Shared>>,
     route: R,
     classify: C,
     request_size: M,
@@ -111,7 +110,6 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     pub fn route_label<R2>(self, route: R2) -> HttpMetricsLayer<R2, C, M> {
         HttpMetricsLayer {
             recorder: self.recorder,
-            grpc: self.grpc,
             route,
             classify: self.classify,
             request_size: self.request_size,
@@ -124,7 +122,6 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     pub fn classify<C2>(self, classify: C2) -> HttpMetricsLayer<R, C2, M> {
         HttpMetricsLayer {
             recorder: self.recorder,
-            grpc: self.grpc,
             route: self.route,
             classify,
             request_size: self.request_size,
@@ -147,7 +144,6 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     pub fn request_size<M2: RequestSize>(self, mode: M2) -> HttpMetricsLayer<R, C, M2> {
         HttpMetricsLayer {
             recorder: self.recorder,
-            grpc: self.grpc,
             route: self.route,
             classify: self.classify,
             request_size: mode,
@@ -182,7 +178,6 @@ impl<S, R: Clone, C: Clone, M> Layer<S> for HttpMetricsLayer<R, C, M> {
         HttpMetrics::new(
             inner,
             self.recorder.clone(),
-            self.grpc.clone(),
             self.route.clone(),
             self.classify.clone(),
             self.scheme,
@@ -677,7 +672,6 @@ impl HttpMetricsBuilder {
         if !objectives.is_empty() {
             registry.register_collector(Box::new(objectives));
         }
-        #[cfg_attr(not(feature = "task-metrics"), allow(unused_mut))]
         let mut shared = Shared::new(recorder);
         #[cfg(feature = "task-metrics")]
         if self.task_monitors {
@@ -692,13 +686,12 @@ impl HttpMetricsBuilder {
             }));
             shared.tasks = Some(monitors);
         }
-        let grpc = rpc_buckets.map(|buckets| {
+        shared.grpc = rpc_buckets.map(|buckets| {
             let grpc = crate::grpc::recorder(Kind::RpcServer, buckets, self.max_series, registry);
-            Arc::new(Shared::new(grpc))
+            Box::new(Shared::new(grpc))
         });
         Ok(HttpMetricsLayer {
             recorder: Arc::new(shared),
-            grpc,
             route: DefaultRoute,
             classify: DefaultClassifier,
             request_size: ContentLength,

@@ -22,6 +22,7 @@ use std::time::Instant;
 use super::classify::ErrorType;
 use super::exemplar::{ExemplarSlot, TraceContext, TraceContextSource};
 use super::labels::{Method, Names, SeriesKey, UrlScheme, active_slot, error_id};
+use super::route::RouteSource;
 use super::table::Table;
 use crate::histogram::{Buckets, HistogramCore, NativeBuckets};
 use crate::sharded::{ShardedCells, shard_count, thread_shard};
@@ -33,6 +34,10 @@ pub(crate) const OVERFLOW_ROUTE: u32 = u32::MAX;
 const MAX_ERROR_TYPES: usize = 64;
 
 pub(crate) const ACTIVE_SLOTS: usize = Method::COUNT * UrlScheme::COUNT;
+
+/// Slots of the cache of axum's matched routes by address ([`Recorder::route_of`]).
+#[cfg(feature = "axum")]
+const MATCHED_SLOTS: usize = 64;
 
 /// Which side of a call a recorder records, and in which families (`src/grpc/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +193,11 @@ pub(crate) struct Recorder {
     pub(crate) active_seen: [AtomicBool; ACTIVE_SLOTS],
     /// The start of the exemplars' monotonic clock (milliseconds since it).
     epoch: Instant,
+    /// axum's matched routes by the address of their template ([`Self::route_of`]):
+    /// each slot is filled once and holds its `MatchedPath`, so that the address cannot
+    /// be reused by another string while the slot remembers it.
+    #[cfg(feature = "axum")]
+    matched: Box<[std::sync::OnceLock<(axum::extract::MatchedPath, Route)>]>,
 }
 
 impl Recorder {
@@ -205,6 +215,8 @@ impl Recorder {
             active: ShardedCells::new(ACTIVE_SLOTS),
             active_seen: Default::default(),
             epoch: Instant::now(),
+            #[cfg(feature = "axum")]
+            matched: (0..MATCHED_SLOTS).map(|_| Default::default()).collect(),
             config,
         };
         for route in &recorder.config.excluded_routes {
@@ -261,6 +273,45 @@ impl Recorder {
             .get_or_insert(label, made)
             .copied()
             .unwrap_or(Route::OVERFLOW)
+    }
+
+    /// The route of a request, from where its [`RouteLabel`](super::RouteLabel) says.
+    ///
+    /// axum shares one `Arc<str>` between the requests of a route, so the template of an
+    /// axum route is first looked up by its address, in a small cache that keeps the
+    /// `MatchedPath` it saw: equal addresses and lengths are then the same string, and no
+    /// hashing is needed. A slot already taken by another address, or an address that
+    /// changes per request (axum builds the template anew under a nested service), goes
+    /// to the route table as any label does: slots are filled once and never replaced.
+    #[inline]
+    pub(crate) fn route_of<'a>(
+        &self,
+        source: RouteSource<'_>,
+        path: impl FnOnce() -> &'a str,
+    ) -> Route {
+        match source {
+            RouteSource::Label(label) => self.route(label, path),
+            #[cfg(feature = "axum")]
+            RouteSource::Matched(None) => self.route(None, path),
+            #[cfg(feature = "axum")]
+            RouteSource::Matched(Some(matched)) => {
+                let template = matched.as_str();
+                let address = template.as_ptr() as usize;
+                let slot = &self.matched[(address >> 4 ^ template.len()) & (MATCHED_SLOTS - 1)];
+                match slot.get() {
+                    Some((cached, route)) if std::ptr::eq(cached.as_str(), template) => *route,
+                    cached => {
+                        let route = self.route(Some(template), path);
+                        if cached.is_none() {
+                            // Another thread may fill it first: then this route is simply
+                            // not cached.
+                            let _ = slot.set((matched.clone(), route));
+                        }
+                        route
+                    }
+                }
+            }
+        }
     }
 
     #[inline]
@@ -361,6 +412,11 @@ pub(crate) struct Shared {
     /// The task monitors of the routes, when the layer has them (`tasks.rs`).
     #[cfg(feature = "task-metrics")]
     pub(crate) tasks: Option<Arc<super::tasks::Monitors>>,
+    /// The recorder of an HTTP layer's gRPC calls; `None` when they are recorded as
+    /// HTTP requests. Held here rather than in an `Arc` of its own beside this one: axum
+    /// clones the layer's service for every request, and each `Arc` it holds is one
+    /// more reference count written per request.
+    pub(crate) grpc: Option<Box<Shared>>,
 }
 
 /// A request's hold on the recorder, one of a few: each thread takes the one of its
@@ -381,6 +437,7 @@ impl Shared {
             handles,
             #[cfg(feature = "task-metrics")]
             tasks: None,
+            grpc: None,
         }
     }
 

@@ -38,6 +38,28 @@ use http::Request;
 pub trait RouteLabel<B> {
     /// The route template of `request`, or `None` when it matched no route.
     fn route<'a>(&'a self, request: &'a Request<B>) -> Option<&'a str>;
+
+    /// How the layer finds the route of `request`: by [`route`](Self::route)'s template,
+    /// unless the implementation knows a cheaper way. Not public API.
+    #[doc(hidden)]
+    #[inline]
+    fn route_source<'a>(&'a self, request: &'a Request<B>) -> RouteSource<'a> {
+        RouteSource::Label(self.route(request))
+    }
+}
+
+/// Where the route of a request comes from. Public only to be named by
+/// [`RouteLabel::route_source`]: it cannot be reached from outside the crate.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum RouteSource<'a> {
+    /// A route template, or none.
+    Label(Option<&'a str>),
+    /// axum's matched route, or none: the layer finds its template by the address of
+    /// the string axum shares between the requests of the route, which costs no hashing
+    /// (`Recorder::route_of`).
+    #[cfg(feature = "axum")]
+    Matched(Option<&'a axum::extract::MatchedPath>),
 }
 
 /// The default route label: with the `axum` feature, the template of the route axum
@@ -73,6 +95,12 @@ impl<B> RouteLabel<B> for DefaultRoute {
             .extensions()
             .get::<axum::extract::MatchedPath>()
             .map(axum::extract::MatchedPath::as_str)
+    }
+
+    #[cfg(feature = "axum")]
+    #[inline]
+    fn route_source<'a>(&'a self, request: &'a Request<B>) -> RouteSource<'a> {
+        RouteSource::Matched(request.extensions().get::<axum::extract::MatchedPath>())
     }
 
     #[cfg(not(feature = "axum"))]

@@ -26,7 +26,6 @@ use super::tasks;
 pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
     inner: S,
     recorder: Arc<Shared>,
-    grpc: Option<Arc<Shared>>,
     route: R,
     classify: C,
     request_size: PhantomData<M>,
@@ -37,7 +36,6 @@ impl<S, R, C, M> HttpMetrics<S, R, C, M> {
     pub(crate) fn new(
         inner: S,
         recorder: Arc<Shared>,
-        grpc: Option<Arc<Shared>>,
         route: R,
         classify: C,
         scheme: UrlScheme,
@@ -45,7 +43,6 @@ impl<S, R, C, M> HttpMetrics<S, R, C, M> {
         Self {
             inner,
             recorder,
-            grpc,
             route,
             classify,
             request_size: PhantomData,
@@ -94,13 +91,13 @@ where
         // if it panics, there is nothing to take back.
         let path = || request.uri().path();
         // gRPC calls are recorded by their own recorder, the full method as the route.
-        let grpc = (self.grpc.as_deref()).filter(|_| crate::grpc::is_grpc(&request));
+        let grpc = (recorder.grpc.as_deref()).filter(|_| crate::grpc::is_grpc(&request));
         let route = if recorder.excludes_path(path) {
             None
         } else if let Some(grpc) = grpc {
             Some(grpc.route(Some(crate::grpc::full_method(path())), || ""))
         } else {
-            Some(recorder.route(self.route.route(&request), path))
+            Some(recorder.route_of(self.route.route_source(&request), path))
         }
         .filter(|route| !route.excluded);
         let recorder = grpc.unwrap_or(recorder);
