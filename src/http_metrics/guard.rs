@@ -202,6 +202,17 @@ impl Drop for Guard {
         if !self.finished {
             self.finish_dropped();
         }
+        if matches!(self.request_bytes, RequestBytes::Counted(_)) {
+            self.recycle_request_bytes();
+        }
+    }
+}
+
+impl Guard {
+    /// Gives the request body's byte counter back to this thread's pool.
+    #[cold]
+    #[inline(never)]
+    fn recycle_request_bytes(&mut self) {
         if let RequestBytes::Counted(counter) =
             std::mem::replace(&mut self.request_bytes, RequestBytes::Unknown)
         {

@@ -229,10 +229,12 @@ pub(crate) fn active_slot(method: Method, scheme: UrlScheme) -> usize {
 
 /// `network_protocol_version`, from the request's HTTP version.
 fn version_index(version: http::Version) -> u64 {
+    // Compared in this order: HTTP/1.1, the most common, first.
     match version {
+        http::Version::HTTP_11 => 2,
+        http::Version::HTTP_2 => 3,
         http::Version::HTTP_09 => 0,
         http::Version::HTTP_10 => 1,
-        http::Version::HTTP_2 => 3,
         http::Version::HTTP_3 => 4,
         _ => 2,
     }

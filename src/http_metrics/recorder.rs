@@ -37,7 +37,9 @@ pub(crate) const ACTIVE_SLOTS: usize = Method::COUNT * UrlScheme::COUNT;
 
 /// Slots of the cache of axum's matched routes by address ([`Recorder::route_of`]).
 #[cfg(feature = "axum")]
-const MATCHED_SLOTS: usize = 64;
+const MATCHED_BITS: u32 = 6;
+#[cfg(feature = "axum")]
+const MATCHED_SLOTS: usize = 1 << MATCHED_BITS;
 
 /// Which side of a call a recorder records, and in which families (`src/grpc/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,8 +298,12 @@ impl Recorder {
             #[cfg(feature = "axum")]
             RouteSource::Matched(Some(matched)) => {
                 let template = matched.as_str();
-                let address = template.as_ptr() as usize;
-                let slot = &self.matched[(address >> 4 ^ template.len()) & (MATCHED_SLOTS - 1)];
+                // Fibonacci hashing of the address, its top bits: two threads that built
+                // the same router have its templates at the same offsets of their own
+                // allocator arenas, addresses whose low bits are equal.
+                let address = template.as_ptr() as u64;
+                let hash = address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MATCHED_BITS);
+                let slot = &self.matched[hash as usize];
                 match slot.get() {
                     Some((cached, route)) if std::ptr::eq(cached.as_str(), template) => *route,
                     cached => {
