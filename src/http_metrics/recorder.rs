@@ -2,8 +2,9 @@
 //!
 //! One request, from the service's `call` to its observation:
 //!
-//! 1. [`Recorder::route`] turns the route template into a small integer (a lookup in
-//!    [`Table`], lock-free), and says whether it is excluded;
+//! 1. [`Recorder::route_of`] turns the route template into a small integer (for an axum
+//!    route, a lookup of its template's address in a cache of 64 slots; else, or on a
+//!    miss, a lookup in [`Table`], lock-free), and says whether it is excluded;
 //! 2. [`Recorder::start`] adds one to the in-flight gauge of the request's method and
 //!    scheme (a counter sharded per thread);
 //! 3. the guard (`guard.rs`) carries the packed [`SeriesKey`] to the end of the request;
