@@ -1269,13 +1269,15 @@ async fn metrics_of_your_own_are_served_with_the_http_metrics() {
 
 /// axum's routes are found by the address of their template first (a cache of 64
 /// slots): many routes, routers dropped and rebuilt (their templates' addresses reused
-/// by other templates), nested routers and the overflow must all keep their own labels.
+/// by other templates), an excluded route, a router under `nest_service` (whose template
+/// axum builds anew for every request) and the overflow must all keep their own labels.
 #[tokio::test]
 async fn axum_routes_keep_their_labels_however_their_templates_are_stored() {
     let metrics = Metrics::builder()
         .http(
             HttpMetricsLayer::builder()
                 .body_sizes(false)
+                .exclude_route("/r5/{id}")
                 .max_series(150),
         )
         .build()
@@ -1298,15 +1300,31 @@ async fn axum_routes_keep_their_labels_however_their_templates_are_stored() {
                 Router::new().route("/items/{id}", get(|| async { "ok" })),
             )
             .layer(metrics.http_layer());
+        // The layer inside a router under `nest_service`: axum makes its template from
+        // the outer and inner ones for every request, a new string each time.
+        let service = Router::new().nest_service(
+            "/service",
+            Router::new()
+                .route("/items/{id}", get(|| async { "ok" }))
+                .layer(metrics.http_layer()),
+        );
+        // Each route its own count, so that two routes taken for each other show.
         for n in routes {
-            for id in 0..=n % 3 {
+            for id in 0..=n {
                 send(router.clone(), get_request(&format!("/r{n}/{id}"))).await;
             }
         }
         send(router.clone(), get_request("/nested/items/7")).await;
+        for id in 0..100 {
+            send(
+                service.clone(),
+                get_request(&format!("/service/items/{id}")),
+            )
+            .await;
+        }
     }
     let samples = scrape(&metrics);
-    for n in 0..100 {
+    for n in (0..100).filter(|n| *n != 5) {
         let route = format!("/r{n}/{{id}}");
         assert_eq!(
             value(
@@ -1314,10 +1332,14 @@ async fn axum_routes_keep_their_labels_however_their_templates_are_stored() {
                 DURATION_COUNT,
                 &labels(Some(&route), "GET", "200")
             ),
-            Some(3.0 * (n % 3 + 1) as f64),
+            Some(3.0 * (n + 1) as f64),
             "{route}"
         );
     }
+    assert!(
+        find(&samples, DURATION_COUNT, &[("http_route", "/r5/{id}")]).is_empty(),
+        "an excluded route stays excluded"
+    );
     assert_eq!(
         value(
             &samples,
@@ -1326,6 +1348,26 @@ async fn axum_routes_keep_their_labels_however_their_templates_are_stored() {
         ),
         Some(3.0)
     );
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[]),
+        3.0 * (5050.0 - 6.0 + 1.0 + 100.0),
+        "every request recorded once, the excluded route's none"
+    );
+    let service: Vec<_> = find(&samples, DURATION_COUNT, &[])
+        .into_iter()
+        .filter(|sample| {
+            sample
+                .labels
+                .iter()
+                .any(|(name, value)| name == "http_route" && value.starts_with("/service"))
+        })
+        .collect();
+    assert_eq!(
+        service.len(),
+        1,
+        "one route for the nested service: {service:?}"
+    );
+    assert_eq!(service[0].value, 300.0);
 
     // Past the limit, routes overflow, and stay overflowed when found by address.
     let metrics = Metrics::builder()

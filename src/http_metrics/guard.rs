@@ -209,7 +209,8 @@ impl Drop for Guard {
 }
 
 impl Guard {
-    /// Gives the request body's byte counter back to this thread's pool.
+    /// Gives the request body's byte counter back to this thread's pool (with
+    /// [`ReadBytes`](super::ReadBytes) only: out of line and cold, off the default path).
     #[cold]
     #[inline(never)]
     fn recycle_request_bytes(&mut self) {

@@ -286,6 +286,9 @@ impl Recorder {
     /// hashing is needed. A slot already taken by another address, or an address that
     /// changes per request (axum builds the template anew under a nested service), goes
     /// to the route table as any label does: slots are filled once and never replaced.
+    /// Templates made per request, or those of routers dropped and rebuilt, can fill
+    /// slots that never match again: at worst every lookup costs what it cost without
+    /// the cache (the route table), and 64 small strings stay alive.
     #[inline]
     pub(crate) fn route_of<'a>(
         &self,
@@ -485,7 +488,14 @@ impl std::ops::Deref for Handle {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.recorder.fmt(f)
+        match &self.grpc {
+            None => self.recorder.fmt(f),
+            Some(grpc) => f
+                .debug_struct("Recorders")
+                .field("http", &self.recorder)
+                .field("grpc", &grpc.recorder)
+                .finish(),
+        }
     }
 }
 
