@@ -28,8 +28,10 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod classify;
 pub mod client_metrics;
 mod error;
+mod exemplar;
 mod exporter;
 mod grpc;
 #[cfg(feature = "heap")]
@@ -39,27 +41,27 @@ pub mod http_metrics;
 mod metrics;
 #[cfg(feature = "process")]
 mod process;
+mod record;
 #[cfg(feature = "runtime")]
 mod runtime;
 mod sharded;
 
 pub use client_metrics::ClientMetricsLayer;
 pub use error::Error;
+pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use exporter::{
     Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
 };
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram, NativeBuckets};
-pub use http_metrics::{
-    HttpMetricsBuilder, HttpMetricsLayer, Naming, Objective, TraceContext, TraceContextSource,
-    Traceparent, UrlScheme,
-};
+pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming, Objective};
 pub use metrics::{Metrics, MetricsBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;
 /// The `prometheus-client` this crate registers into: use it for metrics of your own,
 /// so that its `Registry` is the one [`MetricsBuilder::registry`] takes.
 pub use prometheus_client;
+pub use record::UrlScheme;
 #[cfg(feature = "runtime")]
 pub use runtime::{DEFAULT_LAG_RESOLUTION, RuntimeCollector};

@@ -389,6 +389,11 @@ impl MetricsBuilder {
         let mut families: Vec<String> = self.http.names().families().into();
         families.extend(self.http.task_families().iter().map(|f| f.to_string()));
         families.extend(crate::grpc::FAMILIES.iter().map(|f| f.to_string()));
+        families.extend(
+            crate::client_metrics::FAMILIES
+                .iter()
+                .map(|f| f.to_string()),
+        );
         #[cfg(feature = "process")]
         if self.process {
             families.extend(crate::process::FAMILIES.iter().map(|f| f.to_string()));
