@@ -161,10 +161,11 @@ impl Outbox {
     pub async fn stop(&self) {
         self.inner.stop.cancel();
         let task = lock(&self.inner.task).take();
-        if let Some(task) = task {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "the PDP submission task failed");
-            }
+        let Some(task) = task else {
+            return;
+        };
+        if let Err(error) = task.await {
+            tracing::error!(%error, "the PDP submission task failed");
         }
     }
 }
