@@ -35,7 +35,7 @@
 //! Metrics (`crate::telemetry`): `invoicing_pdp_submissions_pending`,
 //! `invoicing_pdp_submission_retries_total`, `invoicing_pdp_submissions_answered_total`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -219,15 +219,17 @@ fn millis(duration: Duration) -> i64 {
 /// The task: claims what is due, sends it, records the outcomes, until stopped.
 async fn run(inner: Arc<Inner>) {
     let mut attempts: JoinSet<(Submission, Attempt)> = JoinSet::new();
-    let mut sending: HashMap<i64, String> = HashMap::new();
+    let mut sending: HashSet<i64> = HashSet::new();
     let mut first = true;
     loop {
         let room = IN_FLIGHT.saturating_sub(attempts.len());
+        let mut claimed = false;
         if room > 0 {
             match inner.claim(room).await {
                 Ok(due) => {
+                    claimed = true;
                     for submission in due {
-                        sending.insert(submission.invoice_id, submission.submission_key.clone());
+                        sending.insert(submission.invoice_id);
                         let pdp = inner.pdp.clone();
                         attempts.spawn(async move {
                             let attempt = pdp.submit(&submission).await;
@@ -251,15 +253,21 @@ async fn run(inner: Arc<Inner>) {
             Err(error) => tracing::warn!(%error, "cannot count the pending PDP submissions"),
         }
         first = false;
-        let wait = match inner.next_due().await {
-            Ok(Some(due)) => {
-                Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0))
-                    .min(POLL)
-            }
-            Ok(None) => POLL,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the next PDP submission due");
-                POLL
+        // The next due submission is worth waking for only if it can be claimed: with
+        // every slot taken (the PDP stalls), or the claim failing, the loop would spin.
+        let wait = if !claimed || attempts.len() >= IN_FLIGHT {
+            POLL
+        } else {
+            match inner.next_due().await {
+                Ok(Some(due)) => {
+                    Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0))
+                        .min(POLL)
+                }
+                Ok(None) => POLL,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the next PDP submission due");
+                    POLL
+                }
             }
         };
         tokio::select! {
@@ -279,7 +287,7 @@ async fn run(inner: Arc<Inner>) {
     attempts.abort_all();
     if !sending.is_empty() {
         let abandoned = sending.len();
-        if let Err(error) = inner.release(sending.keys().copied()).await {
+        if let Err(error) = inner.release(sending.iter().copied()).await {
             tracing::warn!(%error, "cannot release the PDP submissions in flight");
         }
         tracing::info!(

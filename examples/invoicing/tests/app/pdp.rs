@@ -257,6 +257,71 @@ async fn an_unreachable_pdp_is_retried_until_it_answers() {
     );
 }
 
+/// A PDP that accepts connections and never answers, with more submissions due than
+/// can be in flight: the outbox keeps 16 attempts in flight and waits for one of them to
+/// end, rather than polling the database in a loop for the others. Counted in its own
+/// database operations: a loop that spun would make thousands in the time allowed.
+#[tokio::test]
+async fn a_silent_pdp_with_a_backlog_does_not_spin_the_outbox() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("an address").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let app = TestApp::with(|config| {
+        config.pdp_addr = Some(format!("127.0.0.1:{port}"));
+        config.pdp_timeout = Duration::from_millis(300);
+        config.pdp_retry_max = Duration::from_millis(100);
+    })
+    .await;
+    let (s, c) = (app.seller("S").await, app.client("C").await);
+    let app = std::sync::Arc::new(app);
+    let posts: Vec<_> = (0..24)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.post("/api/invoices", &issued(s, c, &format!("F-{n}")))
+                    .await
+            })
+        })
+        .collect();
+    for post in posts {
+        let reply = post.await.expect("a request task");
+        assert_eq!(reply.expect(StatusCode::CREATED)["pdp_status"], Value::Null);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let samples = parse_exposition(&app.scrape().await.text());
+    assert_eq!(value(&samples, PENDING, &[]), 24.0);
+    let operations: f64 = [
+        "claim_pdp_submissions",
+        "count_pdp_submissions",
+        "next_pdp_submission",
+    ]
+    .iter()
+    .map(|operation| {
+        value(
+            &samples,
+            "invoicing_db_query_duration_seconds_count",
+            &[("operation", operation)],
+        )
+    })
+    .sum();
+    // 24 wake-ups, at most 16 attempts per 300 ms ending, a claim, a count and a read of
+    // the next due time each: a few hundred at most.
+    println!("{operations} reads of the outbox");
+    assert!(operations < 600.0, "{operations} reads of the outbox");
+    let attempts: f64 = find(&samples, CALLED, &[("rpc_method", SUBMIT)])
+        .iter()
+        .map(|sample| sample.value)
+        .sum();
+    assert!(attempts >= 16.0, "{attempts} attempts");
+}
+
 #[tokio::test]
 async fn without_a_pdp_issuing_works_as_before() {
     let app = TestApp::new().await;
