@@ -33,7 +33,9 @@
 //!   PDP is quick. Whether the client waits or leaves changes nothing to the submission.
 //!
 //! Metrics (`crate::telemetry`): `invoicing_pdp_submissions_pending`,
-//! `invoicing_pdp_submission_retries_total`, `invoicing_pdp_submissions_answered_total`.
+//! `invoicing_pdp_submissions_oldest_pending_timestamp_seconds` (the
+//! `PdpSubmissionsStuck` alert), `invoicing_pdp_submission_retries_total`,
+//! `invoicing_pdp_submissions_answered_total`.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -241,8 +243,8 @@ async fn run(inner: Arc<Inner>) {
             }
         }
         match inner.count_pending().await {
-            Ok(pending) => {
-                inner.metrics.set_pdp_submissions_pending(pending);
+            Ok((pending, oldest)) => {
+                inner.metrics.set_pdp_submissions_pending(pending, oldest);
                 if first && pending > 0 {
                     tracing::info!(
                         pending,
@@ -319,10 +321,12 @@ impl Inner {
             .await
     }
 
-    /// Submissions not answered yet.
-    async fn count_pending(&self) -> Result<i64, sqlx::Error> {
-        let query =
-            sqlx::query_scalar("SELECT COUNT(*) FROM pdp_submissions WHERE answered_at IS NULL");
+    /// Submissions not answered yet, and when the oldest was queued (Unix seconds).
+    async fn count_pending(&self) -> Result<(i64, Option<f64>), sqlx::Error> {
+        let query = sqlx::query_as(
+            "SELECT COUNT(*), (julianday(MIN(created_at)) - 2440587.5) * 86400.0 \
+             FROM pdp_submissions WHERE answered_at IS NULL",
+        );
         self.db
             .timed("count_pdp_submissions", query.fetch_one(self.db.pool()))
             .await

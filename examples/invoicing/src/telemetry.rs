@@ -11,10 +11,12 @@
 //! | `invoicing_attachments_stored_bytes_total` | counter | | bytes of attachments written to `UPLOADS_DIR` |
 //! | `invoicing_build_info` | gauge | `version` | always 1; the version of the running binary |
 //! | `invoicing_pdp_submissions_pending` | gauge | | PDP submissions not answered yet, in the database (replicas sharing it all report the same count) |
+//! | `invoicing_pdp_submissions_oldest_pending_timestamp_seconds` | gauge | | when the oldest PDP submission not answered yet was queued (Unix seconds); 0 when none is pending |
 //! | `invoicing_pdp_submission_retries_total` | counter | | attempts of a PDP submission that got no decision (unreachable, deadline exceeded, …) and were scheduled again |
 //! | `invoicing_pdp_submissions_answered_total` | counter | `code` | PDP submissions answered, by the code of the PDP's answer (`OK`, `ALREADY_EXISTS`, `INVALID_ARGUMENT`, …) |
 
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
@@ -80,6 +82,7 @@ pub struct BusinessMetrics {
     db_query_duration: HistogramFamily<OperationLabel>,
     attachments_stored_bytes: Counter,
     pdp_submissions_pending: Gauge,
+    pdp_submissions_oldest_pending: Gauge<f64, AtomicU64>,
     pdp_submission_retries: Counter,
     pdp_submissions_answered: Family<CodeLabel, Counter>,
 }
@@ -93,6 +96,7 @@ impl BusinessMetrics {
             db_query_duration: Family::new_with_constructor(db_histogram),
             attachments_stored_bytes: Counter::default(),
             pdp_submissions_pending: Gauge::default(),
+            pdp_submissions_oldest_pending: Gauge::default(),
             pdp_submission_retries: Counter::default(),
             pdp_submissions_answered: Family::default(),
         };
@@ -117,6 +121,12 @@ impl BusinessMetrics {
             "pdp_submissions_pending",
             "PDP submissions not answered yet, in the database (shared by the replicas that share it)",
             metrics.pdp_submissions_pending.clone(),
+        );
+        registry.register_with_unit(
+            "pdp_submissions_oldest_pending_timestamp",
+            "When the oldest PDP submission not answered yet was queued, in Unix time; 0 when none is pending",
+            Unit::Seconds,
+            metrics.pdp_submissions_oldest_pending.clone(),
         );
         registry.register(
             "pdp_submission_retries",
@@ -152,9 +162,12 @@ impl BusinessMetrics {
         self.attachments_stored_bytes.inc_by(bytes);
     }
 
-    /// Sets the number of PDP submissions not answered yet.
-    pub fn set_pdp_submissions_pending(&self, pending: i64) {
+    /// Sets the number of PDP submissions not answered yet, and when the oldest of them
+    /// was queued (Unix seconds; `None` when there is none).
+    pub fn set_pdp_submissions_pending(&self, pending: i64, oldest: Option<f64>) {
         self.pdp_submissions_pending.set(pending);
+        self.pdp_submissions_oldest_pending
+            .set(oldest.unwrap_or(0.0));
     }
 
     /// Counts an attempt of a PDP submission scheduled again.

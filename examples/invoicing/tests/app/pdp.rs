@@ -157,6 +157,7 @@ async fn issued_invoices_are_submitted_and_both_services_record_the_calls() {
 
 const PENDING: &str = "invoicing_pdp_submissions_pending";
 const RETRIES: &str = "invoicing_pdp_submission_retries_total";
+const OLDEST: &str = "invoicing_pdp_submissions_oldest_pending_timestamp_seconds";
 const ANSWERED: &str = "invoicing_pdp_submissions_answered_total";
 
 /// The app's `/metrics` once its pending gauge is back to 0 (the task counts after each
@@ -190,10 +191,18 @@ async fn an_unreachable_pdp_is_retried_until_it_answers() {
     })
     .await;
     let (s, c) = (app.seller("S").await, app.client("C").await);
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64()
+    };
+    let before = unix_now();
     let created = app
         .post("/api/invoices", &issued(s, c, "F-1"))
         .await
         .expect(StatusCode::CREATED);
+    let after = unix_now();
     assert_eq!(created["status"], "issued");
     assert_eq!(created["pdp_status"], Value::Null, "{created}");
     assert_eq!(created["pdp_attempts"], 1, "{created}");
@@ -220,6 +229,12 @@ async fn an_unreachable_pdp_is_retried_until_it_answers() {
     );
     assert_eq!(value(&client, PENDING, &[]), 1.0);
     assert!(value(&client, RETRIES, &[]) >= 1.0);
+    // When it was queued: during the POST (to the millisecond SQLite keeps).
+    let oldest = value(&client, OLDEST, &[]);
+    assert!(
+        before - 0.001 <= oldest && oldest <= after + 0.001,
+        "{before} <= {oldest} <= {after}"
+    );
 
     // A PDP starts listening on that port: the next attempt reaches it.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -246,6 +261,7 @@ async fn an_unreachable_pdp_is_retried_until_it_answers() {
     assert_eq!(shown["pdp_status"], "SUBMITTED sub-1", "{shown}");
     assert!(shown["pdp_attempts"].as_i64() >= Some(2), "{shown}");
     let samples = pending_drained(&app).await;
+    assert_eq!(value(&samples, OLDEST, &[]), 0.0);
     assert_eq!(value(&samples, ANSWERED, &[("code", "OK")]), 1.0);
     let retries = value(&samples, RETRIES, &[]);
     assert_eq!(
