@@ -37,7 +37,7 @@ pub struct Config {
         long,
         env = "DATABASE_URL",
         default_value = "sqlite://data/invoicing.db",
-        value_parser = database_url
+        value_parser = DatabaseUrl
     )]
     pub database_url: String,
     /// Where attachments are stored; served under `/uploads/`.
@@ -212,6 +212,53 @@ fn database_url(value: &str) -> Result<String, String> {
     }
     sqlx::sqlite::SqliteConnectOptions::from_str(value).map_err(|error| error.to_string())?;
     Ok(value.to_owned())
+}
+
+/// The parser of `DATABASE_URL`: [`database_url`], with an error message that shows the
+/// value with its password masked (`postgres://user:***@db/invoicing`): a refused URL is
+/// printed on standard error, which ends up in logs.
+#[derive(Clone, Copy, Debug)]
+struct DatabaseUrl;
+
+impl clap::builder::TypedValueParser for DatabaseUrl {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let invalid = |shown: &str, reason: &str| {
+            let arg = arg.map_or_else(|| "DATABASE_URL".to_owned(), ToString::to_string);
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value '{shown}' for '{arg}': {reason}\n"),
+            )
+            .with_cmd(command)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid(&value.to_string_lossy(), "not UTF-8"))?;
+        database_url(text).map_err(|reason| invalid(&masked(text), &reason))
+    }
+}
+
+/// `url` with the password of its user information, if any, replaced by `***`. The user
+/// information ends at the last `@` before the query: a password with a `/` unescaped is
+/// masked too.
+fn masked(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let before_query = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let Some(at) = before_query.rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 /// A gRPC server's `host:port`, without a scheme: `127.0.0.1:50051`, `pdp.internal:50051`,
@@ -422,6 +469,27 @@ mod tests {
             let parsed = config(&["--database-url", good]).expect(good);
             assert_eq!(parsed.database_url, good);
         }
+    }
+
+    /// A refused database URL is shown with its password masked.
+    #[test]
+    fn a_refused_database_url_hides_its_password() {
+        let error = config(&["--database-url=postgres://invoicing:s3cret@db:5432/invoicing"])
+            .expect_err("not SQLite")
+            .to_string();
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(
+            error.contains(
+                "invalid value 'postgres://invoicing:***@db:5432/invoicing' for '--database-url <DATABASE_URL>': a postgres URL"
+            ),
+            "{error}"
+        );
+        assert_eq!(masked("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(masked("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(
+            masked("postgres://u:p:q@db/x?a=b@c"),
+            "postgres://u:***@db/x?a=b@c"
+        );
     }
 
     /// What each refused value is told, by setting: the reason as well as the name.

@@ -975,8 +975,9 @@ async fn uploads_abandoned_by_their_client_are_cancellations_not_400s() {
 }
 
 /// Each value the attacker tried, and values like them, stops the binary at start (exit
-/// status 2, `clap`'s usage error) with a message naming the variable and why, before it
-/// creates anything: no database file (`postgres:`), no folder.
+/// status 2, `clap`'s usage error) with a message naming the variable and why (a
+/// database password masked), before it creates anything: no database file
+/// (`postgres:`), no folder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_that_cannot_work_stop_it_at_start_naming_the_variable() {
     let cases = [
@@ -1049,6 +1050,7 @@ async fn values_that_cannot_work_stop_it_at_start_naming_the_variable() {
         assert_eq!(status.code(), Some(2), "{case}: {status}\n{stderr}");
         assert!(stderr.contains(variable), "{case}: {stderr}");
         assert!(stderr.contains(reason), "{case}: {stderr}");
+        assert!(!stderr.contains("secret"), "a password shown: {stderr}");
         assert_eq!(created, Vec::<String>::new(), "{case}: {stderr}");
     }
 }
