@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::config::PdfGeneration;
 use crate::error::AppError;
 use crate::extract::{ApiJson, Id, Page, Pagination};
-use crate::model::invoice::{self, Filters, Invoice, InvoiceInput};
+use crate::model::invoice::{self, Filters, Invoice, InvoiceInput, NewInvoice};
 use crate::outbox::{Outbox, Ticket};
 
 /// The invoice routes.
@@ -38,7 +38,7 @@ async fn create(
     ApiJson(input): ApiJson<InvoiceInput>,
 ) -> Result<Response, AppError> {
     let new = input.check()?;
-    let ticket = state.outbox.as_ref().map(Outbox::ticket);
+    let ticket = submission_ticket(&state, &new);
     let (created, queued) =
         invoice::insert(&state.db, &new, ticket.as_ref().map(Ticket::key)).await?;
     state.telemetry.business.invoice_created(new.status);
@@ -86,12 +86,22 @@ async fn update(
     ApiJson(input): ApiJson<InvoiceInput>,
 ) -> Result<Json<Invoice>, AppError> {
     let new = input.check()?;
-    let ticket = state.outbox.as_ref().map(Outbox::ticket);
+    let ticket = submission_ticket(&state, &new);
     let (updated, queued) =
         invoice::update(&state.db, id, &new, ticket.as_ref().map(Ticket::key)).await?;
     Ok(Json(
         first_attempt(&state, updated, ticket.filter(|_| queued)).await,
     ))
+}
+
+/// A submission key to queue the submission under, for an issued invoice with a PDP
+/// configured.
+fn submission_ticket(state: &AppState, new: &NewInvoice) -> Option<Ticket> {
+    state
+        .outbox
+        .as_ref()
+        .filter(|_| new.status == "issued")
+        .map(Outbox::ticket)
 }
 
 /// With a PDP configured, an invoice that becomes issued is submitted by the service: its
