@@ -181,6 +181,28 @@
           ),
         ],
       },
+    ] + (if c.showInvoicing then [
+      // The example app's submissions to the PDP (its outbox, examples/invoicing/src/outbox.rs):
+      // the queue time of the oldest one not answered yet, so that a busy outbox that
+      // drains does not fire, and one the PDP leaves unanswered does, however few.
+      {
+        name: 'invoicing',
+        rules: [
+          alert(
+            'PdpSubmissionsStuck',
+            |||
+              time() - invoicing_pdp_submissions_oldest_pending_timestamp_seconds{%(job)s} > 600
+              and
+              invoicing_pdp_submissions_oldest_pending_timestamp_seconds{%(job)s} > 0
+            ||| % { job: job },
+            'ticket',
+            'An issued invoice has waited {{ $value | humanizeDuration }} for the PDP ({{ $labels.instance }})',
+            'The oldest PDP submission not answered yet, in the database of {{ $labels.instance }}, was queued more than 10 minutes ago, for 5 minutes: issued invoices are not reaching the PDP. The app keeps retrying them.',
+            '5m',
+          ),
+        ],
+      },
+    ] else []) + [
       // gRPC servers instrumented with tower-prometheus (the PDP of examples/pdp):
       // rpc_server_call_duration_seconds, OpenTelemetry RPC conventions in both presets.
       // Calls with an error_type are the server's failures (UNKNOWN, DEADLINE_EXCEEDED,

@@ -122,6 +122,14 @@ local presets = (import 'naming.libsonnet').presets;
     + g.row(21, 'Invoicing (business metrics of the example app)', if c.showInvoicing then [
       g.timeseries(22, 'Invoices created by status', 'Invoices created per second, by status at creation (`invoicing_invoices_created_total`).', 'short', [t('sum by (status) (rate(invoicing_invoices_created_total{%s}[$__rate_interval]))' % replicas, '{{status}}')], custom={ axisLabel: 'invoices/s' }),
       g.timeseries(23, 'Database operation p99', '99th percentile of each database operation (a transaction counts as one), `invoicing_db_query_duration_seconds`.', 's', [t(bucketQuantile('0.99', 'invoicing_db_query_duration_seconds', 'operation, le', replicas), '{{operation}}')]),
+      g.timeseries(30, 'PDP submissions pending', "Issued invoices whose submission to the PDP is written down and not answered yet (`invoicing_pdp_submissions_pending`), as each replica counts them in its database: replicas that share one database show the same count. Near 0 when the PDP answers; a count that only climbs means the PDP does not answer, and the app keeps retrying (runbook: PdpSubmissionsStuck).", 'short', [t('invoicing_pdp_submissions_pending{%s}' % replicas, '{{instance}}')], width=8, defaults={ min: 0 }),
+      g.timeseries(31, 'PDP submissions answered and retried', "Submissions per second the PDP answered, by the code of the answer kept on the invoice (OK: a submission id; ALREADY_EXISTS, INVALID_ARGUMENT: refusals), and attempts per second that got no answer (unreachable, deadline exceeded) and were scheduled again (`invoicing_pdp_submission_retries_total`).", 'short', [
+        t('sum by (code) (rate(invoicing_pdp_submissions_answered_total{%s}[$__rate_interval]))' % replicas, 'answered {{code}}'),
+        t('sum(rate(invoicing_pdp_submission_retries_total{%s}[$__rate_interval]))' % replicas, 'retried'),
+      ], width=8, custom={ axisLabel: 'submissions/s' }),
+      g.timeseries(32, 'Oldest pending PDP submission', 'How long the oldest submission not answered yet has waited (from `invoicing_pdp_submissions_oldest_pending_timestamp_seconds`), per replica; 0 when none is pending. PdpSubmissionsStuck opens a ticket past 10 minutes (the red line).', 's', [
+        t('(time() - invoicing_pdp_submissions_oldest_pending_timestamp_seconds{%(r)s}) * (invoicing_pdp_submissions_oldest_pending_timestamp_seconds{%(r)s} > bool 0)' % { r: replicas }, '{{instance}}'),
+      ], width=8, defaults={ min: 0, thresholds: g.thresholds([['red', 600]]) }, custom={ thresholdsStyle: { mode: 'line' } }),
     ] else []),
 
   local runtime =

@@ -4,23 +4,24 @@
 //! cargo run --release -p invoicing
 //! # then
 //! curl http://127.0.0.1:3000/health
-//! curl http://127.0.0.1:3000/metrics
+//! curl http://127.0.0.1:9100/metrics
 //! ```
 //!
 //! Configuration by flags or environment variables (`invoicing --help`; the table in
 //! `README.md`). SIGTERM or Ctrl-C stop it gracefully: the listeners close, the requests
-//! in flight finish, then the database is closed.
+//! in flight finish, the PDP submissions in flight are left for the next start, then the
+//! database is closed.
 //!
 //! Observability, all of it: `telemetry::init_tracing` (logs), `AppState::open` builds
 //! the `Telemetry` (business metrics and `tower_prometheus::Metrics` on one registry),
-//! `app` puts the HTTP metrics layer on the router and `/metrics` beside the API, or
-//! `metrics_app` on its own listener (`METRICS_ADDR`); the allocator below counts the
-//! heap.
+//! `app` puts the HTTP metrics layer on the router, and `metrics_app` serves `/metrics`
+//! on its own listener (`METRICS_ADDR`, `127.0.0.1:9100` by default; `api`: beside the
+//! API, from `app`); the allocator below counts the heap.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use invoicing::config::Config;
+use invoicing::config::{Config, MetricsAddr};
 use invoicing::serve::{connection_cap, serve};
 use invoicing::{AppState, app, metrics_app, telemetry};
 use tokio::net::TcpListener;
@@ -55,7 +56,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.addr()))?;
     let metrics_listener = match (&state.telemetry.http, config.metrics_addr) {
-        (Some(metrics), Some(addr)) => {
+        (Some(metrics), MetricsAddr::Listen(addr)) => {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|error| format!("cannot listen on METRICS_ADDR {addr}: {error}"))?;
@@ -107,6 +108,9 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
     .await;
     if let Some(server) = metrics_server {
         server.await?;
+    }
+    if let Some(outbox) = &state.outbox {
+        outbox.stop().await;
     }
     state.db.close().await;
     tracing::info!("stopped cleanly");
