@@ -8,6 +8,9 @@
 //!   module, [`http_metrics`], holds the service, future and bodies, the hooks
 //!   ([`RouteLabel`](http_metrics::RouteLabel), [`Classify`](http_metrics::Classify)),
 //!   and the module doc that says exactly when a request counts as finished.
+//! - [`Metrics::listener`] (feature `connections`): a [`MeteredListener`] for
+//!   `axum::serve` and hyper-util accept loops, and its module [`connections`]: open
+//!   connections, their duration, accept errors, connections turned away.
 //! - [`Exporter`]: the `/metrics` service.
 //! - The collectors, each usable alone: `ProcessCollector` (feature `process`),
 //!   `RuntimeCollector` (feature `runtime`), `HeapCollector` and `CountingAllocator`
@@ -29,6 +32,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client_metrics;
+#[cfg(feature = "connections")]
+#[cfg_attr(docsrs, doc(cfg(feature = "connections")))]
+pub mod connections;
 mod error;
 mod exporter;
 mod grpc;
@@ -44,6 +50,8 @@ mod runtime;
 mod sharded;
 
 pub use client_metrics::ClientMetricsLayer;
+#[cfg(feature = "connections")]
+pub use connections::{ConnectionMetrics, MeteredListener};
 pub use error::Error;
 pub use exporter::{
     Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
