@@ -593,3 +593,39 @@ async fn listeners_on_one_address_share_their_series_and_past_64_overflow() {
     assert_eq!(common::find(&samples, OPEN, &[]).len(), 65);
     drop(again);
 }
+
+#[tokio::test]
+async fn the_prefix_applies_to_the_connection_families() {
+    let metrics = Metrics::builder()
+        .prefix("myapp")
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+    let port = listener
+        .local_addr()
+        .expect("an address")
+        .port()
+        .to_string();
+    let _listener = metrics.listener(listener);
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            "myapp_http_server_open_connections",
+            &listener_labels(&port)
+        ),
+        Some(0.0)
+    );
+    assert!(
+        samples.iter().all(|s| !s.name.starts_with("http_server_")),
+        "every family prefixed"
+    );
+    let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    assert!(
+        metrics
+            .register("myapp_http_server_open_connections", "mine", gauge)
+            .is_err()
+    );
+}

@@ -114,11 +114,12 @@
 //!
 //! # Cost
 //!
-//! Per connection: two clock reads, an atomic add and subtract on the listener's gauge,
-//! one histogram observation and a reference count on the listener's series
-//! (`benches/connection_instructions.rs` counts the instructions). Per request and per
-//! read or write: nothing; the stream's methods call the inner stream's and are inlined
-//! away.
+//! Per connection, 248 instructions: two clock reads, an atomic add and subtract on the
+//! listener's gauge, one histogram observation, a reference count on the listener's
+//! series, the cap's check. Per request and per read or write, none: the stream's methods
+//! call the inner stream's and are inlined away (1,000 requests on one keep-alive
+//! connection of a hyper server: 13 instructions more in all, out of 19 million).
+//! Counted with callgrind by `benches/connection_instructions.rs`.
 
 mod accept;
 mod encode;
