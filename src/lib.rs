@@ -8,9 +8,9 @@
 //!   module, [`http_metrics`], holds the service, future and bodies, the hooks
 //!   ([`RouteLabel`](http_metrics::RouteLabel), [`Classify`](http_metrics::Classify)),
 //!   and the module doc that says exactly when a request counts as finished.
-//! - [`Metrics::listener`] (feature `connections`): a [`MeteredListener`] for
-//!   `axum::serve` and hyper-util accept loops, and its module [`connections`]: open
-//!   connections, their duration, accept errors, connections turned away.
+//! - `Metrics::listener` (feature `connections`): a `MeteredListener` for `axum::serve`
+//!   and hyper-util accept loops, and its module `connections`: open connections, their
+//!   duration, accept errors, connections turned away.
 //! - [`Exporter`]: the `/metrics` service.
 //! - The collectors, each usable alone: `ProcessCollector` (feature `process`),
 //!   `RuntimeCollector` (feature `runtime`), `HeapCollector` and `CountingAllocator`
