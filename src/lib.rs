@@ -8,6 +8,9 @@
 //!   module, [`http_metrics`], holds the service, future and bodies, the hooks
 //!   ([`RouteLabel`](http_metrics::RouteLabel), [`Classify`](http_metrics::Classify)),
 //!   and the module doc that says exactly when a request counts as finished.
+//! - `Metrics::listener` (feature `connections`): a `MeteredListener` for `axum::serve`
+//!   and hyper-util accept loops, and its module `connections`: open connections, their
+//!   duration, accept errors, connections turned away.
 //! - [`Exporter`]: the `/metrics` service.
 //! - The collectors, each usable alone: `ProcessCollector` (feature `process`),
 //!   `RuntimeCollector` (feature `runtime`), `HeapCollector` and `CountingAllocator`
@@ -30,6 +33,9 @@
 
 mod classify;
 pub mod client_metrics;
+#[cfg(feature = "connections")]
+#[cfg_attr(docsrs, doc(cfg(feature = "connections")))]
+pub mod connections;
 mod error;
 mod exemplar;
 mod exporter;
@@ -47,6 +53,8 @@ mod runtime;
 mod sharded;
 
 pub use client_metrics::ClientMetricsLayer;
+#[cfg(feature = "connections")]
+pub use connections::{ConnectionMetrics, MeteredListener};
 pub use error::Error;
 pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use exporter::{

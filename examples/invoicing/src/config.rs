@@ -136,8 +136,9 @@ pub struct ServeConfig {
     /// Time for the service to answer, body reading included (503 beyond).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "90s", value_parser = duration)]
     pub request_timeout: Duration,
-    /// Connections served at once; more wait in the listen backlog. Lowered at start-up
-    /// to what the open-files limit (`ulimit -n`) allows.
+    /// Connections served at once; more are accepted and closed at once, counted in
+    /// `http_server_rejected_connections_total`. Lowered at start-up to what the
+    /// open-files limit (`ulimit -n`) allows.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,

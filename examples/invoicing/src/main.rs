@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use invoicing::config::{Config, MetricsAddr};
-use invoicing::serve::{connection_cap, serve};
+use invoicing::serve::{connection_cap, metered_listener, serve};
 use invoicing::{AppState, app, metrics_app, telemetry};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -52,14 +52,17 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
     let state = AppState::open(config.clone()).await?;
     let max_connections = connection_cap(config.serve.max_connections);
 
-    let listener = TcpListener::bind(config.addr())
+    let metrics = state.telemetry.http.as_ref();
+    let bound = TcpListener::bind(config.addr())
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.addr()))?;
-    let metrics_listener = match (&state.telemetry.http, config.metrics_addr) {
+    let listener = metered_listener(metrics, bound, max_connections);
+    let metrics_listener = match (metrics, config.metrics_addr) {
         (Some(metrics), MetricsAddr::Listen(addr)) => {
-            let listener = TcpListener::bind(addr)
+            let bound = TcpListener::bind(addr)
                 .await
                 .map_err(|error| format!("cannot listen on METRICS_ADDR {addr}: {error}"))?;
+            let listener = metered_listener(Some(metrics), bound, METRICS_CONNECTIONS);
             Some((listener, metrics_app(metrics)))
         }
         _ => None,
@@ -78,14 +81,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
             tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
             let (limits, stopped) = (config.serve, stopped.clone());
             Some(tokio::spawn(async move {
-                serve(
-                    listener,
-                    router,
-                    &limits,
-                    METRICS_CONNECTIONS,
-                    wait(stopped),
-                )
-                .await;
+                serve(listener, router, &limits, wait(stopped)).await;
             }))
         }
         None => None,
@@ -98,14 +94,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
         "listening on http://{}",
         listener.local_addr()?
     );
-    serve(
-        listener,
-        app(state.clone()),
-        &config.serve,
-        max_connections,
-        wait(stopped),
-    )
-    .await;
+    serve(listener, app(state.clone()), &config.serve, wait(stopped)).await;
     if let Some(server) = metrics_server {
         server.await?;
     }

@@ -754,22 +754,89 @@ fn health_status_line(addr: SocketAddr) -> String {
     response.lines().next().unwrap_or_default().to_owned()
 }
 
+/// `GET /metrics` on a fresh connection to `addr`, by hand: the exposition, or `None` if
+/// the server cannot be reached or does not answer (out of file descriptors).
+fn scrape(addr: SocketAddr) -> Option<Vec<common::Sample>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response
+        .strip_prefix("HTTP/1.1 200 OK\r\n")?
+        .split_once("\r\n\r\n")?
+        .1;
+    Some(common::parse_exposition(body))
+}
+
+/// Scrapes `addr` until `done` holds (or the patience runs out): the last scrape.
+fn scrape_until(addr: SocketAddr, done: impl Fn(&[common::Sample]) -> bool) -> Vec<common::Sample> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let samples = scrape(addr);
+        match samples {
+            Some(samples) if done(&samples) || Instant::now() > deadline => return samples,
+            None if Instant::now() > deadline => panic!("{addr} cannot be scraped"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// The value of `name` on the listener of `port`, `error_type` when given.
+fn on_listener(samples: &[common::Sample], name: &str, port: u16, error_type: Option<&str>) -> f64 {
+    let port = port.to_string();
+    let mut labels = vec![
+        ("server_address", "127.0.0.1"),
+        ("server_port", port.as_str()),
+    ];
+    labels.extend(error_type.map(|kind| ("error_type", kind)));
+    common::value(samples, name, &labels)
+}
+
+/// The scrape lines of the connection metrics, for the test's output.
+fn connection_lines(samples: &[common::Sample]) -> String {
+    samples
+        .iter()
+        .filter(|s| {
+            (s.name.contains("connection") || s.name.contains("accept_errors"))
+                && !s.name.ends_with("_bucket")
+        })
+        .map(|s| format!("{} {:?} {}", s.name, s.labels, s.value))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const OPEN: &str = "http_server_open_connections";
+const CLOSED: &str = "http_server_connection_duration_seconds_count";
+const REJECTED: &str = "http_server_rejected_connections_total";
+const ACCEPT_ERRORS: &str = "http_server_accept_errors_total";
+
 /// Slowloris, as the attacker ran it: the server under `ulimit -n 256`, 300 connections
-/// that each send half a request head and stop. The server closes every one of them
-/// (within its header-read timeout, 2 s here, of being accepted: those beyond the
-/// connection cap wait in the backlog meanwhile), never fails an accept for lack of file
-/// descriptors, and `/health` answers again once they are closed. An idle keep-alive
-/// connection is closed the same way.
+/// that each send half a request head and stop. The server holds as many as its
+/// connection cap (128, with the idle connection below), turns the others away at once,
+/// closes the ones it holds within its header-read timeout (2 s here), never fails an
+/// accept for lack of file descriptors, and `/health` answers again once they are
+/// closed. An idle keep-alive connection is closed the same way. `/metrics` (on
+/// `METRICS_ADDR`, which the attack does not reach) shows it all: the cap reached, the
+/// connections turned away, no accept error, and in the end every connection counted
+/// once, closed or turned away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_connections_are_closed_by_the_header_read_timeout() {
     let data = tempfile::tempdir().expect("a temporary folder");
     let server = Server::start_with_open_files(
         data.path(),
-        &[("HEADER_READ_TIMEOUT", "2s"), ("MAX_CONNECTIONS", "128")],
+        &[
+            ("HEADER_READ_TIMEOUT", "2s"),
+            ("MAX_CONNECTIONS", "128"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+        ],
         Some(256),
     );
     let addr = server.addr;
-    let (closed, idle_closed, health) = tokio::task::spawn_blocking(move || {
+    let metrics = server.metrics_addr.expect("the metrics listener");
+    let (closed, idle_closed, health, during, after) = tokio::task::spawn_blocking(move || {
         // A keep-alive connection, idle after its first answer.
         let mut idle = TcpStream::connect(addr).expect("connects");
         idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -779,7 +846,11 @@ async fn half_open_connections_are_closed_by_the_header_read_timeout() {
         assert_eq!(&first, b"HTTP/1.1 200");
 
         let mut attackers: Vec<TcpStream> = (0..300).map(|_| half_open(addr)).collect();
-        // 300 / 128 rounds of 2 s each, with a wide margin for a loaded machine.
+        // The cap is reached: 127 attackers and the idle connection.
+        let during = scrape_until(metrics, |samples| {
+            on_listener(samples, OPEN, addr.port(), None) >= 128.0
+        });
+        // Within 2 s of being accepted, with a wide margin for a loaded machine.
         let deadline = Instant::now() + Duration::from_secs(60);
         let closed = attackers
             .iter_mut()
@@ -787,16 +858,159 @@ async fn half_open_connections_are_closed_by_the_header_read_timeout() {
             .filter(|closed| *closed)
             .count();
         let idle_closed = closed_by_server(&mut idle, deadline);
-        (closed, idle_closed, health_status_line(addr))
+        let health = health_status_line(addr);
+        // The idle connection, the 300 attackers and the health check: each closed after
+        // being served, or turned away.
+        let after = scrape_until(metrics, |samples| {
+            on_listener(samples, CLOSED, addr.port(), None)
+                + on_listener(samples, REJECTED, addr.port(), None)
+                >= 302.0
+        });
+        (closed, idle_closed, health, during, after)
     })
     .await
     .expect("the client thread");
+    println!(
+        "during the attack:\n{}\nafter it:\n{}",
+        connection_lines(&during),
+        connection_lines(&after)
+    );
     assert_eq!(closed, 300, "half-open connections left open by the server");
     assert!(idle_closed, "an idle keep-alive connection stayed open");
     assert_eq!(health, "HTTP/1.1 200 OK");
+    let port = addr.port();
+    assert_eq!(on_listener(&during, OPEN, port, None), 128.0, "the cap");
+    assert_eq!(
+        on_listener(&during, "http_server_connection_limit", port, None),
+        128.0
+    );
+    let (served, rejected) = (
+        on_listener(&after, CLOSED, port, None),
+        on_listener(&after, REJECTED, port, None),
+    );
+    assert_eq!(served + rejected, 302.0, "every connection counted once");
+    assert!(rejected >= 1.0 && served >= 129.0, "{served} {rejected}");
+    assert_eq!(on_listener(&after, OPEN, port, None), 0.0);
+    for kind in ["fd_limit", "out_of_memory", "_OTHER"] {
+        assert_eq!(
+            on_listener(&after, ACCEPT_ERRORS, port, Some(kind)),
+            0.0,
+            "{kind}"
+        );
+    }
     let log = server.log_text();
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(!log.contains("accept error"), "{log}");
+}
+
+/// The open-files limit lowered under the running server (`prlimit`, as an operator
+/// would, or as descriptors taken by something else would) below what its connection cap
+/// assumes, then 100 half-open connections: once the few descriptors left are taken,
+/// accepts fail with "too many open files". Each failure is counted as
+/// `error_type="fd_limit"`, the first one logged (once: not one line per failure), the
+/// accept loop pauses and goes on; once the limit is raised again, the waiting connections
+/// are accepted (the scrape then shows them open beside the errors), closed by the
+/// header-read timeout, every one counted, and `/health` answers.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_errors_for_lack_of_descriptors_are_counted_and_the_server_recovers() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let server = Server::start_with_open_files(
+        data.path(),
+        &[
+            ("HEADER_READ_TIMEOUT", "5s"),
+            ("MAX_CONNECTIONS", "128"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+        ],
+        Some(256),
+    );
+    let (addr, pid) = (server.addr, server.child.id() as i32);
+    let metrics = server.metrics_addr.expect("the metrics listener");
+    let log = server.log.clone();
+    let (during, after, health) = tokio::task::spawn_blocking(move || {
+        let before = scrape(metrics).expect("scraped");
+        let open_fds = common::value(&before, "process_open_fds", &[]) as u64;
+        // 20 descriptors left (the scrape's own was among the open ones).
+        rlimit::prlimit(
+            pid,
+            rlimit::Resource::NOFILE,
+            Some((open_fds + 20, 256)),
+            None,
+        )
+        .expect("prlimit lowers the limit of the server");
+        let mut attackers: Vec<TcpStream> = (0..100).map(|_| half_open(addr)).collect();
+        // The first accept error is logged: the descriptors are gone.
+        let deadline = Instant::now() + PATIENCE;
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("accept error"))
+        {
+            assert!(Instant::now() < deadline, "no accept error logged");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rlimit::prlimit(pid, rlimit::Resource::NOFILE, Some((256, 256)), None)
+            .expect("prlimit raises the limit again");
+        // Every attacker accepted (most of them still open, waiting for their head).
+        let during = scrape_until(metrics, |samples| {
+            on_listener(samples, OPEN, addr.port(), None)
+                + on_listener(samples, CLOSED, addr.port(), None)
+                >= 100.0
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let closed = attackers
+            .iter_mut()
+            .map(|stream| closed_by_server(stream, deadline))
+            .filter(|closed| *closed)
+            .count();
+        assert_eq!(closed, 100, "half-open connections left open by the server");
+        let after = scrape_until(metrics, |samples| {
+            on_listener(samples, CLOSED, addr.port(), None) >= 100.0
+        });
+        (during, after, health_status_line(addr))
+    })
+    .await
+    .expect("the client thread");
+    println!(
+        "during the attack, the limit raised again:\n{}\nafter it:\n{}",
+        connection_lines(&during),
+        connection_lines(&after)
+    );
+    let port = addr.port();
+    assert!(on_listener(&during, ACCEPT_ERRORS, port, Some("fd_limit")) >= 1.0);
+    assert!(on_listener(&during, OPEN, port, None) >= 1.0);
+    assert_eq!(on_listener(&after, CLOSED, port, None), 100.0);
+    assert_eq!(
+        on_listener(&after, REJECTED, port, None),
+        0.0,
+        "below the cap"
+    );
+    assert_eq!(on_listener(&after, OPEN, port, None), 0.0);
+    for kind in ["out_of_memory", "connection_aborted", "_OTHER"] {
+        assert_eq!(
+            on_listener(&after, ACCEPT_ERRORS, port, Some(kind)),
+            0.0,
+            "{kind}"
+        );
+    }
+    assert_eq!(health, "HTTP/1.1 200 OK");
+    let log = server.log_text();
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("accept error"))
+        .collect();
+    assert!(
+        (1..=2).contains(&logged.len()),
+        "logged once per listener, not per failure: {logged:#?}"
+    );
+    let main_listener = format!("listener=127.0.0.1:{port}");
+    assert!(
+        logged
+            .iter()
+            .any(|line| line.contains(&main_listener) && line.contains("fd_limit")),
+        "{logged:#?}"
+    );
 }
 
 /// With 100 half-open connections held (the header-read timeout is far away),
