@@ -9,6 +9,8 @@
 //!   ([`RouteLabel`](http_metrics::RouteLabel), [`Classify`](http_metrics::Classify)),
 //!   and the module doc that says exactly when a request counts as finished.
 //! - [`Exporter`]: the `/metrics` service.
+//! - `MetricsRecorder` (feature `metrics-facade`): the `metrics` facade's recorder,
+//!   writing into the same registry.
 //! - The collectors, each usable alone: `ProcessCollector` (feature `process`),
 //!   `RuntimeCollector` (feature `runtime`), `HeapCollector` and `CountingAllocator`
 //!   (feature `heap`).
@@ -37,6 +39,8 @@ mod heap;
 mod histogram;
 pub mod http_metrics;
 mod metrics;
+#[cfg(feature = "metrics-facade")]
+mod metrics_facade;
 #[cfg(feature = "process")]
 mod process;
 #[cfg(feature = "runtime")]
@@ -56,6 +60,9 @@ pub use http_metrics::{
     Traceparent, UrlScheme,
 };
 pub use metrics::{Metrics, MetricsBuilder};
+#[cfg(feature = "metrics-facade")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics-facade")))]
+pub use metrics_facade::{MetricsRecorder, MetricsRecorderBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;
 /// The `prometheus-client` this crate registers into: use it for metrics of your own,

@@ -1,0 +1,89 @@
+//! The scrape side of the facade: its families, encoded by `prometheus-client` in every
+//! format the exporter serves.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, MetricEncoder, NoLabelSet,
+};
+
+use super::names::OVERFLOW_LABEL;
+use super::{Cell, Shared, read};
+
+/// The facade's families, registered in the registry as one collector.
+pub(super) struct Published(pub(super) Arc<Shared>);
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Published").finish_non_exhaustive()
+    }
+}
+
+/// The labels of a series, valid and sorted when it was created.
+struct Labels<'a>(&'a [(Arc<str>, Arc<str>)]);
+
+impl EncodeLabelSet for Labels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, value) in self.0 {
+            (&**name, &**value).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// The labels of the series beyond the cap.
+struct Overflow;
+
+impl EncodeLabelSet for Overflow {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        (OVERFLOW_LABEL, "true").encode(encoder.encode_label())
+    }
+}
+
+impl Cell {
+    fn encode(&self, encoder: &mut MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        match self {
+            // One load: a counter read by a scrape is never torn, nor lower than the
+            // one read by the scrape before.
+            Cell::Counter(counter) => encoder.encode_counter::<NoLabelSet, u64, u64>(
+                &counter.0.load(std::sync::atomic::Ordering::Relaxed),
+                None,
+            ),
+            Cell::Gauge(gauge) => encoder.encode_gauge(&gauge.value()),
+            Cell::Histogram(histogram) => histogram.0.encode(encoder),
+        }
+    }
+}
+
+impl Collector for Published {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        // A family is published once it exists; its series list grows under a write
+        // lock held only while a new label set is pushed.
+        let families = read(&self.0.published).clone();
+        for family in &families {
+            let series = read(&family.series);
+            let overflow = family.overflow.get();
+            if series.is_empty() && overflow.is_none() {
+                continue;
+            }
+            let descriptions = read(&self.0.descriptions);
+            let help = descriptions[family.kind.slot()]
+                .get(&family.described_as)
+                .map_or(family.undescribed.as_str(), |d| d.help.as_str());
+            let mut encoder = encoder.encode_descriptor(
+                &family.name,
+                help,
+                family.unit.as_ref(),
+                family.kind.metric_type(),
+            )?;
+            for (labels, cell) in series.iter() {
+                cell.encode(&mut encoder.encode_family(&Labels(labels))?)?;
+            }
+            if let Some(cell) = overflow {
+                cell.encode(&mut encoder.encode_family(&Overflow)?)?;
+            }
+        }
+        Ok(())
+    }
+}
