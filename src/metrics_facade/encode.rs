@@ -42,16 +42,22 @@ impl EncodeLabelSet for Overflow {
 }
 
 impl Cell {
-    fn encode(&self, encoder: &mut MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+    /// Encodes the value, times `scale` (to the base unit; 1 without a unit).
+    fn encode(&self, encoder: &mut MetricEncoder<'_>, scale: f64) -> Result<(), std::fmt::Error> {
         match self {
             // One load: a counter read by a scrape is never torn, nor lower than the
             // one read by the scrape before.
-            Cell::Counter(counter) => encoder.encode_counter::<NoLabelSet, u64, u64>(
-                &counter.0.load(std::sync::atomic::Ordering::Relaxed),
-                None,
-            ),
-            Cell::Gauge(gauge) => encoder.encode_gauge(&gauge.value()),
-            Cell::Histogram(histogram) => histogram.0.encode(encoder),
+            Cell::Counter(counter) => {
+                let value = counter.0.load(std::sync::atomic::Ordering::Relaxed);
+                if scale == 1.0 {
+                    encoder.encode_counter::<NoLabelSet, u64, u64>(&value, None)
+                } else {
+                    encoder.encode_counter::<NoLabelSet, f64, f64>(&(value as f64 * scale), None)
+                }
+            }
+            Cell::Gauge(gauge) => encoder.encode_gauge(&(gauge.value() * scale)),
+            // Scaled when recorded.
+            Cell::Histogram(histogram) => histogram.core.encode(encoder),
         }
     }
 }
@@ -78,10 +84,10 @@ impl Collector for Published {
                 family.kind.metric_type(),
             )?;
             for (labels, cell) in series.iter() {
-                cell.encode(&mut encoder.encode_family(&Labels(labels))?)?;
+                cell.encode(&mut encoder.encode_family(&Labels(labels))?, family.scale)?;
             }
             if let Some(cell) = overflow {
-                cell.encode(&mut encoder.encode_family(&Overflow)?)?;
+                cell.encode(&mut encoder.encode_family(&Overflow)?, family.scale)?;
             }
         }
         Ok(())

@@ -17,10 +17,15 @@
 //! - As metrics-exporter-prometheus with `with_recommended_naming(true)`: a counter's
 //!   samples end in `_total` (`orders` and `orders_total` are both `orders_total`), and a
 //!   unit given to `describe_*!` before the metric's first use is appended to the name
-//!   when it is not already there (`Unit::Seconds` makes `db.query` `db_query_seconds`;
-//!   a counter's unit goes before `_total`; `Unit::Count` adds nothing, `Unit::Percent`
-//!   adds `_ratio`), with an OpenMetrics `# UNIT` line. The name is fixed when the metric
-//!   is first used: a later description changes its help text only.
+//!   when it is not already there, with an OpenMetrics `# UNIT` line (`Unit::Seconds`
+//!   makes `db.query` `db_query_seconds`; a counter's unit goes before `_total`;
+//!   `Unit::Count` adds nothing). Unlike metrics-exporter-prometheus, units are
+//!   published in Prometheus' base units, values converted: milli-, micro- and
+//!   nanoseconds as `_seconds`, kibi- to tebibytes as `_bytes`, kilo- to terabits per
+//!   second as `_bits_per_second`, a percentage as a `_ratio` (times 0.01). A
+//!   histogram's values are converted when recorded, so its buckets are in the base unit
+//!   too. The name is fixed when the metric is first used: a later description changes
+//!   its help text only.
 //! - The help text is the description (`describe_counter!` and the like), or, for a
 //!   metric never described, `Recorded through the metrics facade as NAME.`
 //!
@@ -445,13 +450,17 @@ impl GaugeFn for GaugeCell {
     }
 }
 
-/// A histogram's buckets: the crate's lock-free histogram.
+/// A histogram's buckets: the crate's lock-free histogram, its values scaled to the
+/// base unit when they are recorded (the bounds are in the base unit).
 #[derive(Debug)]
-pub(super) struct HistogramCell(HistogramCore);
+pub(super) struct HistogramCell {
+    core: HistogramCore,
+    scale: f64,
+}
 
 impl HistogramFn for HistogramCell {
     fn record(&self, value: f64) {
-        self.0.observe(value);
+        self.core.observe(value * self.scale);
     }
 }
 
@@ -520,7 +529,10 @@ impl Instrument for HistogramCell {
             .buckets
             .clone()
             .unwrap_or_else(Buckets::duration_seconds);
-        Arc::new(HistogramCell(HistogramCore::new(buckets)))
+        Arc::new(HistogramCell {
+            core: HistogramCore::new(buckets),
+            scale: family.scale,
+        })
     }
     fn cell(this: Arc<Self>) -> Cell {
         Cell::Histogram(this)
@@ -567,6 +579,9 @@ pub(super) struct Family {
     /// Without the unit suffix and a counter's `_total`, which the encoder adds.
     name: String,
     unit: Option<Unit>,
+    /// What a value recorded is multiplied by to be in `unit` (milliseconds to seconds:
+    /// 0.001); 1 without a unit.
+    scale: f64,
     /// The name made valid, as descriptions are filed.
     described_as: String,
     /// The help text of a metric never described.
@@ -680,7 +695,8 @@ impl Shared {
         let unit = read(&self.descriptions)[kind.slot()]
             .get(name)
             .and_then(|description| description.unit)
-            .and_then(names::unit_suffix);
+            .and_then(names::base_unit);
+        let scale = unit.map_or(1.0, |(_, scale)| scale);
         let mut stem = name;
         if kind == Kind::Counter {
             stem = stem
@@ -688,7 +704,7 @@ impl Shared {
                 .filter(|s| !s.is_empty())
                 .unwrap_or(stem);
         }
-        let unit = unit.map(|suffix| {
+        let unit = unit.map(|(suffix, _)| {
             if let Some(without) = stem
                 .strip_suffix(suffix)
                 .and_then(|s| s.strip_suffix('_'))
@@ -740,6 +756,7 @@ impl Shared {
             kind,
             name: stem.to_owned(),
             unit,
+            scale,
             described_as: name.to_owned(),
             undescribed: names::help(&format!(
                 "Recorded through the metrics facade as {written}."

@@ -60,18 +60,11 @@ pub(super) fn labels(key: &Key, kind: Kind) -> Labels {
     labels.into_boxed_slice()
 }
 
-/// A help text both text formats accept: backslashes and line feeds escaped.
+/// A help text both text formats accept: line breaks become spaces. (The Prometheus
+/// text encoder escapes backslashes and line feeds, the OpenMetrics one writes the text
+/// as it is: a line feed would end the line there.)
 pub(super) fn help(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '\n' => escaped.push_str("\\n"),
-            '\r' => {}
-            c => escaped.push(c),
-        }
-    }
-    escaped
+    text.replace("\r\n", " ").replace(['\n', '\r'], " ")
 }
 
 /// The names a family called `name` (its unit included, a counter's `_total` not)
@@ -85,14 +78,32 @@ pub(super) fn sample_names(name: &str, kind: Kind) -> Vec<String> {
     suffixes.iter().map(|s| format!("{name}{s}")).collect()
 }
 
-/// The unit suffix of a `metrics` unit, as metrics-exporter-prometheus writes it with
-/// its recommended naming: none for a count, `ratio` for a percentage.
-pub(super) fn unit_suffix(unit: metrics::Unit) -> Option<&'static str> {
-    match unit {
-        metrics::Unit::Count => None,
-        metrics::Unit::Percent => Some("ratio"),
-        unit => Some(unit.as_str()),
-    }
+/// The base unit a `metrics` unit is published in, as Prometheus wants it, and the
+/// factor from one to the other: milliseconds are published as seconds (values times
+/// 0.001), kibibytes as bytes, a percentage as a ratio (times 0.01); a count has no
+/// suffix. (metrics-exporter-prometheus appends the unit as it is, `_milliseconds`,
+/// which promtool rejects: "use base unit".)
+pub(super) fn base_unit(unit: metrics::Unit) -> Option<(&'static str, f64)> {
+    use metrics::Unit;
+    Some(match unit {
+        Unit::Count => return None,
+        Unit::Percent => ("ratio", 0.01),
+        Unit::Seconds => ("seconds", 1.0),
+        Unit::Milliseconds => ("seconds", 1e-3),
+        Unit::Microseconds => ("seconds", 1e-6),
+        Unit::Nanoseconds => ("seconds", 1e-9),
+        Unit::Bytes => ("bytes", 1.0),
+        Unit::Kibibytes => ("bytes", 1024.0),
+        Unit::Mebibytes => ("bytes", 1024.0 * 1024.0),
+        Unit::Gibibytes => ("bytes", 1024.0 * 1024.0 * 1024.0),
+        Unit::Tebibytes => ("bytes", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        Unit::BitsPerSecond => ("bits_per_second", 1.0),
+        Unit::KilobitsPerSecond => ("bits_per_second", 1e3),
+        Unit::MegabitsPerSecond => ("bits_per_second", 1e6),
+        Unit::GigabitsPerSecond => ("bits_per_second", 1e9),
+        Unit::TerabitsPerSecond => ("bits_per_second", 1e12),
+        Unit::CountPerSecond => ("per_second", 1.0),
+    })
 }
 
 #[cfg(test)]
@@ -146,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn help_texts_are_escaped() {
-        assert_eq!(help("a \\ b\nc \"d\""), "a \\\\ b\\nc \"d\"");
+    fn help_texts_fit_on_one_line() {
+        assert_eq!(help("a \\ b\nc \"d\"\r\ne"), "a \\ b c \"d\" e");
     }
 }
