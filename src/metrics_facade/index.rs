@@ -94,7 +94,7 @@ pub(super) struct Index<T> {
     current: AtomicUsize,
     levels: [OnceLock<Table<T>>; LEVELS],
     /// The entries, counted by the writer, which holds this lock.
-    writer: Mutex<usize>,
+    pub(super) writer: Mutex<usize>,
 }
 
 impl<T: Clone> Index<T> {

@@ -312,11 +312,11 @@ impl MetricsRecorder {
     /// let metrics = tower_prometheus::Metrics::new();
     /// metrics::with_local_recorder(&metrics.recorder(), || {
     ///     // One of the crate's own families.
-    ///     metrics::gauge!("process_open_fds").set(1.0);
+    ///     metrics::gauge!("http.server.active_requests").set(1.0);
     /// });
     /// let refused = metrics.recorder().refused();
     /// assert_eq!(refused.len(), 1);
-    /// assert!(refused[0].contains("process_open_fds"), "{refused:?}");
+    /// assert!(refused[0].contains("is a metric of tower-prometheus"), "{refused:?}");
     /// ```
     pub fn refused(&self) -> Vec<String> {
         lock(&self.shared.refused).clone()
@@ -844,5 +844,55 @@ impl crate::MetricsBuilder {
     pub fn metrics_recorder(mut self, recorder: MetricsRecorderBuilder) -> Self {
         self.metrics_recorder = recorder;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Once its series exist, recording takes none of the recorder's locks: every one of
+    /// them is held by this test while another thread records.
+    #[test]
+    fn existing_series_are_recorded_without_a_lock() {
+        let recorder = MetricsRecorder::builder()
+            .build(&mut Registry::default())
+            .expect("valid options");
+        let record = |recorder: &MetricsRecorder| {
+            metrics::with_local_recorder(recorder, || {
+                metrics::counter!("orders", "kind" => "new").increment(1);
+                metrics::gauge!("queue", "name" => "jobs").increment(1.0);
+                metrics::histogram!("latency", "route" => "/").record(0.1);
+            });
+        };
+        record(&recorder);
+        let shared = &recorder.shared;
+        let families = read(&shared.published).clone();
+        assert_eq!(families.len(), 3);
+        let _series: Vec<_> = families.iter().map(|f| write(&f.series)).collect();
+        let _state = lock(&shared.state);
+        let _published = write(&shared.published);
+        let _descriptions = write(&shared.descriptions);
+        let _refused = lock(&shared.refused);
+        let _writers = (
+            shared.counters.writer.lock(),
+            shared.gauges.writer.lock(),
+            shared.histograms.writer.lock(),
+        );
+        let (done, finished) = mpsc::channel();
+        let other = recorder.clone();
+        std::thread::spawn(move || {
+            for _ in 0..1_000 {
+                record(&other);
+            }
+            let _ = done.send(());
+        });
+        // A lock taken would wait forever: ten seconds is ample for 1,000 rounds.
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("recording went on while every lock was held");
     }
 }
