@@ -797,3 +797,114 @@ fn a_recorder_on_a_registry_of_its_own() {
         assert!(invalid.build(&mut Registry::default()).is_err());
     }
 }
+
+/// The families of a text exposition whose names start with `prefix`: type and the
+/// label names of their samples (`le` and `quantile` left out).
+fn shapes(text: &str, prefix: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let types = families(text);
+    let samples = parse(text);
+    types
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(name, kind)| {
+            let labels = samples
+                .iter()
+                .filter(|s| s.name.starts_with(name.as_str()))
+                .flat_map(|s| s.labels.keys().cloned())
+                .filter(|label| label != "le" && label != "quantile")
+                .collect();
+            (name, (kind, labels))
+        })
+        .collect()
+}
+
+/// axum-prometheus's own layer, kept while dashboards move (the guide's "Coming from
+/// axum-prometheus"), publishes through this crate's recorder the families, types and
+/// label names that its own exporter set-up (metrics-exporter-prometheus, as
+/// `PrometheusMetricLayer::pair` builds it) publishes for the same requests; only its
+/// body-size summary becomes a histogram.
+#[test]
+fn axum_prometheus_metrics_keep_their_names_through_the_facade() {
+    use axum_prometheus::utils::SECONDS_DURATION_BUCKETS;
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    use tower::ServiceExt;
+
+    fn requests(recorder: &dyn metrics::Recorder) {
+        metrics::with_local_recorder(recorder, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let layer = axum_prometheus::PrometheusMetricLayerBuilder::new()
+                    .enable_response_body_size(true)
+                    .build();
+                let app: Router = Router::new()
+                    .route("/items/{id}", get(|| async { "an item" }))
+                    .route(
+                        "/fail",
+                        get(|| async { http::StatusCode::INTERNAL_SERVER_ERROR }),
+                    )
+                    .layer(layer);
+                for uri in ["/items/1", "/items/2", "/fail", "/missing"] {
+                    let request = Request::get(uri).body(Body::empty()).expect("valid");
+                    let response = app.clone().oneshot(request).await.expect("infallible");
+                    response.into_body().collect().await.expect("a body");
+                }
+            });
+        });
+    }
+
+    let theirs = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("axum_http_requests_duration_seconds".into()),
+            SECONDS_DURATION_BUCKETS,
+        )
+        .expect("buckets")
+        .build_recorder();
+    requests(&theirs);
+    let their_text = theirs.handle().render();
+
+    let metrics = quiet(
+        MetricsRecorder::builder()
+            .buckets_for_name("axum_http_response_body_size", [64.0, 1024.0, 65536.0]),
+    );
+    requests(&metrics.recorder());
+    let (ours, _) = checked_scrape(&metrics);
+
+    let mut expected = shapes(&their_text, "axum_");
+    let body_size = expected
+        .get_mut("axum_http_response_body_size")
+        .expect("their body-size metric");
+    assert_eq!(body_size.0, "summary");
+    body_size.0 = "histogram".into();
+    assert_eq!(expected.len(), 4, "{their_text}");
+    assert_eq!(
+        shapes(&ours, "axum_"),
+        expected,
+        "ours:\n{ours}\ntheirs:\n{their_text}"
+    );
+    let samples = parse(&ours);
+    let labels = [
+        ("method", "GET"),
+        ("endpoint", "/items/{id}"),
+        ("status", "200"),
+    ];
+    assert_eq!(
+        value(&samples, "axum_http_requests_total", &labels),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "axum_http_requests_duration_seconds_count",
+            &labels
+        ),
+        Some(2.0)
+    );
+    let their_samples = parse(&their_text);
+    assert_eq!(
+        value(&their_samples, "axum_http_requests_total", &labels),
+        Some(2.0)
+    );
+}
