@@ -50,7 +50,7 @@ impl Peer {
             }
             Peer::MetricsExporterPrometheus => Box::new(
                 PrometheusBuilder::new()
-                    .set_buckets(&tower_prometheus::Buckets::duration_seconds().bounds())
+                    .set_buckets(tower_prometheus::Buckets::duration_seconds().bounds())
                     .expect("buckets")
                     .build_recorder(),
             ),
