@@ -26,6 +26,8 @@
 //!   histogram's values are converted when recorded, so its buckets are in the base unit
 //!   too. The name is fixed when the metric is first used: a later description changes
 //!   its help text only.
+//! - [`MetricsBuilder::prefix`](crate::MetricsBuilder::prefix) does not apply: it is for
+//!   the crate's own metrics, and facade metrics are yours.
 //! - The help text is the description (`describe_counter!` and the like), or, for a
 //!   metric never described, `Recorded through the metrics facade as NAME.`
 //!
@@ -185,7 +187,8 @@ impl MetricsRecorderBuilder {
     /// A recorder publishing into `registry`, for a registry that is not the one of
     /// [`Metrics`](crate::Metrics) (which builds its own: see
     /// [`MetricsBuilder::metrics_recorder`](crate::MetricsBuilder::metrics_recorder)).
-    /// Names already in the registry are refused to facade metrics.
+    /// Names already in the registry (found by encoding it once, here) are refused to
+    /// facade metrics.
     ///
     /// ```
     /// use prometheus_client::registry::Registry;
@@ -650,8 +653,10 @@ impl Shared {
         }
         let name = names::metric_name(key.name());
         let family_key = (I::KIND, name);
+        let mut refusal = None;
         if !state.families.contains_key(&family_key) {
-            let entry = self.new_family(&mut state, I::KIND, &family_key.1, key.name());
+            let entry =
+                self.new_family(&mut state, I::KIND, &family_key.1, key.name(), &mut refusal);
             state.families.insert(family_key.clone(), entry);
         }
         let max_series = self.options.max_series;
@@ -687,11 +692,24 @@ impl Shared {
             *indexed += 1;
             I::index(self).insert(key.to_retained(), found.clone());
         }
+        drop(state);
+        // Outside the lock: a subscriber may record metrics of its own.
+        if let Some(message) = refusal {
+            tracing::warn!("{message}");
+        }
         found
     }
 
-    /// A family for a name seen for the first time, or the reason it is refused.
-    fn new_family(&self, state: &mut State, kind: Kind, name: &str, written: &str) -> Entry {
+    /// A family for a name seen for the first time; or `Refused`, with the message to log
+    /// in `refusal`.
+    fn new_family(
+        &self,
+        state: &mut State,
+        kind: Kind,
+        name: &str,
+        written: &str,
+        refusal: &mut Option<String>,
+    ) -> Entry {
         let unit = read(&self.descriptions)[kind.slot()]
             .get(name)
             .and_then(|description| description.unit)
@@ -723,7 +741,7 @@ impl Shared {
             None => stem.to_owned(),
         };
         let samples = names::sample_names(&full, kind);
-        let refusal = if full.is_empty() || !crate::error::is_valid_metric_name(&full) {
+        let reason = if full.is_empty() || !crate::error::is_valid_metric_name(&full) {
             Some(format!("{written:?} is not a name Prometheus accepts"))
         } else if let Some(other) = samples.iter().find_map(|s| state.samples.get(s)) {
             Some(format!(
@@ -740,13 +758,13 @@ impl Shared {
         } else {
             None
         };
-        if let Some(reason) = refusal {
+        if let Some(reason) = reason {
             let message = format!(
                 "metrics facade: {} {written:?} refused, its values are dropped: {reason}",
                 kind.name()
             );
-            tracing::warn!("{message}");
-            lock(&self.refused).push(message);
+            lock(&self.refused).push(message.clone());
+            *refusal = Some(message);
             return Entry::Refused { indexed: 0 };
         }
         for sample in samples {
