@@ -3,8 +3,10 @@
 //! through `metrics`, in every exposition format, checked by promtool and the reference
 //! OpenMetrics parser; the cap, the collisions, local recorders, a second install.
 //!
-//! The global recorder is one per process: [`through_the_global_recorder`] is the only
-//! test that installs it; the others use `metrics::with_local_recorder`.
+//! The global recorder is one per process: the test whose name starts with
+//! `through_the_global_recorder` is the only one that installs it; the others use
+//! `metrics::with_local_recorder`. The tests that need promtool and the Python parser
+//! say so in their names.
 
 mod common;
 
@@ -55,14 +57,20 @@ fn families(text: &str) -> BTreeMap<String, String> {
     families
 }
 
-/// Both text formats of `metrics`, checked by promtool and the OpenMetrics parser.
-fn checked_scrape(metrics: &Metrics) -> (String, String) {
+/// Both text formats of `metrics`, each family once.
+fn scrape(metrics: &Metrics) -> (String, String) {
     let text = common::prometheus_text(metrics.registry());
     let openmetrics = common::openmetrics_text(metrics.registry());
-    promtool_check_metrics(&text);
-    python_openmetrics_check(&openmetrics);
     families(&text);
     families(&openmetrics);
+    (text, openmetrics)
+}
+
+/// Both text formats of `metrics`, checked by promtool and the OpenMetrics parser.
+fn checked_scrape(metrics: &Metrics) -> (String, String) {
+    let (text, openmetrics) = scrape(metrics);
+    promtool_check_metrics(&text);
+    python_openmetrics_check(&openmetrics);
     (text, openmetrics)
 }
 
@@ -152,7 +160,7 @@ async fn scrape_over_http(addr: SocketAddr, accept: &str) -> (String, Bytes) {
 }
 
 #[test]
-fn through_the_global_recorder() {
+fn through_the_global_recorder_checked_by_promtool_and_the_openmetrics_parser() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -521,8 +529,7 @@ fn promtool_lint_only(text: &str, lint: &str) {
 // Local recorders.
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn the_cap_sends_new_label_sets_to_the_overflow_series() {
+fn over_the_cap() -> Metrics {
     let metrics = quiet(MetricsRecorder::builder().max_series(3));
     metrics::with_local_recorder(&metrics.recorder(), || {
         for user in 1..=5u32 {
@@ -535,7 +542,12 @@ fn the_cap_sends_new_label_sets_to_the_overflow_series() {
         // A series that exists keeps counting after the cap is reached.
         counter!("logins", "user" => "1").increment(10);
     });
-    let (text, _) = checked_scrape(&metrics);
+    metrics
+}
+
+#[test]
+fn the_cap_sends_new_label_sets_to_the_overflow_series() {
+    let (text, _) = scrape(&over_the_cap());
     let samples = parse(&text);
     assert_eq!(
         value(&samples, "logins_total", &[("user", "1")]),
@@ -571,8 +583,7 @@ fn the_cap_sends_new_label_sets_to_the_overflow_series() {
     );
 }
 
-#[test]
-fn names_clashing_with_other_families_are_refused_and_published_once() {
+fn clashing() -> Metrics {
     let mut registry = Registry::default();
     let jobs: Counter = Counter::default();
     registry.register("jobs", "Jobs run", jobs.clone());
@@ -601,6 +612,12 @@ fn names_clashing_with_other_families_are_refused_and_published_once() {
         // Refused twice, logged once.
         counter!("jobs").increment(1);
     });
+    metrics
+}
+
+#[test]
+fn names_clashing_with_other_families_are_refused_and_published_once() {
+    let metrics = clashing();
     // A name the facade holds cannot be registered afterwards.
     let error = metrics
         .register("cache_hits", "Hits", Counter::<u64>::default())
@@ -633,7 +650,7 @@ fn names_clashing_with_other_families_are_refused_and_published_once() {
         assert!(message.contains(what) && message.contains(why), "{message}");
     }
 
-    let (text, _) = checked_scrape(&metrics);
+    let (text, _) = scrape(&metrics);
     let samples = parse(&text);
     assert_eq!(
         value(&samples, "jobs_total", &[]),
@@ -658,20 +675,19 @@ fn local_recorders_keep_their_metrics_apart() {
         counter!("visits", "page" => "home").increment(1);
     });
     // Outside: no local recorder, and no global one in this test: nothing recorded.
-    let samples = parse(&checked_scrape(&first).0);
+    let samples = parse(&scrape(&first).0);
     assert_eq!(
         value(&samples, "visits_total", &[("page", "home")]),
         Some(2.0)
     );
-    let samples = parse(&checked_scrape(&second).0);
+    let samples = parse(&scrape(&second).0);
     assert_eq!(
         value(&samples, "visits_total", &[("page", "home")]),
         Some(5.0)
     );
 }
 
-#[test]
-fn names_labels_units_and_help_are_made_valid() {
+fn awkward_names() -> Metrics {
     let metrics = quiet(MetricsRecorder::builder());
     metrics::with_local_recorder(&metrics.recorder(), || {
         describe_counter!(
@@ -700,7 +716,13 @@ fn names_labels_units_and_help_are_made_valid() {
         describe_gauge!("late.seconds", Unit::Milliseconds, "Described late");
         counter!("1xx").increment(1);
     });
-    let (text, openmetrics) = checked_scrape(&metrics);
+    metrics
+}
+
+#[test]
+fn names_labels_units_and_help_are_made_valid() {
+    let metrics = awkward_names();
+    let (text, openmetrics) = scrape(&metrics);
     let samples = parse(&text);
     assert_eq!(
         value(
@@ -772,7 +794,6 @@ fn a_recorder_on_a_registry_of_its_own() {
         histogram!("exact.two").record(1.5);
     });
     let text = common::prometheus_text(&registry);
-    promtool_check_metrics(&text);
     let samples: Vec<Sample> = parse(&text);
     assert_eq!(
         value(&samples, "other_bucket", &[("le", "2")]),
@@ -824,7 +845,7 @@ fn shapes(text: &str, prefix: &str) -> BTreeMap<String, (String, BTreeSet<String
 /// `PrometheusMetricLayer::pair` builds it) publishes for the same requests; only its
 /// body-size summary becomes a histogram.
 #[test]
-fn axum_prometheus_metrics_keep_their_names_through_the_facade() {
+fn axum_prometheus_metrics_keep_their_names_through_the_facade_checked_by_promtool() {
     use axum_prometheus::utils::SECONDS_DURATION_BUCKETS;
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     use tower::ServiceExt;
@@ -907,4 +928,14 @@ fn axum_prometheus_metrics_keep_their_names_through_the_facade() {
         value(&their_samples, "axum_http_requests_total", &labels),
         Some(2.0)
     );
+}
+
+/// The expositions of the tests above, made of awkward names, label values and help
+/// texts, overflow series and refused clashes, as promtool and the reference OpenMetrics
+/// parser read them.
+#[test]
+fn promtool_and_the_openmetrics_parser_accept_the_facade_expositions() {
+    for metrics in [over_the_cap(), clashing(), awkward_names()] {
+        checked_scrape(&metrics);
+    }
 }
