@@ -58,6 +58,7 @@ CONFIGS = [
     # With --features task-metrics only.
     "tower_prometheus_task_metrics",
     "tower_prometheus_native_exemplars",
+    "tower_prometheus_axum_preset",
     "axum_prometheus",
     "hand_written_prometheus_client",
 ]
@@ -66,6 +67,7 @@ FLOOR_OF = {
     "tower_prometheus": "floor_body_sizes",
     "tower_prometheus_duration_only": "floor",
     "tower_prometheus_full_options": "floor_body_sizes",
+    "tower_prometheus_axum_preset": "floor_body_sizes",
     # The floor sent the same requests, a sampled `traceparent` included.
     "tower_prometheus_native_exemplars": "floor_traced",
 }

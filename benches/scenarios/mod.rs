@@ -47,7 +47,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower::util::MapRequest;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_prometheus::{HttpMetricsLayer, Metrics};
+use tower_prometheus::{HttpMetricsLayer, Metrics, Naming};
 
 /// The route of every scenario.
 pub const ROUTE: &str = "/api/invoices/{id}";
@@ -85,6 +85,8 @@ pub enum Config {
     /// Ours with native histograms and exemplars on, every request with a sampled
     /// `traceparent`.
     TowerPrometheusNativeExemplars,
+    /// Ours with `naming(Naming::AxumPrometheus)`: in-flight gauges per route.
+    TowerPrometheusAxumPreset,
     /// `axum-prometheus` 0.10.1's `PrometheusMetricLayer::pair()`.
     AxumPrometheus,
     /// The middleware one writes by hand with `prometheus-client`.
@@ -94,24 +96,6 @@ pub enum Config {
 impl Config {
     /// Every configuration, in the order of the tables.
     #[cfg(not(feature = "task-metrics"))]
-    pub const ALL: [Config; 11] = [
-        Config::Bare,
-        Config::Floor,
-        Config::FloorTraced,
-        Config::FloorBodySizes,
-        Config::FloorShared,
-        Config::TowerPrometheus,
-        Config::TowerPrometheusDurationOnly,
-        Config::TowerPrometheusFullOptions,
-        Config::TowerPrometheusNativeExemplars,
-        Config::AxumPrometheus,
-        Config::HandWritten,
-    ];
-
-    /// Every configuration, in the order of the tables (`scripts/instructions.sh` builds
-    /// with `task-metrics`, so that the other scenarios show that the option costs
-    /// nothing when off).
-    #[cfg(feature = "task-metrics")]
     pub const ALL: [Config; 12] = [
         Config::Bare,
         Config::Floor,
@@ -122,7 +106,27 @@ impl Config {
         Config::TowerPrometheusDurationOnly,
         Config::TowerPrometheusFullOptions,
         Config::TowerPrometheusNativeExemplars,
+        Config::TowerPrometheusAxumPreset,
+        Config::AxumPrometheus,
+        Config::HandWritten,
+    ];
+
+    /// Every configuration, in the order of the tables (`scripts/instructions.sh` builds
+    /// with `task-metrics`, so that the other scenarios show that the option costs
+    /// nothing when off).
+    #[cfg(feature = "task-metrics")]
+    pub const ALL: [Config; 13] = [
+        Config::Bare,
+        Config::Floor,
+        Config::FloorTraced,
+        Config::FloorBodySizes,
+        Config::FloorShared,
+        Config::TowerPrometheus,
+        Config::TowerPrometheusDurationOnly,
+        Config::TowerPrometheusFullOptions,
+        Config::TowerPrometheusNativeExemplars,
         Config::TowerPrometheusTaskMetrics,
+        Config::TowerPrometheusAxumPreset,
         Config::AxumPrometheus,
         Config::HandWritten,
     ];
@@ -141,6 +145,7 @@ impl Config {
             #[cfg(feature = "task-metrics")]
             Config::TowerPrometheusTaskMetrics => "tower_prometheus_task_metrics",
             Config::TowerPrometheusNativeExemplars => "tower_prometheus_native_exemplars",
+            Config::TowerPrometheusAxumPreset => "tower_prometheus_axum_preset",
             Config::AxumPrometheus => "axum_prometheus",
             Config::HandWritten => "hand_written_prometheus_client",
         }
@@ -186,6 +191,10 @@ impl Config {
                  every request with a sampled `traceparent` header (which the client sets: \
                  its insertion is counted too)"
             }
+            Config::TowerPrometheusAxumPreset => {
+                "ours with `naming(Naming::AxumPrometheus)`: axum-prometheus' names, the \
+                 in-flight gauge per route and method (its group found from the route id)"
+            }
             Config::AxumPrometheus => "`axum_prometheus::PrometheusMetricLayer::pair()` (0.10.1)",
             Config::HandWritten => {
                 "`prometheus-client` by hand: `String` labels, `Family::get_or_create`, \
@@ -201,9 +210,9 @@ impl Config {
     pub fn floor(self) -> Option<Config> {
         match self {
             Config::TowerPrometheusDurationOnly => Some(Config::Floor),
-            Config::TowerPrometheus | Config::TowerPrometheusFullOptions => {
-                Some(Config::FloorBodySizes)
-            }
+            Config::TowerPrometheus
+            | Config::TowerPrometheusFullOptions
+            | Config::TowerPrometheusAxumPreset => Some(Config::FloorBodySizes),
             // The floor sent the same requests, a sampled `traceparent` included.
             Config::TowerPrometheusNativeExemplars => Some(Config::FloorTraced),
             _ => None,
@@ -251,6 +260,14 @@ pub const TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static("tr
 
 /// The value of that header.
 pub const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// The options of [`Config::TowerPrometheusAxumPreset`].
+fn axum_preset() -> Metrics {
+    Metrics::builder()
+        .http(HttpMetricsLayer::builder().naming(Naming::AxumPrometheus))
+        .build()
+        .expect("valid options")
+}
 
 fn duration_only() -> Metrics {
     Metrics::builder()
@@ -306,6 +323,7 @@ impl App {
             #[cfg(feature = "task-metrics")]
             Config::TowerPrometheusTaskMetrics => Shared::Ours(task_metrics()),
             Config::TowerPrometheusNativeExemplars => Shared::Ours(native_exemplars()),
+            Config::TowerPrometheusAxumPreset => Shared::Ours(axum_preset()),
             Config::AxumPrometheus => Shared::AxumPrometheus(Box::new(axum_prometheus())),
             Config::HandWritten => Shared::HandWritten(hand_written::Metrics::new()),
         };
@@ -342,13 +360,16 @@ impl App {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, metrics.registry())
             .expect("the registry encodes");
-        let route = format!("http_route=\"{ROUTE}\"");
+        let (count, route) = match self.config {
+            Config::TowerPrometheusAxumPreset => {
+                ("axum_http_requests_duration_seconds_count{", "endpoint")
+            }
+            _ => ("http_server_request_duration_seconds_count{", "http_route"),
+        };
+        let route = format!("{route}=\"{ROUTE}\"");
         Some(
             text.lines()
-                .filter(|line| {
-                    line.starts_with("http_server_request_duration_seconds_count{")
-                        && line.contains(&route)
-                })
+                .filter(|line| line.starts_with(count) && line.contains(&route))
                 .map(|line| {
                     let value = line.rsplit(' ').next().expect("a value");
                     value.parse::<u64>().expect("a count")
