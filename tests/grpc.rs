@@ -157,7 +157,7 @@ fn call(code: Code, messages: u32, delay_ms: u64) -> Call {
 
 async fn unary<T>(
     grpc: &mut tonic::client::Grpc<T>,
-    path: &'static str,
+    path: &str,
     call: Request<Call>,
 ) -> Result<Reply, Status>
 where
@@ -170,7 +170,8 @@ where
         .await
         .map_err(|error| Status::unknown(error.into().to_string()))?;
     let codec = tonic_prost::ProstCodec::<Call, Reply>::default();
-    grpc.unary(call, PathAndQuery::from_static(path), codec)
+    let path: PathAndQuery = path.parse().expect("a valid path");
+    grpc.unary(call, path, codec)
         .await
         .map(Response::into_inner)
 }
@@ -313,6 +314,15 @@ async fn a_deadline_that_expires_is_deadline_exceeded() {
     let metrics = Metrics::new();
     let addr = start(&metrics).await;
     let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    // A method is named once a call of it is served (a call that ends unanswered is
+    // `_OTHER` until then): one served call first.
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
     let mut request = Request::new(call(Code::Ok, 0, 5_000));
     request.set_timeout(Duration::from_millis(200));
     let status = unary(&mut grpc, "/test.Echo/Unary", request)
@@ -324,7 +334,7 @@ async fn a_deadline_that_expires_is_deadline_exceeded() {
         matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
         "{status:?}"
     );
-    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 1.0).await;
+    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 2.0).await;
     assert_eq!(
         served(&samples, "test.Echo/Unary", "DEADLINE_EXCEEDED"),
         1.0
@@ -341,6 +351,15 @@ async fn a_client_that_cancels_is_cancelled() {
     let metrics = Metrics::new();
     let addr = start(&metrics).await;
     let channel = channel(addr).await;
+    // Named by a served call first (see `a_deadline_that_expires_is_deadline_exceeded`).
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
     let task = tokio::spawn(async move {
         let mut grpc = tonic::client::Grpc::new(channel);
         unary(
@@ -352,7 +371,7 @@ async fn a_client_that_cancels_is_cancelled() {
     });
     until(&metrics, "the call is in flight", |s| in_flight(s) == 1.0).await;
     task.abort();
-    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 1.0).await;
+    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 2.0).await;
     assert_eq!(served(&samples, "test.Echo/Unary", "CANCELLED"), 1.0);
     assert_eq!(error_type(&samples, "test.Echo/Unary", "CANCELLED"), None);
     assert_eq!(in_flight(&samples), 0.0);
@@ -468,6 +487,71 @@ async fn unknown_methods_are_other_and_plain_http_stays_http() {
     );
     assert_eq!(in_flight(&samples), 0.0);
     common::promtool_check_metrics(&common::prometheus_text(metrics.registry()));
+}
+
+/// Issue 26, point 1: every path a client sent was interned, even answered
+/// `UNIMPLEMENTED`, in a table capped at `max_series` and never emptied: made-up methods
+/// filled it, and the real methods were then recorded in the overflow series only.
+#[tokio::test]
+async fn made_up_methods_do_not_take_the_real_methods_places() {
+    let metrics = Metrics::builder()
+        .http(tower_prometheus::HttpMetricsLayer::builder().max_series(20))
+        .build()
+        .expect("valid options");
+    let addr = start(&metrics).await;
+    let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    for n in 0..100 {
+        let path = format!("/made.Up/Method{n}");
+        let status = unary(&mut grpc, &path, Request::new(call(Code::Ok, 0, 0)))
+            .await
+            .expect_err("no such method");
+        assert_eq!(status.code(), Code::Unimplemented, "{path}");
+    }
+    // The real methods after them: a unary call that fails (a status alone), one that
+    // succeeds, and a stream the client drops half-way.
+    let status = unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::NotFound, 0, 0)),
+    )
+    .await
+    .expect_err("NOT_FOUND");
+    assert_eq!(status.code(), Code::NotFound);
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
+    grpc.ready().await.expect("the channel is ready");
+    let mut stream = grpc
+        .server_streaming(
+            Request::new(call(Code::Ok, 1_000, 5)),
+            PathAndQuery::from_static("/test.Echo/Stream"),
+            tonic_prost::ProstCodec::<Call, Reply>::default(),
+        )
+        .await
+        .expect("the stream starts")
+        .into_inner();
+    stream.message().await.expect("a message");
+    drop(stream);
+
+    let samples = until(&metrics, "103 calls served", |s| total_served(s) == 103.0).await;
+    assert_eq!(served(&samples, "_OTHER", "UNIMPLEMENTED"), 100.0);
+    assert_eq!(served(&samples, "test.Echo/Unary", "NOT_FOUND"), 1.0);
+    assert_eq!(served(&samples, "test.Echo/Unary", "OK"), 1.0);
+    assert_eq!(served(&samples, "test.Echo/Stream", "CANCELLED"), 1.0);
+    let overflow = common::find(&samples, SERVED, &[("otel_metric_overflow", "true")]);
+    assert!(overflow.is_empty(), "{overflow:?}");
+    let methods: std::collections::BTreeSet<&str> = common::find(&samples, SERVED, &[])
+        .iter()
+        .filter_map(|sample| sample.labels.get("rpc_method").map(String::as_str))
+        .collect();
+    assert_eq!(
+        methods.into_iter().collect::<Vec<_>>(),
+        ["_OTHER", "test.Echo/Stream", "test.Echo/Unary"]
+    );
 }
 
 #[tokio::test]

@@ -118,7 +118,7 @@ impl Family for ClientCalls {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Option<ReadEnd<C>> {
-        super::read_head(classify, guard, status, headers)
+        super::read_head::<C, false>(classify, guard, status, headers)
     }
 
     /// A call the caller dropped is `CANCELLED`. The scheme stays: the server's default
