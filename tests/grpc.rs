@@ -554,6 +554,123 @@ async fn made_up_methods_do_not_take_the_real_methods_places() {
     );
 }
 
+/// How a raw HTTP/2 client ends the unary call it started.
+#[derive(Clone, Copy, Debug)]
+enum Break {
+    /// RST_STREAM with this code, after the HEADERS and `bytes` bytes of a message whose
+    /// length prefix announced 100.
+    Reset(h2::Reason, usize),
+    /// END_STREAM after `bytes` bytes of that message: the stream ends inside it.
+    Truncate(usize),
+}
+
+/// Starts a unary call to `test.Echo/Unary` over a raw HTTP/2 connection, waits until
+/// the server has it in flight, and breaks it as `how` says.
+async fn break_a_call(metrics: &Metrics, addr: SocketAddr, how: Break) {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the test server");
+    let (client, connection) = h2::client::handshake(tcp)
+        .await
+        .expect("an HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("the connection is ready");
+    let request = http::Request::post(format!("http://{addr}/test.Echo/Unary"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("a valid request");
+    let (response, mut stream) = client
+        .send_request(request, false)
+        .expect("the request is sent");
+    let bytes = match how {
+        Break::Reset(_, bytes) | Break::Truncate(bytes) => bytes,
+    };
+    // Not compressed, 100 bytes announced, `bytes` sent.
+    let mut message = vec![0, 0, 0, 0, 100];
+    message.resize(5 + bytes, 0);
+    let before = total_served(&scrape(metrics));
+    if bytes > 0 {
+        stream
+            .send_data(bytes::Bytes::from(message), false)
+            .expect("data is sent");
+    }
+    until(metrics, "the call is in flight", |s| in_flight(s) == 1.0).await;
+    match how {
+        Break::Reset(reason, _) => stream.send_reset(reason),
+        Break::Truncate(_) => stream
+            .send_data(bytes::Bytes::new(), true)
+            .expect("the end is sent"),
+    }
+    until(metrics, "the call is finished", |s| {
+        total_served(s) == before + 1.0
+    })
+    .await;
+    drop((response, stream, client));
+    connection.abort();
+}
+
+/// Issue 26, point 2: a client that resets a unary call in the middle of its message
+/// made tonic answer `INTERNAL` ("Missing request message.", "Unexpected EOF decoding
+/// stream.", "h2 protocol error: error reading a body from connection"), which the
+/// layer recorded as the server's error, and which paged. It is the client's doing:
+/// `CANCELLED`, without `error_type`.
+#[tokio::test]
+async fn a_call_the_client_breaks_mid_message_is_cancelled() {
+    let metrics = Metrics::new();
+    let addr = start(&metrics).await;
+    let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    // Named by a served call first.
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
+    let breaks = [
+        Break::Reset(h2::Reason::CANCEL, 10),
+        Break::Reset(h2::Reason::NO_ERROR, 10),
+        Break::Reset(h2::Reason::CANCEL, 0),
+        Break::Reset(h2::Reason::NO_ERROR, 0),
+        Break::Reset(h2::Reason::INTERNAL_ERROR, 10),
+        Break::Reset(h2::Reason::PROTOCOL_ERROR, 10),
+        Break::Truncate(10),
+        Break::Truncate(0),
+    ];
+    for how in breaks {
+        break_a_call(&metrics, addr, how).await;
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(
+        total_served(&samples),
+        1.0 + breaks.len() as f64,
+        "{samples:#?}"
+    );
+    assert_eq!(
+        served(&samples, "test.Echo/Unary", "CANCELLED"),
+        breaks.len() as f64,
+        "{samples:#?}"
+    );
+    assert_eq!(error_type(&samples, "test.Echo/Unary", "CANCELLED"), None);
+    // A call the handler itself fails stays the server's error.
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Internal, 0, 0)),
+    )
+    .await
+    .expect_err("INTERNAL");
+    let samples = until(&metrics, "the INTERNAL call", |s| {
+        served(s, "test.Echo/Unary", "INTERNAL") == 1.0
+    })
+    .await;
+    assert_eq!(
+        error_type(&samples, "test.Echo/Unary", "INTERNAL").as_deref(),
+        Some("INTERNAL")
+    );
+}
+
 #[tokio::test]
 async fn with_grpc_off_calls_are_http_requests() {
     let metrics = Metrics::builder()
