@@ -671,6 +671,58 @@ async fn a_call_the_client_breaks_mid_message_is_cancelled() {
     );
 }
 
+/// Issue 26, point 7: tonic reads `grpc-timeout: +100m` as 100 ms (Rust's integer
+/// parsing takes the `+`) and ends the call then; the layer did not read it, and
+/// recorded the call `CANCELLED` instead of `DEADLINE_EXCEEDED`.
+#[tokio::test]
+async fn a_deadline_tonic_reads_with_a_plus_is_deadline_exceeded() {
+    let metrics = Metrics::new();
+    let addr = start(&metrics).await;
+    let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the test server");
+    let (client, connection) = h2::client::handshake(tcp)
+        .await
+        .expect("an HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("the connection is ready");
+    let request = http::Request::post(format!("http://{addr}/test.Echo/Unary"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "+100m")
+        .body(())
+        .expect("a valid request");
+    let (response, mut stream) = client
+        .send_request(request, false)
+        .expect("the request is sent");
+    let message = prost::Message::encode_to_vec(&call(Code::Ok, 0, 5_000));
+    let mut frame = vec![0];
+    frame.extend((message.len() as u32).to_be_bytes());
+    frame.extend(message);
+    stream
+        .send_data(bytes::Bytes::from(frame), true)
+        .expect("the message is sent");
+    let response = response.await.expect("an answer");
+    // tonic's server answers its own timeout with a status alone.
+    let status = response.headers().get("grpc-status").cloned();
+    assert!(status.is_some(), "{response:?}");
+    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 2.0).await;
+    assert_eq!(
+        served(&samples, "test.Echo/Unary", "DEADLINE_EXCEEDED"),
+        1.0,
+        "{samples:#?}"
+    );
+    connection.abort();
+}
+
 #[tokio::test]
 async fn with_grpc_off_calls_are_http_requests() {
     let metrics = Metrics::builder()
@@ -805,6 +857,66 @@ async fn client_layer_records_grpc_statuses_timeouts_and_refused_connections() {
     );
     // The server saw 4 of them (the timed-out one as DEADLINE_EXCEEDED or CANCELLED).
     until(&server, "4 calls served", |s| total_served(s) == 4.0).await;
+}
+
+/// Issue 31, point 5: a call past the deadline its client sent was `DEADLINE_EXCEEDED`
+/// on the server and `CANCELLED` on the client, when the client's timer is not inside
+/// the layer: here a client without one (hyper-util's, which tonic's `Channel` is not:
+/// its server enforces the deadline and answers `CANCELLED`, "Timeout expired"), and a
+/// caller's own timer outside the layer, of the deadline it sent.
+#[tokio::test]
+async fn client_layer_records_a_call_past_its_deadline_as_its_server_does() {
+    let server = Metrics::new();
+    let addr = start(&server).await;
+    let client = Metrics::new();
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<tonic::body::Body>();
+    let service = tower::ServiceBuilder::new()
+        .layer(client.client_layer())
+        .service(hyper);
+    let origin: http::Uri = format!("http://{addr}").parse().expect("a valid URI");
+    let mut grpc = tonic::client::Grpc::with_origin(service, origin);
+    // The server's timer.
+    let mut request = Request::new(call(Code::Ok, 0, 5_000));
+    request.set_timeout(Duration::from_millis(200));
+    let status = unary(&mut grpc, "/test.Echo/Unary", request)
+        .await
+        .expect_err("the deadline passes");
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    // The caller's timer, outside the layer, of the deadline it sent.
+    let mut request = Request::new(call(Code::Ok, 0, 5_000));
+    request.set_timeout(Duration::from_millis(200));
+    let made = unary(&mut grpc, "/test.Echo/Unary", request);
+    tokio::time::timeout(Duration::from_millis(200), made)
+        .await
+        .expect_err("the caller gives up");
+    // Cancelled well before its deadline: cancelled.
+    let mut request = Request::new(call(Code::Ok, 0, 5_000));
+    request.set_timeout(Duration::from_secs(60));
+    let made = unary(&mut grpc, "/test.Echo/Unary", request);
+    tokio::time::timeout(Duration::from_millis(100), made)
+        .await
+        .expect_err("the caller gives up");
+    let samples = until(&client, "3 calls made", |s| {
+        common::total(s, CALLED, &[]) == 3.0
+    })
+    .await;
+    let code = |code: &'static str| {
+        [
+            ("rpc_method", "test.Echo/Unary"),
+            ("rpc_response_status_code", code),
+        ]
+    };
+    assert_eq!(
+        one(&samples, CALLED, &code("DEADLINE_EXCEEDED")),
+        (2.0, Some("DEADLINE_EXCEEDED".to_owned())),
+        "{samples:#?}"
+    );
+    assert_eq!(
+        one(&samples, CALLED, &code("CANCELLED")),
+        (1.0, Some("CANCELLED".to_owned()))
+    );
 }
 
 #[tokio::test]

@@ -38,14 +38,20 @@ pub(crate) const FAMILIES: [&str; 3] = [
     "rpc_client_call_duration_seconds",
 ];
 
-/// How long after its start a call's deadline passes, from its `grpc-timeout` header (at
-/// most 8 digits and a unit: `H`, `M`, `S`, `m`, `u`, `n`), less a tenth of the timeout
-/// (at most 20 ms): the client and tonic's own timer (outside the layer) started it a
-/// little earlier, and cancel the call when their clock says so.
+/// How long after its start a call's deadline passes, from its `grpc-timeout` header,
+/// less a tenth of the timeout (at most 20 ms): the client and tonic's own timer
+/// (outside the layer) started it a little earlier, and cancel the call when their clock
+/// says so; a caller's timer outside the client layer too.
+///
+/// The value is read as tonic reads it, which is what applies the deadline: at most 8
+/// characters of a decimal number, optionally after a `+` (Rust's integer parsing, a
+/// little more than the specification's digits), then a unit: `H`, `M`, `S`, `m`, `u`,
+/// `n`.
 pub(crate) fn deadline(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.as_bytes();
-    let (unit, digits) = value.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+    let (unit, number) = value.split_last()?;
+    let digits = number.strip_prefix(b"+").unwrap_or(number);
+    if digits.is_empty() || number.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let n = digits
@@ -340,12 +346,29 @@ mod tests {
             deadline(&headers)
         };
         assert_eq!(deadline("100m"), Some(Duration::from_millis(90)));
+        // tonic applies a `+` before the number (issue 26, point 7).
+        assert_eq!(deadline("+100m"), Some(Duration::from_millis(90)));
+        assert_eq!(
+            deadline("+9999999n"),
+            Some(Duration::from_nanos(9_999_999 - 999_999))
+        );
         assert_eq!(deadline("1S"), Some(Duration::from_millis(980)));
         assert_eq!(
             deadline("2H"),
             Some(Duration::from_secs(7200) - Duration::from_millis(20))
         );
-        for bad in ["", "m", "123456789m", "10x", "-1m", "1.5S"] {
+        for bad in [
+            "",
+            "m",
+            "+m",
+            "123456789m",
+            "+12345678m",
+            "++1m",
+            "1+m",
+            "10x",
+            "-1m",
+            "1.5S",
+        ] {
             assert_eq!(deadline(bad), None, "{bad:?}");
         }
     }
