@@ -919,6 +919,120 @@ async fn client_layer_records_a_call_past_its_deadline_as_its_server_does() {
     );
 }
 
+/// How a stand-in server at 127.0.0.1 treats the calls made to it.
+#[derive(Clone, Copy, Debug)]
+enum Misbehaving {
+    /// Nothing listens: the connection is refused.
+    Absent,
+    /// It accepts each connection and closes it at once.
+    AcceptsThenCloses,
+    /// It takes the call (HTTP/2), then dies: the connection closes with the call in
+    /// flight.
+    DiesWithTheCallInFlight,
+    /// It answers the call with RST_STREAM and this code.
+    Resets(h2::Reason),
+}
+
+/// Starts a stand-in server that behaves as `how` says; its address.
+async fn misbehaving(how: Misbehaving) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("a bound address");
+    if let Misbehaving::Absent = how {
+        return addr;
+    }
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Misbehaving::AcceptsThenCloses = how {
+                    return;
+                }
+                let Ok(mut connection) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = connection.accept().await {
+                    match how {
+                        Misbehaving::Resets(reason) => respond.send_reset(reason),
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A tonic code as the specification spells it (`DeadlineExceeded`: `DEADLINE_EXCEEDED`).
+fn code_name(code: Code) -> String {
+    let mut name = String::new();
+    for (n, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && n > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+/// Issue 26, point 7: the client's metrics said another code than tonic gave the
+/// calling code: a server that accepts and closes the connection, or dies with a call
+/// in flight, was `UNAVAILABLE` (`connect_error`) though tonic says `CANCELLED` or
+/// `UNKNOWN` ("transport error") and the connection was made. The code recorded is
+/// tonic's, for each way a server can fail a call.
+#[tokio::test]
+async fn client_layer_records_the_code_tonic_returns() {
+    let cases = [
+        (Misbehaving::Absent, "connection_refused"),
+        (Misbehaving::AcceptsThenCloses, "connection_closed"),
+        (Misbehaving::DiesWithTheCallInFlight, "connection_error"),
+        (
+            Misbehaving::Resets(h2::Reason::REFUSED_STREAM),
+            "UNAVAILABLE",
+        ),
+        (Misbehaving::Resets(h2::Reason::INTERNAL_ERROR), "INTERNAL"),
+        (
+            Misbehaving::Resets(h2::Reason::ENHANCE_YOUR_CALM),
+            "RESOURCE_EXHAUSTED",
+        ),
+    ];
+    for (how, expected_error) in cases {
+        let addr = misbehaving(how).await;
+        let metrics = Metrics::new();
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect_lazy();
+        let mut grpc = tonic::client::Grpc::new(
+            tower::ServiceBuilder::new()
+                .layer(metrics.client_layer().server_address(addr.to_string()))
+                .service(channel),
+        );
+        let status = unary(
+            &mut grpc,
+            "/test.Echo/Unary",
+            Request::new(call(Code::Ok, 0, 0)),
+        )
+        .await
+        .expect_err("the server fails the call");
+        let samples = until(&metrics, "the call", |s| {
+            common::total(s, CALLED, &[]) == 1.0
+        })
+        .await;
+        let found = common::find(&samples, CALLED, &[]);
+        let labels = &found[0].labels;
+        assert_eq!(
+            labels.get("rpc_response_status_code"),
+            Some(&code_name(status.code())),
+            "{how:?}: tonic returned {status:?}; {labels:?}"
+        );
+        assert_eq!(
+            labels.get("error_type").map(String::as_str),
+            Some(expected_error),
+            "{how:?}: {status:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn client_layer_records_http_requests_by_server_and_status() {
     let server = Metrics::new();
