@@ -181,7 +181,7 @@ impl Guard {
     /// The key the call carries to its end.
     #[inline]
     pub(crate) fn key(&self) -> Key {
-        self.key
+        self.call.key
     }
 
     /// Replaces the key the call carries to its end: a family notes in it what the
@@ -190,7 +190,7 @@ impl Guard {
     /// with: the gauge is taken back down by the key at the end.
     #[inline]
     pub(crate) fn set_key(&mut self, key: Key) {
-        self.key = key;
+        self.call.key = key;
     }
 
     /// Counts streamed bytes; true once the known length is reached.
