@@ -7,7 +7,8 @@
 //! --variant=minbase bookworm` and `docker import`, `prom/prometheus` and
 //! `prom/alertmanager` from Debian's `prometheus` and `prometheus-alertmanager` packages on
 //! that base, with the upstream images' entrypoints, default commands, paths, user and
-//! volumes. They carry the label [`STAND_IN_LABEL`], so that a later run tells them from
+//! volumes; `rust:<version>-slim-bookworm` (only when the test builds the Dockerfile's
+//! default target) from the host's own toolchain of that version. They carry the label [`STAND_IN_LABEL`], so that a later run tells them from
 //! the upstream images, tries the pull again, and rebuilds them when their recipe changed.
 
 use std::fmt;
@@ -312,6 +313,7 @@ pub fn provide(image: &str, dir: &Path) -> Provenance {
     }
     match image.split(':').next().unwrap_or_default() {
         "debian" => build_debian(image, &wanted, dir),
+        "rust" => build_rust(image, &wanted, dir),
         _ => {
             let dockerfile = stand_in_dockerfile(image, &wanted)
                 .expect("a recipe's image has a Dockerfile or is debian");
@@ -350,6 +352,11 @@ pub fn recipe(image: &str) -> Option<String> {
         ("prom/alertmanager", _) => Some(
             "Debian bookworm's prometheus-alertmanager package on debian:bookworm-slim".to_owned(),
         ),
+        ("rust", tag) if tag.ends_with("-slim-bookworm") => Some(format!(
+            "the host's Rust {} toolchain and registry cache (offline), gcc and libc6-dev on \
+             debian:bookworm-slim",
+            tag.trim_end_matches("-slim-bookworm")
+        )),
         _ => None,
     }
 }
@@ -427,6 +434,96 @@ fn build_from_stdin(image: &str, dockerfile: &str, dir: &Path) {
     assert!(
         status.success(),
         "building the stand-in {image} failed ({status}):\n{dockerfile}\n{}",
+        tail(&log, 40)
+    );
+}
+
+/// The stand-in for `rust:<version>-slim-bookworm`: the host's toolchain (which must be
+/// that version) copied into `/usr/local/rustup/toolchains/`, `cargo`, `rustc` and
+/// `rustdoc` on the upstream image's `PATH` (`/usr/local/cargo/bin`), and the C toolchain
+/// the upstream image installs (gcc, libc6-dev). No rustup. It builds offline
+/// (`CARGO_NET_OFFLINE`), from the host's registry index and crate archives: the host has
+/// fetched the crates of `Cargo.lock`, and a container may not reach crates.io as the host
+/// does.
+fn build_rust(image: &str, label: &str, dir: &Path) {
+    let tag = image
+        .split_once(':')
+        .map(|(_, tag)| tag)
+        .unwrap_or_default();
+    let version = tag.trim_end_matches("-slim-bookworm");
+    let host = run(Command::new("rustc").arg("--version")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        host.starts_with(&format!("rustc {version} ")),
+        "the stand-in for {image} is the host's toolchain, which is {}: install Rust \
+         {version} (`rustup toolchain install {version}`) and run with RUSTUP_TOOLCHAIN={version}",
+        host.trim()
+    );
+    let sysroot =
+        run(Command::new("rustc").args(["--print", "sysroot"])).unwrap_or_else(|e| panic!("{e}"));
+    let context = dir.join("rust-context");
+    let toolchain = context.join("toolchain");
+    fs::create_dir_all(&toolchain).expect("the stand-in's build context");
+    // bin/ and lib/: the compilers and the standard library, not share/ (the docs).
+    for part in ["bin", "lib"] {
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(Path::new(sysroot.trim()).join(part))
+            .arg(&toolchain))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // The host's registry index and crate archives: the stand-in builds offline, with the
+    // crates the host has fetched for Cargo.lock.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let registry = context.join("registry");
+    fs::create_dir_all(&registry).expect("the stand-in's registry folder");
+    for part in ["index", "cache"] {
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(cargo_home.join("registry").join(part))
+            .arg(&registry))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let installed = format!("/usr/local/rustup/toolchains/{version}-x86_64-unknown-linux-gnu");
+    fs::write(
+        context.join("Dockerfile"),
+        format!(
+            r#"FROM debian:bookworm-slim
+LABEL {STAND_IN_LABEL}="{label}"
+ENV RUSTUP_HOME=/usr/local/rustup \
+    CARGO_HOME=/usr/local/cargo \
+    PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    RUST_VERSION={version}
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY toolchain {installed}
+COPY registry /usr/local/cargo/registry
+ENV CARGO_NET_OFFLINE=true
+RUN mkdir -p /usr/local/cargo/bin \
+    && for tool in cargo rustc rustdoc; do ln -s {installed}/bin/$tool /usr/local/cargo/bin/$tool; done \
+    && cargo --version && rustc --version
+"#
+        ),
+    )
+    .expect("the stand-in's Dockerfile");
+    let log = dir.join("build-rust.log");
+    let out = File::create(&log).expect("a build log");
+    let err = out.try_clone().expect("a second handle on the build log");
+    let status = Command::new("docker")
+        .args(["build", "--tag", image])
+        .arg(&context)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .expect("docker build runs");
+    let _ = fs::remove_dir_all(&context);
+    assert!(
+        status.success(),
+        "building the stand-in {image} failed ({status}):\n{}",
         tail(&log, 40)
     );
 }

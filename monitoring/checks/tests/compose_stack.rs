@@ -22,18 +22,22 @@
 //! its dashboards by `tests/dashboards.rs` and the end-to-end runs.
 //!
 //! The app image is built with the Dockerfile's `host` target (`APP_BUILD_TARGET=host`),
-//! which takes release binaries built on the host: the stand-in for the `rust` builder
-//! image (no registry here, and a release compile in a container would take most of CI's
-//! time) is the host's own toolchain, run as the Dockerfile's `build` stage runs it
-//! (`cargo build --release --locked -p invoicing -p pdp --bins`) on the very build context
-//! Docker receives (exported from a throwaway image): what `.dockerignore` hides is not
-//! there, and `--locked` must hold.
+//! which takes binaries built on the host: the stand-in for the `rust` builder image (no
+//! registry here, and a release compile in a container would take most of CI's time) is
+//! the host's own toolchain, run as the Dockerfile's `build` stage runs it (`cargo build
+//! --locked -p invoicing -p pdp --bins`) on the very build context Docker receives
+//! (exported from a throwaway image): what `.dockerignore` hides is not there, and
+//! `--locked` must hold. In the debug profile, whose dependencies CI has built already;
+//! `APP_HOST_PROFILE=release` for the release one. `APP_BUILD_TARGET=runtime` builds the
+//! user's default target instead, compiling in `rust:<version>-slim-bookworm` (stood in
+//! for, when the pull fails, by the host's toolchain of that version and its registry
+//! cache, offline): many minutes more.
 //!
 //! Starts `dockerd` when no engine answers (as root) and stops it at the end. Needs
 //! `docker.io`, `docker-compose` and `debootstrap` from Debian: fails naming the install
 //! command when one is missing. Uses the ports of the compose file (3010, 50051, 9090,
-//! 9093 on 127.0.0.1): fails when one is taken. About 4 minutes with the images built,
-//! plus about 2 for debootstrap and the stand-ins the first time.
+//! 9093 on 127.0.0.1): fails when one is taken. About 3 minutes with the images built,
+//! 5 from none (debootstrap and the stand-ins, about 2 minutes).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -116,9 +120,23 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
     let compose_file = yaml(&file);
     check_grafana_provisioning(&compose_file);
 
-    // The images: the services' and the runtime base of the Dockerfile.
-    let base = from_image(&clone.join("monitoring/Dockerfile"), "base");
+    // The Dockerfile's target: `host` unless APP_BUILD_TARGET says `runtime` (the user's
+    // default, a release compile in the Rust image: many minutes more).
+    let target = std::env::var("APP_BUILD_TARGET").unwrap_or_else(|_| "host".to_owned());
+    assert!(
+        target == "host" || target == "runtime",
+        "APP_BUILD_TARGET={target}: `host` or `runtime`"
+    );
+    let dockerfile = clone.join("monitoring/Dockerfile");
+    let base = from_image(&dockerfile, "base");
+    let rust = from_image(&dockerfile, "build");
+
+    // The images: the runtime base of the Dockerfile, the Rust image when it compiles, the
+    // services'.
     let mut images = vec![base.clone()];
+    if target == "runtime" {
+        images.push(rust.clone());
+    }
     for service in ["prometheus", "alertmanager"] {
         let image = compose_file["services"][service]["image"]
             .as_str()
@@ -133,11 +151,12 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
         println!("  {image}: {source} [{}]", secs(t));
         provenance.insert(image.clone(), source);
     }
-    let rust = from_image(&clone.join("monitoring/Dockerfile"), "build");
-    println!(
-        "  {rust}: not used: the app image is built with the Dockerfile's `host` target, from \
-         binaries the host's toolchain builds on the build context (next)"
-    );
+    if target == "host" {
+        println!(
+            "  {rust}: not used: the app image is built with the Dockerfile's `host` target, \
+             from binaries the host's toolchain builds on the build context (next)"
+        );
+    }
     println!(
         "  {}: left out of this run (no Debian package to stand in for it)",
         compose_file["services"]["grafana"]["image"]
@@ -145,26 +164,26 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
             .unwrap_or("grafana")
     );
 
-    // The stand-in for the Rust builder: the `build` stage's command on the host, run on
-    // the context Docker receives. Debug binaries unless APP_HOST_PROFILE says otherwise:
-    // CI has built the dependencies in that profile already.
-    let profile = std::env::var("APP_HOST_PROFILE").unwrap_or_else(|_| "debug".to_owned());
-    let t = Instant::now();
-    build_on_the_host(&clone, &base, &profile);
-    println!(
-        "app binaries: cargo build --locked -p invoicing -p pdp --bins (profile {profile}) on \
-         the build context, {} ({})",
-        run(Command::new("rustc").arg("--version"))
-            .unwrap_or_default()
-            .trim(),
-        secs(t)
-    );
-
-    let compose = Compose::new(
-        &file,
-        PROJECT,
-        &[("APP_BUILD_TARGET", "host"), ("APP_HOST_PROFILE", &profile)],
-    );
+    let mut env = vec![("APP_BUILD_TARGET", target.clone())];
+    if target == "host" {
+        // The stand-in for the Rust builder: the `build` stage's command on the host, run
+        // on the context Docker receives. Debug binaries unless APP_HOST_PROFILE says
+        // otherwise: CI has built the dependencies in that profile already.
+        let profile = std::env::var("APP_HOST_PROFILE").unwrap_or_else(|_| "debug".to_owned());
+        let t = Instant::now();
+        build_on_the_host(&clone, &base, &profile);
+        println!(
+            "app binaries: cargo build --locked -p invoicing -p pdp --bins (profile {profile}) \
+             on the build context, {} ({})",
+            run(Command::new("rustc").arg("--version"))
+                .unwrap_or_default()
+                .trim(),
+            secs(t)
+        );
+        env.push(("APP_HOST_PROFILE", profile));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let compose = Compose::new(&file, PROJECT, &env);
     println!("compose: {}", compose.version);
     // Leftovers of an interrupted run of this test.
     compose
