@@ -8,7 +8,12 @@
 //!   module, [`http_metrics`], holds the service, future and bodies, the hooks
 //!   ([`RouteLabel`](http_metrics::RouteLabel), [`Classify`](http_metrics::Classify)),
 //!   and the module doc that says exactly when a request counts as finished.
+//! - `Metrics::listener` (feature `connections`): a `MeteredListener` for `axum::serve`
+//!   and hyper-util accept loops, and its module `connections`: open connections, their
+//!   duration, accept errors, connections turned away.
 //! - [`Exporter`]: the `/metrics` service.
+//! - `MetricsRecorder` (feature `metrics-facade`): the `metrics` facade's recorder,
+//!   writing into the same registry.
 //! - The collectors, each usable alone: `ProcessCollector` (feature `process`),
 //!   `RuntimeCollector` (feature `runtime`), `HeapCollector` and `CountingAllocator`
 //!   (feature `heap`).
@@ -28,8 +33,13 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod classify;
 pub mod client_metrics;
+#[cfg(feature = "connections")]
+#[cfg_attr(docsrs, doc(cfg(feature = "connections")))]
+pub mod connections;
 mod error;
+mod exemplar;
 mod exporter;
 mod grpc;
 #[cfg(feature = "heap")]
@@ -37,29 +47,36 @@ mod heap;
 mod histogram;
 pub mod http_metrics;
 mod metrics;
+#[cfg(feature = "metrics-facade")]
+mod metrics_facade;
 #[cfg(feature = "process")]
 mod process;
+mod record;
 #[cfg(feature = "runtime")]
 mod runtime;
 mod sharded;
 
 pub use client_metrics::ClientMetricsLayer;
+#[cfg(feature = "connections")]
+pub use connections::{ConnectionMetrics, MeteredListener};
 pub use error::Error;
+pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use exporter::{
     Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
 };
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram, NativeBuckets};
-pub use http_metrics::{
-    HttpMetricsBuilder, HttpMetricsLayer, Naming, Objective, TraceContext, TraceContextSource,
-    Traceparent, UrlScheme,
-};
+pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming, Objective};
 pub use metrics::{Metrics, MetricsBuilder};
+#[cfg(feature = "metrics-facade")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics-facade")))]
+pub use metrics_facade::{MetricsRecorder, MetricsRecorderBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;
 /// The `prometheus-client` this crate registers into: use it for metrics of your own,
 /// so that its `Registry` is the one [`MetricsBuilder::registry`] takes.
 pub use prometheus_client;
+pub use record::UrlScheme;
 #[cfg(feature = "runtime")]
 pub use runtime::{DEFAULT_LAG_RESOLUTION, RuntimeCollector};

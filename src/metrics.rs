@@ -38,7 +38,11 @@ pub struct Metrics {
     registry: Arc<Registry>,
     http_layer: HttpMetricsLayer,
     client_layer: ClientMetricsLayer,
+    #[cfg(feature = "connections")]
+    connections: crate::connections::ConnectionMetrics,
     late: Arc<LateMetrics>,
+    #[cfg(feature = "metrics-facade")]
+    pub(crate) facade: crate::MetricsRecorder,
 }
 
 impl Metrics {
@@ -95,6 +99,26 @@ impl Metrics {
     /// ```
     pub fn client_layer(&self) -> ClientMetricsLayer {
         self.client_layer.clone()
+    }
+
+    /// `listener` wrapped so that its connections are measured in this registry: for
+    /// `axum::serve(metrics.listener(listener), app)`, or a hyper-util accept loop. See
+    /// [`connections`](crate::connections).
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router) -> std::io::Result<()> {
+    /// let metrics = tower_prometheus::Metrics::new();
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+    /// axum::serve(metrics.listener(listener), app).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "connections")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "connections")))]
+    pub fn listener<L: crate::connections::Accept>(
+        &self,
+        listener: L,
+    ) -> crate::connections::MeteredListener<L> {
+        self.connections.listener(listener)
     }
 
     /// The `/metrics` service serving this registry.
@@ -293,6 +317,8 @@ pub struct MetricsBuilder {
     lag_resolution: Duration,
     #[cfg(feature = "heap")]
     heap: bool,
+    #[cfg(feature = "metrics-facade")]
+    pub(crate) metrics_recorder: crate::MetricsRecorderBuilder,
 }
 
 // Derivable only without the `process`, `runtime` and `heap` features.
@@ -311,6 +337,8 @@ impl Default for MetricsBuilder {
             lag_resolution: crate::DEFAULT_LAG_RESOLUTION,
             #[cfg(feature = "heap")]
             heap: true,
+            #[cfg(feature = "metrics-facade")]
+            metrics_recorder: crate::MetricsRecorderBuilder::default(),
         }
     }
 }
@@ -389,6 +417,13 @@ impl MetricsBuilder {
         let mut families: Vec<String> = self.http.names().families().into();
         families.extend(self.http.task_families().iter().map(|f| f.to_string()));
         families.extend(crate::grpc::FAMILIES.iter().map(|f| f.to_string()));
+        families.extend(
+            crate::client_metrics::FAMILIES
+                .iter()
+                .map(|f| f.to_string()),
+        );
+        #[cfg(feature = "connections")]
+        families.extend(crate::connections::families(self.naming()));
         #[cfg(feature = "process")]
         if self.process {
             families.extend(crate::process::FAMILIES.iter().map(|f| f.to_string()));
@@ -407,15 +442,38 @@ impl MetricsBuilder {
         }
     }
 
+    /// The naming preset of the HTTP options, which the connection metrics follow.
+    #[cfg(feature = "connections")]
+    fn naming(&self) -> crate::Naming {
+        use crate::Naming;
+        [Naming::OpenTelemetry, Naming::PromClient]
+            .into_iter()
+            .find(|naming| std::ptr::eq(naming.names(), self.http.names()))
+            .unwrap_or_default()
+    }
+
     /// Validates the options and registers the metrics.
     pub fn build(self) -> Result<Metrics, Error> {
         let reserved = self.families();
+        #[cfg(feature = "connections")]
+        let naming = self.naming();
         let mut registry = self.registry.unwrap_or_default();
         let late = Arc::new(LateMetrics {
             metrics: RwLock::default(),
             reserved,
         });
         registry.register_collector(Box::new(late.clone()));
+        // Facade families hold their names in `late`, so that each refuses the other's.
+        #[cfg(feature = "metrics-facade")]
+        let facade = {
+            let late = late.clone();
+            let claim = move |name: &str, kind| {
+                let placeholder = Box::new(crate::metrics_facade::Placeholder(kind));
+                late.register(name.to_owned(), String::new(), None, placeholder)
+            };
+            self.metrics_recorder
+                .register(&mut registry, Some(Box::new(claim)))?
+        };
         let ours = match &self.prefix {
             Some(prefix) if !is_valid_metric_name(prefix) => {
                 return Err(Error::InvalidPrefix(prefix.clone()));
@@ -424,6 +482,8 @@ impl MetricsBuilder {
             None => &mut registry,
         };
         let max_series = self.http.max_series_value();
+        #[cfg(feature = "connections")]
+        let connections = crate::connections::ConnectionMetrics::new(ours, naming);
         let http_layer = self.http.build(ours)?;
         let client_layer =
             ClientMetricsLayer::register(ours, crate::Buckets::duration_seconds(), max_series);
@@ -445,7 +505,11 @@ impl MetricsBuilder {
             registry: Arc::new(registry),
             http_layer,
             client_layer,
+            #[cfg(feature = "connections")]
+            connections,
             late,
+            #[cfg(feature = "metrics-facade")]
+            facade,
         })
     }
 }

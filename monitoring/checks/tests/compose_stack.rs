@@ -6,8 +6,8 @@
 //! `up -d --build`, every healthcheck waited for, then through the published ports:
 //! Prometheus scrapes the app (found by DNS as `app`), the PDP (`pdp:50051`) and itself, and
 //! sends to Alertmanager (`alertmanager:9093`), every target up; every rule group evaluated
-//! and every rule healthy; the app answers on its published port and submits invoices to
-//! the PDP by its service name. The app's container is then paused (frozen: its scrapes
+//! and every rule healthy; the app answers on its published ports (the API, `/metrics`)
+//! and submits invoices to the PDP by its service name. The app's container is then paused (frozen: its scrapes
 //! time out) until `TargetDown` fires and Alertmanager has received it, and stopped:
 //! Docker's DNS drops its record, the target disappears and `TargetMissing` is pending (it
 //! fires after 5 minutes, too long to wait for here). `down -v` must leave no container,
@@ -35,8 +35,8 @@
 //!
 //! Starts `dockerd` when no engine answers (as root) and stops it at the end. Needs
 //! `docker.io`, `docker-compose` and `debootstrap` from Debian: fails naming the install
-//! command when one is missing. Uses the ports of the compose file (3010, 50051, 9090,
-//! 9093 on 127.0.0.1): fails when one is taken. About 3 minutes with the images built,
+//! command when one is missing. Uses the ports of the compose file (3010, 9110, 50051,
+//! 9090, 9093 on 127.0.0.1): fails when one is taken. About 3 minutes with the images built,
 //! 5 from none (debootstrap and the stand-ins, about 2 minutes).
 
 use std::collections::BTreeMap;
@@ -189,7 +189,7 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
     compose
         .run(&["down", "-v", "--remove-orphans"])
         .unwrap_or_else(|e| panic!("{e}"));
-    for port in [3010, 50051, 9090, 9093] {
+    for port in [3010, 9110, 50051, 9090, 9093] {
         assert!(
             TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "127.0.0.1:{port}, a port of the compose file, is taken: stop what listens \
@@ -226,6 +226,7 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
     println!("  every healthcheck passed after {}", secs(t));
 
     let app_port = published_port(&compose, "app", 3000);
+    let metrics_port = published_port(&compose, "app", 9100);
     let prometheus = PromApi::new(format!(
         "http://127.0.0.1:{}",
         published_port(&compose, "prometheus", 9090)
@@ -239,6 +240,17 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
     let health_body =
         get(&format!("http://127.0.0.1:{app_port}/health")).unwrap_or_else(|e| panic!("{e}"));
     println!("app on 127.0.0.1:{app_port}: /health answers {health_body}");
+    let exposition =
+        get(&format!("http://127.0.0.1:{metrics_port}/metrics")).unwrap_or_else(|e| panic!("{e}"));
+    let families = exposition
+        .lines()
+        .filter(|line| line.starts_with("# TYPE "))
+        .count();
+    assert!(
+        families > 0,
+        "the app's /metrics on 127.0.0.1:{metrics_port}: no metric family in {exposition}"
+    );
+    println!("  its /metrics on 127.0.0.1:{metrics_port}: {families} metric families");
     let submissions = issue_duplicate_invoices(app_port);
     println!("  two invoices with one number submitted to the PDP (pdp:50051): {submissions:?}");
     assert_eq!(submissions.len(), 2);
@@ -338,7 +350,7 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
         let left = docker::docker(args).unwrap_or_else(|e| panic!("{e}"));
         assert!(left.trim().is_empty(), "{what} left after down -v: {left}");
     }
-    for port in [app_port, 50051, 9090, 9093] {
+    for port in [app_port, metrics_port, 50051, 9090, 9093] {
         assert!(
             TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "127.0.0.1:{port} still taken after down -v"
