@@ -11,7 +11,8 @@
 //! time out) until `TargetDown` fires and Alertmanager has received it, and stopped:
 //! Docker's DNS drops its record, the target disappears and `TargetMissing` is pending (it
 //! fires after 5 minutes, too long to wait for here). `down -v` must leave no container,
-//! volume or network of the project, and free the ports.
+//! volume or network of the project, and free the ports. The app's image, built from the
+//! test's binaries under the compose file's name, is removed at the end.
 //!
 //! Images: the upstream ones when the engine has them or can pull them; when the pull
 //! fails (no registry here), stand-ins under the same names, built from Debian (see
@@ -75,6 +76,9 @@ fn secs(start: Instant) -> String {
 /// compose says of its containers and their last log lines.
 struct Teardown<'a> {
     compose: &'a Compose,
+    /// The app's image, built by this run from its own binaries: removed, so that a
+    /// user's `up` without `--build` never runs it.
+    app_image: String,
     armed: bool,
 }
 
@@ -93,6 +97,7 @@ impl Drop for Teardown<'_> {
         if let Err(e) = self.compose.run(&["down", "-v", "--remove-orphans"]) {
             eprintln!("{e}");
         }
+        let _ = docker::docker(&["rmi", &self.app_image]);
     }
 }
 
@@ -198,8 +203,13 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
         );
     }
 
+    let app_image = compose_file["services"]["app"]["image"]
+        .as_str()
+        .expect("services.app.image in the compose file")
+        .to_owned();
     let mut teardown = Teardown {
         compose: &compose,
+        app_image: app_image.clone(),
         armed: true,
     };
     // Every service but Grafana, named: with `--scale grafana=0`, docker-compose 1.29
@@ -332,6 +342,7 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
     let t = Instant::now();
     compose.run(&down).unwrap_or_else(|e| panic!("{e}"));
     teardown.armed = false;
+    docker::docker(&["rmi", &app_image]).unwrap_or_else(|e| panic!("{e}"));
     let label = format!("label=com.docker.compose.project={PROJECT}");
     for (what, args) in [
         (
@@ -357,7 +368,7 @@ fn the_stack_comes_up_in_docker_and_alerts_reach_alertmanager() {
         );
     }
     println!(
-        "  no container, volume or network left, ports free ({})",
+        "  no container, volume or network left, ports free ({}); {app_image} removed",
         secs(t)
     );
     let stand_ins: Vec<&String> = provenance
