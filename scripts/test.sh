@@ -30,7 +30,7 @@ step "installing what the tests need"
 need=()
 for tool in promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
     victoria-metrics:victoria-metrics vmalert:victoria-metrics jsonnet:jsonnet \
-    docker-compose:docker-compose dockerd:docker.io debootstrap:debootstrap; do
+    docker-compose:docker-compose dockerd:docker.io debootstrap:debootstrap sccmap:graphviz; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -44,11 +44,35 @@ fi
 if ! cargo hack --version >/dev/null 2>&1; then
     cargo install --locked --quiet cargo-hack
 fi
+# The module graph for the cycle check (pinned: its output format is what the check reads).
+if [ "$(cargo modules --version 2>/dev/null)" != "cargo-modules 0.27.0" ]; then
+    cargo install --locked --quiet cargo-modules --version 0.27.0
+fi
 promtool --version | head -n 1
 python3 -c 'import prometheus_client, sys; print("python prometheus-client", prometheus_client.__version__ if hasattr(prometheus_client, "__version__") else "installed")'
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "no import cycle between the top-level modules of src/ (cargo-modules, graphviz's sccmap)"
+# cargo-modules draws which module uses which, folded to the top-level modules
+# (--max-depth 1); sccmap lists the strongly connected components with more than one
+# module: any is a cycle. (cargo-modules' own --acyclic checks every item, and a type and
+# its method that returns Self are such a cycle.) ARCHITECTURE.md draws the graph.
+mkdir -p target
+cargo modules dependencies --lib -p tower-prometheus --all-features --no-externs \
+    --no-sysroot --no-fns --no-types --no-traits --max-depth 1 2>/dev/null \
+    | grep -v '"owns"' >target/modules.dot
+grep -- '-> ' target/modules.dot | sed -E 's/^ *"([^"]+)" -> "([^"]+)".*/  \1 -> \2/; s/tower_prometheus:://g'
+# sccmap writes each strongly connected component of more than one module as a graph with
+# its edges: none for an acyclic graph.
+cycles=$(sccmap target/modules.dot 2>/dev/null | grep -- '->' || true)
+if [ -n "$cycles" ]; then
+    echo "FAILED: import cycles between the modules of src/:" >&2
+    echo "$cycles" >&2
+    exit 1
+fi
+echo "no cycle between the top-level modules of src/"
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
