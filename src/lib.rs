@@ -46,7 +46,8 @@ mod sharded;
 pub use client_metrics::ClientMetricsLayer;
 pub use error::Error;
 pub use exporter::{
-    Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
+    Exporter, ExporterFuture, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE,
+    PROTOBUF_CONTENT_TYPE,
 };
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
