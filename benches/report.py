@@ -17,7 +17,9 @@ bare, and the ratios the performance contract sets targets for.
       instructions per request from gungraun's JSON output of
       `cargo bench --bench request_instructions -- --output-format=json`; with
       --baseline, compared with a baseline file, exit status 1 when a scenario grew by
-      more than --threshold percent (3), or is missing from either side. --update and
+      more than --threshold percent (3), when what one of ours adds over bare divided by
+      what its floor adds grew by more than --ratio-threshold (0.05), or when a scenario
+      is missing from either side. --update and
       --save write this run as a baseline file. scripts/instructions.sh drives this.
 
   benches/report.py markdown [--instructions FILE] [--interleaved NAME] [--criterion NAME]
@@ -314,17 +316,57 @@ def instructions_report(args):
             if not key.endswith("/bare") and bare in old and bare in new:
                 added = f"{a - old[bare]:+,.0f} → {b - new[bare]:+,.0f}"
             print(f"{key:<56} {a:>10,.0f} {b:>10,.0f} {change:>+7.2f}% {added:>22}  {verdict}")
+        failed |= ratio_gate(old, new, args.ratio_threshold)
     overheads(new, "instructions", 0)
     for path in (args.save, args.update):
         if path:
             write_baseline(path, new, args.environment)
     if failed and not args.update:
         print(f"\nFAILED: a scenario grew by more than {args.threshold:g}% over "
-              f"{args.baseline}, or the scenarios changed.")
+              f"{args.baseline}, a ratio to its floor by more than {args.ratio_threshold:g}, "
+              "or the scenarios changed.")
         print("If the change is intended, update the baseline deliberately:")
         print("  scripts/instructions.sh --update")
         print("and commit benches/instructions.baseline with a message that says why.")
         sys.exit(1)
+
+
+def floor_ratios(figures):
+    """Per scenario of ours: what it adds over bare divided by what its floor adds."""
+    ratios = {}
+    for path, threads in scenarios():
+        prefix = f"{path}/{threads}/"
+        bare = figures.get(prefix + "bare")
+        if bare is None:
+            continue
+        for config, floor in FLOOR_OF.items():
+            ours, own = figures.get(prefix + config), figures.get(prefix + floor)
+            if ours is not None and own is not None and own != bare:
+                ratios[prefix + config] = ((ours - bare) / (own - bare), floor)
+    return ratios
+
+
+def ratio_gate(old, new, threshold):
+    """The gate on the ratios the performance contract sets: a scenario's total can stay
+    within its 3% while what ours adds grows by far more (the whole request is ten times
+    what the layer adds). Fails when a ratio to its floor exceeds the baseline's by more
+    than `threshold`, and says which."""
+    before, now = floor_ratios(old), floor_ratios(new)
+    print(f"\nadded over bare ÷ its floor's added: baseline → this run "
+          f"(fails above +{threshold:g})")
+    failed = False
+    for key in sorted(now, key=order):
+        ratio_now, floor = now[key]
+        if key not in before:
+            print(f"  {key:<54} {'—':>7} → {ratio_now:.3f}  (÷ {floor})  NOT IN THE BASELINE")
+            failed = True
+            continue
+        ratio_then = before[key][0]
+        verdict = ""
+        if ratio_now > ratio_then + threshold:
+            verdict, failed = "RATIO REGRESSED", True
+        print(f"  {key:<54} {ratio_then:.3f} → {ratio_now:.3f}  (÷ {floor})  {verdict}")
+    return failed
 
 
 # --- markdown (the README's tables) -------------------------------------------------------
@@ -442,6 +484,9 @@ def main():
     instructions.add_argument("--environment", help="the toolchain, recorded in baselines")
     instructions.add_argument("--threshold", type=float, default=3.0,
                               help="the growth in percent that fails (default: 3)")
+    instructions.add_argument("--ratio-threshold", type=float, default=0.05,
+                              help="the growth of a ratio to its floor that fails "
+                                   "(default: 0.05)")
     markdown = sub.add_parser("markdown", help="the tables of benches/README.md")
     markdown.add_argument("--instructions", help="a baseline file (default: the committed one)")
     markdown.add_argument("--interleaved", help="an interleaved run of request_paths")

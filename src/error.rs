@@ -2,6 +2,13 @@
 
 use std::fmt;
 
+/// The largest [`HttpMetricsBuilder::max_series`](crate::HttpMetricsBuilder::max_series):
+/// a family of more series than this is more than a Prometheus server should scrape from
+/// one target, and the lookup tables of the layer (two tables of 16-byte slots, each at
+/// least twice the limit rounded up to a power of two, allocated at build) already weigh
+/// 8 MiB at this limit.
+pub const SERIES_LIMIT: usize = 100_000;
+
 /// A configuration that cannot be built: the reason is in the message.
 ///
 /// Building never panics on bad input; every builder of this crate returns this error
@@ -30,7 +37,7 @@ pub enum Error {
     /// A metric name prefix that is not a valid Prometheus metric name.
     InvalidPrefix(String),
     /// A cardinality limit of zero, or over
-    /// [`SERIES_LIMIT`](crate::http_metrics::SERIES_LIMIT).
+    /// [`SERIES_LIMIT`].
     InvalidCardinalityLimit,
     /// A runtime collector was created outside a Tokio runtime.
     NoRuntime,
@@ -57,8 +64,7 @@ impl fmt::Display for Error {
             ),
             Self::InvalidCardinalityLimit => write!(
                 f,
-                "invalid cardinality limit: it must be from 1 to {}",
-                crate::http_metrics::SERIES_LIMIT
+                "invalid cardinality limit: it must be from 1 to {SERIES_LIMIT}"
             ),
             Self::NoRuntime => {
                 f.write_str("no Tokio runtime: create the runtime collector from within a runtime")

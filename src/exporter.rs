@@ -56,7 +56,7 @@ use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::registry::Registry;
 use tower_service::Service;
 
-use crate::http_metrics::exemplar::{capturing, patch_openmetrics};
+use crate::exemplar::splice::{capturing, patch_openmetrics};
 use scrape::{Body, Encoded, Kind, Scrape, Scrapes};
 
 /// The `Content-Type` of OpenMetrics text 1.0.
@@ -352,7 +352,7 @@ fn encode_protobuf(registry: &Registry, last_len: usize) -> Option<Vec<u8>> {
     let (families, exemplars) =
         capturing(|| prometheus_client::encoding::prometheus_protobuf::encode(registry));
     let mut families = families.ok()?;
-    crate::http_metrics::exemplar::patch_protobuf(&mut families, &exemplars);
+    crate::exemplar::splice::patch_protobuf(&mut families, &exemplars);
     let mut body = Vec::with_capacity(last_len + last_len / 8);
     for family in families {
         family.encode_length_delimited(&mut body).ok()?;

@@ -8,6 +8,9 @@
 //!   module, [`http_metrics`], holds the service, future and bodies, the hooks
 //!   ([`RouteLabel`](http_metrics::RouteLabel), [`Classify`](http_metrics::Classify)),
 //!   and the module doc that says exactly when a request counts as finished.
+//! - `Metrics::listener` (feature `connections`): a `MeteredListener` for `axum::serve`
+//!   and hyper-util accept loops, and its module `connections`: open connections, their
+//!   duration, accept errors, connections turned away.
 //! - [`Exporter`]: the `/metrics` service.
 //! - The collectors, each usable alone: `ProcessCollector` (feature `process`),
 //!   `RuntimeCollector` (feature `runtime`), `HeapCollector` and `CountingAllocator`
@@ -28,8 +31,13 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod classify;
 pub mod client_metrics;
+#[cfg(feature = "connections")]
+#[cfg_attr(docsrs, doc(cfg(feature = "connections")))]
+pub mod connections;
 mod error;
+mod exemplar;
 mod exporter;
 mod grpc;
 #[cfg(feature = "heap")]
@@ -39,12 +47,16 @@ pub mod http_metrics;
 mod metrics;
 #[cfg(feature = "process")]
 mod process;
+mod record;
 #[cfg(feature = "runtime")]
 mod runtime;
 mod sharded;
 
 pub use client_metrics::ClientMetricsLayer;
+#[cfg(feature = "connections")]
+pub use connections::{ConnectionMetrics, MeteredListener};
 pub use error::Error;
+pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use exporter::{
     Exporter, ExporterFuture, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
@@ -52,15 +64,13 @@ pub use exporter::{
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram, NativeBuckets};
-pub use http_metrics::{
-    HttpMetricsBuilder, HttpMetricsLayer, Naming, Objective, TraceContext, TraceContextSource,
-    Traceparent, UrlScheme,
-};
+pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming, Objective};
 pub use metrics::{Metrics, MetricsBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;
 /// The `prometheus-client` this crate registers into: use it for metrics of your own,
 /// so that its `Registry` is the one [`MetricsBuilder::registry`] takes.
 pub use prometheus_client;
+pub use record::UrlScheme;
 #[cfg(feature = "runtime")]
 pub use runtime::{DEFAULT_LAG_RESOLUTION, RuntimeCollector};

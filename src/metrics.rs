@@ -38,6 +38,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     http_layer: HttpMetricsLayer,
     client_layer: ClientMetricsLayer,
+    #[cfg(feature = "connections")]
+    connections: crate::connections::ConnectionMetrics,
     late: Arc<LateMetrics>,
 }
 
@@ -95,6 +97,26 @@ impl Metrics {
     /// ```
     pub fn client_layer(&self) -> ClientMetricsLayer {
         self.client_layer.clone()
+    }
+
+    /// `listener` wrapped so that its connections are measured in this registry: for
+    /// `axum::serve(metrics.listener(listener), app)`, or a hyper-util accept loop. See
+    /// [`connections`](crate::connections).
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router) -> std::io::Result<()> {
+    /// let metrics = tower_prometheus::Metrics::new();
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+    /// axum::serve(metrics.listener(listener), app).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "connections")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "connections")))]
+    pub fn listener<L: crate::connections::Accept>(
+        &self,
+        listener: L,
+    ) -> crate::connections::MeteredListener<L> {
+        self.connections.listener(listener)
     }
 
     /// The `/metrics` service serving this registry. Each call gives an exporter of its
@@ -397,6 +419,13 @@ impl MetricsBuilder {
         let mut families: Vec<String> = self.http.names().families().into();
         families.extend(self.http.task_families().iter().map(|f| f.to_string()));
         families.extend(crate::grpc::FAMILIES.iter().map(|f| f.to_string()));
+        families.extend(
+            crate::client_metrics::FAMILIES
+                .iter()
+                .map(|f| f.to_string()),
+        );
+        #[cfg(feature = "connections")]
+        families.extend(crate::connections::families(self.naming()));
         #[cfg(feature = "process")]
         if self.process {
             families.extend(crate::process::FAMILIES.iter().map(|f| f.to_string()));
@@ -415,9 +444,21 @@ impl MetricsBuilder {
         }
     }
 
+    /// The naming preset of the HTTP options, which the connection metrics follow.
+    #[cfg(feature = "connections")]
+    fn naming(&self) -> crate::Naming {
+        use crate::Naming;
+        [Naming::OpenTelemetry, Naming::PromClient]
+            .into_iter()
+            .find(|naming| std::ptr::eq(naming.names(), self.http.names()))
+            .unwrap_or_default()
+    }
+
     /// Validates the options and registers the metrics.
     pub fn build(self) -> Result<Metrics, Error> {
         let reserved = self.families();
+        #[cfg(feature = "connections")]
+        let naming = self.naming();
         let mut registry = self.registry.unwrap_or_default();
         let late = Arc::new(LateMetrics {
             metrics: RwLock::default(),
@@ -432,6 +473,8 @@ impl MetricsBuilder {
             None => &mut registry,
         };
         let max_series = self.http.max_series_value();
+        #[cfg(feature = "connections")]
+        let connections = crate::connections::ConnectionMetrics::new(ours, naming);
         let http_layer = self.http.build(ours)?;
         let client_layer =
             ClientMetricsLayer::register(ours, crate::Buckets::duration_seconds(), max_series);
@@ -453,6 +496,8 @@ impl MetricsBuilder {
             registry: Arc::new(registry),
             http_layer,
             client_layer,
+            #[cfg(feature = "connections")]
+            connections,
             late,
         })
     }

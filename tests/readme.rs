@@ -43,6 +43,7 @@ fn documented() -> BTreeSet<String> {
         .filter_map(|rest| rest.split('`').next())
         .filter(|name| name.contains('_') && !name.contains(' '))
         .filter(|name| cfg!(feature = "heap") || !name.starts_with("rust_heap_"))
+        .filter(|name| cfg!(feature = "connections") || !is_connection_metric(name))
         .filter(|name| {
             cfg!(feature = "task-metrics")
                 || !(name.starts_with("tokio_task_") && name.ends_with("_total"))
@@ -50,6 +51,34 @@ fn documented() -> BTreeSet<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Whether `name` is one of the connection metrics (feature `connections`).
+fn is_connection_metric(name: &str) -> bool {
+    name.contains("connection") || name.contains("accept_errors") || name.contains("handshake")
+}
+
+/// A listener wrapped with a cap, and a handshake measured on a connection it accepted,
+/// so that every connection family is in the scrape.
+#[cfg(feature = "connections")]
+async fn connections(metrics: &Metrics) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bound");
+    let addr = listener.local_addr().expect("an address");
+    let mut listener = metrics.listener(listener).max_connections(4);
+    let client = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connected");
+    let (stream, _) = listener.accept().await;
+    let stream = stream
+        .handshake(|stream| async move { Ok(stream) })
+        .await
+        .expect("shook hands");
+    drop((stream, client));
+}
+
+#[cfg(not(feature = "connections"))]
+async fn connections(_metrics: &Metrics) {}
 
 /// A gRPC request head.
 fn grpc_request() -> Request<Body> {
@@ -105,6 +134,7 @@ async fn exposed(metrics: &Metrics) -> BTreeSet<String> {
             .await
             .expect("the body streams");
     }
+    connections(metrics).await;
     common::prometheus_text(metrics.registry())
         .lines()
         .filter_map(|line| line.strip_prefix("# TYPE "))

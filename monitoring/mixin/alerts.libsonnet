@@ -159,6 +159,39 @@
           ),
         ],
       },
+      // Connections (Metrics::listener). The listener labels (server_address,
+      // server_port) tell the service's port from its metrics port.
+      {
+        name: 'connections',
+        rules: [
+          // Any failed accept but a client that left before it: the process (or the
+          // system) ran out of descriptors or memory, and new connections wait in the
+          // listen backlog until the accept loop gets them.
+          alert(
+            'ConnectionAcceptErrors',
+            |||
+              sum by (job, instance, server_address, server_port, error_type) (
+                increase(%(errors)s{%(job)s, error_type!="connection_aborted"}[5m])
+              ) > 0
+            ||| % { job: job, errors: n.acceptErrors },
+            'page',
+            '{{ $labels.instance }} fails to accept connections ({{ $labels.error_type }})',
+            'Accepts on {{ $labels.server_address }}:{{ $labels.server_port }} of {{ $labels.instance }} have failed with {{ $labels.error_type }} in the last 5 minutes (fd_limit: too many open files): clients wait or time out while the server cannot take their connections.',
+          ),
+          alert(
+            'ConnectionsNearLimit',
+            |||
+              sum by (job, instance, server_address, server_port) (%(open)s{%(job)s})
+              / sum by (job, instance, server_address, server_port) (%(limit)s{%(job)s})
+              > 0.9
+            ||| % { job: job, open: n.openConnections, limit: n.connectionLimit },
+            'ticket',
+            '{{ $labels.instance }} has {{ $value | humanizePercentage }} of its connections open',
+            'The listener {{ $labels.server_address }}:{{ $labels.server_port }} of {{ $labels.instance }} has had more than 90% of its max_connections open for 5 minutes; at 100% it turns new connections away.',
+            '5m',
+          ),
+        ],
+      },
       {
         name: 'task-metrics',
         rules: [
@@ -181,6 +214,28 @@
           ),
         ],
       },
+    ] + (if c.showInvoicing then [
+      // The example app's submissions to the PDP (its outbox, examples/invoicing/src/outbox.rs):
+      // the queue time of the oldest one not answered yet, so that a busy outbox that
+      // drains does not fire, and one the PDP leaves unanswered does, however few.
+      {
+        name: 'invoicing',
+        rules: [
+          alert(
+            'PdpSubmissionsStuck',
+            |||
+              time() - invoicing_pdp_submissions_oldest_pending_timestamp_seconds{%(job)s} > 600
+              and
+              invoicing_pdp_submissions_oldest_pending_timestamp_seconds{%(job)s} > 0
+            ||| % { job: job },
+            'ticket',
+            'An issued invoice has waited {{ $value | humanizeDuration }} for the PDP ({{ $labels.instance }})',
+            'The oldest PDP submission not answered yet, in the database of {{ $labels.instance }}, was queued more than 10 minutes ago, for 5 minutes: issued invoices are not reaching the PDP. The app keeps retrying them.',
+            '5m',
+          ),
+        ],
+      },
+    ] else []) + [
       // gRPC servers instrumented with tower-prometheus (the PDP of examples/pdp):
       // rpc_server_call_duration_seconds, OpenTelemetry RPC conventions in both presets.
       // Calls with an error_type are the server's failures (UNKNOWN, DEADLINE_EXCEEDED,

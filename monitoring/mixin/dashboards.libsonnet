@@ -1,5 +1,6 @@
-// The Grafana dashboards: Service overview (RED per route, latency from classic and/or
-// native histograms, the service level objectives, sizes, the example app's business row),
+// The Grafana dashboards: Service overview (RED per route, connections, latency from
+// classic and/or native histograms, the service level objectives, sizes, the example
+// app's business row),
 // Runtime (Tokio, process, heap) and gRPC calls. Panel ids are fixed: links to a panel
 // (viewPanel=N) survive a regeneration and a panel left out by the _config.
 //
@@ -87,6 +88,62 @@ local presets = (import 'naming.libsonnet').presets;
       ),
       g.timeseries(10, 'In-flight requests', 'Requests entered and not finished (body not fully sent), per method. The layer keeps no route on this gauge.', 'short', [t('sum by (%s) (%s{%s})' % [n.method, n.active, replicas], '{{%s}}' % n.method)], defaults={ min: 0 }),
     ])
+    + g.row(30, 'Connections', [
+      g.timeseries(
+        31,
+        'Open connections',
+        'Connections accepted and not yet closed, per replica and listener (`%(open)s`, from `Metrics::listener`), and the listener\'s cap where it has one (`max_connections`, dashed): near it, the next connections are turned away (ConnectionsNearLimit). HTTP/1.1 keep-alive and HTTP/2 connections count once, whatever the requests they carry; half-open connections (slowloris) count until the header-read timeout closes them.' % { open: n.openConnections },
+        'short',
+        [
+          t('sum by (instance, server_port) (%s{%s})' % [n.openConnections, replicas], 'open {{instance}} :{{server_port}}'),
+          t('sum by (instance, server_port) (%s{%s})' % [n.connectionLimit, replicas], 'limit {{instance}} :{{server_port}}'),
+        ],
+        defaults={ min: 0 },
+        custom={ axisLabel: 'connections' },
+      ),
+      g.timeseries(
+        32,
+        'Connections opened and closed per second',
+        'Closed: the rate of the connection duration histogram\'s count. Opened: closed plus the growth of the open gauge (`deriv`). Opened above closed for long is connections piling up (keep-alive clients, a slowloris); many short connections per request mean clients that do not reuse them.',
+        'short',
+        [
+          t('sum by (instance) (rate(%s_count{%s}[$__rate_interval])) + sum by (instance) (deriv(%s{%s}[$__rate_interval]))' % [n.connectionDuration, replicas, n.openConnections, replicas], 'opened {{instance}}'),
+          t('sum by (instance) (rate(%s_count{%s}[$__rate_interval]))' % [n.connectionDuration, replicas], 'closed {{instance}}'),
+        ],
+        custom={ axisLabel: 'connections/s' },
+      ),
+      g.timeseries(
+        33,
+        'Connection duration p50 / p90 / p99',
+        'How long connections stay open, from accept to close, per listener (buckets 10 ms to 5 min). Keep-alive connections last up to the idle timeout; half-open ones up to the header-read timeout: a p50 at that timeout is connections that never sent a request.',
+        's',
+        [
+          t(bucketQuantile(q, n.connectionDuration, 'server_port, le', replicas), 'p%s :{{server_port}}' % percentile(q))
+          for q in ['0.5', '0.9', '0.99']
+        ],
+        width=8,
+      ),
+      g.timeseries(
+        34,
+        'Accept errors by kind',
+        'Failed accepts per second, by `error_type`: `fd_limit` is "too many open files" (EMFILE, ENFILE: compare open descriptors with the limit on the Runtime dashboard), `out_of_memory`, `_OTHER`; `connection_aborted` (a client gone before its accept) is harmless. The accept loop pauses and goes on; meanwhile new connections wait in the listen backlog (ConnectionAcceptErrors).',
+        'short',
+        [t('sum by (instance, error_type) (rate(%s{%s}[$__rate_interval]))' % [n.acceptErrors, replicas], '{{instance}} {{error_type}}')],
+        width=8,
+        defaults={ min: 0 },
+        custom={ axisLabel: 'errors/s' },
+      ),
+      g.timeseries(
+        35,
+        'Connections turned away',
+        'Connections per second accepted and closed at once because the listener had `max_connections` open: clients that got no answer. Above 0, the cap is reached (see Open connections).',
+        'short',
+        [t('sum by (instance, server_port) (rate(%s{%s}[$__rate_interval]))' % [n.rejectedConnections, replicas], '{{instance}} :{{server_port}}')],
+        width=8,
+        defaults={ min: 0 },
+        custom={ axisLabel: 'connections/s' },
+      ),
+    ])
     + g.row(27, 'Service level objectives', if c.showSlo then [
       burnRate(28, '1h', 14.4, 'ErrorBudgetBurnFast (page)'),
       burnRate(29, '1d', 3, 'ErrorBudgetBurnSlow (ticket)'),
@@ -122,6 +179,14 @@ local presets = (import 'naming.libsonnet').presets;
     + g.row(21, 'Invoicing (business metrics of the example app)', if c.showInvoicing then [
       g.timeseries(22, 'Invoices created by status', 'Invoices created per second, by status at creation (`invoicing_invoices_created_total`).', 'short', [t('sum by (status) (rate(invoicing_invoices_created_total{%s}[$__rate_interval]))' % replicas, '{{status}}')], custom={ axisLabel: 'invoices/s' }),
       g.timeseries(23, 'Database operation p99', '99th percentile of each database operation (a transaction counts as one), `invoicing_db_query_duration_seconds`.', 's', [t(bucketQuantile('0.99', 'invoicing_db_query_duration_seconds', 'operation, le', replicas), '{{operation}}')]),
+      g.timeseries(30, 'PDP submissions pending', "Issued invoices whose submission to the PDP is written down and not answered yet (`invoicing_pdp_submissions_pending`), as each replica counts them in its database: replicas that share one database show the same count. Near 0 when the PDP answers; a count that only climbs means the PDP does not answer, and the app keeps retrying (runbook: PdpSubmissionsStuck).", 'short', [t('invoicing_pdp_submissions_pending{%s}' % replicas, '{{instance}}')], width=8, defaults={ min: 0 }),
+      g.timeseries(31, 'PDP submissions answered and retried', "Submissions per second the PDP answered, by the code of the answer kept on the invoice (OK: a submission id; ALREADY_EXISTS, INVALID_ARGUMENT: refusals), and attempts per second that got no answer (unreachable, deadline exceeded) and were scheduled again (`invoicing_pdp_submission_retries_total`).", 'short', [
+        t('sum by (code) (rate(invoicing_pdp_submissions_answered_total{%s}[$__rate_interval]))' % replicas, 'answered {{code}}'),
+        t('sum(rate(invoicing_pdp_submission_retries_total{%s}[$__rate_interval]))' % replicas, 'retried'),
+      ], width=8, custom={ axisLabel: 'submissions/s' }),
+      g.timeseries(32, 'Oldest pending PDP submission', 'How long the oldest submission not answered yet has waited (from `invoicing_pdp_submissions_oldest_pending_timestamp_seconds`), per replica; 0 when none is pending. PdpSubmissionsStuck opens a ticket past 10 minutes (the red line).', 's', [
+        t('(time() - invoicing_pdp_submissions_oldest_pending_timestamp_seconds{%(r)s}) * (invoicing_pdp_submissions_oldest_pending_timestamp_seconds{%(r)s} > bool 0)' % { r: replicas }, '{{instance}}'),
+      ], width=8, defaults={ min: 0, thresholds: g.thresholds([['red', 600]]) }, custom={ thresholdsStyle: { mode: 'line' } }),
     ] else []),
 
   local runtime =

@@ -31,7 +31,8 @@
 //   showSlo: true                   the "Service level objectives" row of Service overview
 //                                   (from the SLO recording rules).
 //   showRpc: true                   the gRPC calls dashboard (rpc.json).
-//   showInvoicing: true             the example app's business row on Service overview.
+//   showInvoicing: true             the example app's business row on Service overview,
+//                                   and its alert (PdpSubmissionsStuck).
 //   uidSuffix: '', titleSuffix: ''  appended to every dashboard uid and title, so that the
 //                                   dashboards of several configurations can be provisioned
 //                                   together ('-promclient', ' (PromClient)').

@@ -1,5 +1,8 @@
 // The two naming presets of tower-prometheus (`Naming::OpenTelemetry`, the default, and
-// `Naming::PromClient`): the HTTP metric and label names that differ between them. The
+// `Naming::PromClient`): the HTTP and connection metric names and the label names that
+// differ between them (the connection labels server_address, server_port and
+// error_type are the same in both; network_transport and network_type exist only with
+// the OpenTelemetry names, and no rule or panel uses them). The
 // process, runtime, heap, task and gRPC metrics are the same in both.
 //
 //   (import 'naming.libsonnet').presets[naming]   the names of one preset
@@ -16,6 +19,12 @@ local presets = {
     method: 'http_request_method',
     status: 'http_response_status_code',
     route: 'http_route',
+    // Connection metrics (Metrics::listener).
+    openConnections: 'http_server_open_connections',
+    connectionDuration: 'http_server_connection_duration_seconds',
+    acceptErrors: 'http_server_accept_errors_total',
+    rejectedConnections: 'http_server_rejected_connections_total',
+    connectionLimit: 'http_server_connection_limit',
   },
   promclient: {
     duration: 'http_request_duration_seconds',
@@ -26,11 +35,30 @@ local presets = {
     method: 'method',
     status: 'status_code',
     route: 'route',
+    openConnections: 'http_open_connections',
+    connectionDuration: 'http_connection_duration_seconds',
+    acceptErrors: 'http_accept_errors_total',
+    rejectedConnections: 'http_rejected_connections_total',
+    connectionLimit: 'http_connection_limit',
   },
 };
 
 // Longest names first, so that no name is replaced inside a longer one.
-local order = ['duration', 'active', 'requestSize', 'responseSize', 'objective', 'method', 'status', 'route'];
+local order = [
+  'duration',
+  'active',
+  'requestSize',
+  'responseSize',
+  'objective',
+  'method',
+  'status',
+  'route',
+  'openConnections',
+  'connectionDuration',
+  'acceptErrors',
+  'rejectedConnections',
+  'connectionLimit',
+];
 
 local renameString(naming, s) =
   std.foldl(function(acc, k) std.strReplace(acc, presets.otel[k], presets[naming][k]), order, s);

@@ -3,7 +3,7 @@
 use std::error::Error;
 
 use super::future::BoxError;
-use crate::http_metrics::{Classify, ErrorType};
+use crate::classify::{Classify, ErrorType};
 
 /// The default classifier of [`ClientMetricsLayer`](super::ClientMetricsLayer): the
 /// `error_type` of an error the inner client returned, from its `source()` chain.
@@ -61,16 +61,6 @@ fn chain<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn 
     std::iter::successors(Some(error), |error: &&'a (dyn Error + 'static)| {
         (*error).source()
     })
-}
-
-/// The gRPC code a client reports for a call that failed with this `error_type`.
-pub(crate) fn code_of_error(error_type: &str) -> &'static str {
-    match error_type {
-        "connection_refused" | "connect_error" => "UNAVAILABLE",
-        "timeout" => "DEADLINE_EXCEEDED",
-        "cancelled" => "CANCELLED",
-        _ => "UNKNOWN",
-    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@ use prometheus_client::registry::Registry;
 use tower_layer::Layer;
 
 use super::classify::ClientErrors;
+use super::family::ClientRequests;
 use super::service::ClientMetrics;
+use crate::grpc::ClientCalls;
 use crate::histogram::Buckets;
-use crate::http_metrics::recorder::{Kind, Shared};
+use crate::record::Shared;
 
-/// The most label sets of each client family: a series' server and method ids share
-/// 32 bits.
+/// The most label sets of each client family: a series' server and method ids are 16
+/// bits each.
 const MAX_CLIENT_SERIES: usize = 0xffff;
 
 /// A [`Layer`] that records outgoing HTTP requests and gRPC calls; see the
@@ -32,8 +34,8 @@ const MAX_CLIENT_SERIES: usize = 0xffff;
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientMetricsLayer<C = ClientErrors> {
-    pub(super) http: Arc<Shared>,
-    pub(super) rpc: Arc<Shared>,
+    pub(super) http: Arc<Shared<ClientRequests>>,
+    pub(super) rpc: Arc<Shared<ClientCalls>>,
     pub(super) classify: C,
     /// `host:port` of requests whose URI has no authority.
     pub(super) server: Option<Arc<str>>,
@@ -47,17 +49,11 @@ impl ClientMetricsLayer {
         max_series: usize,
     ) -> Self {
         let max_series = max_series.min(MAX_CLIENT_SERIES);
-        let recorder = |kind, registry: &mut Registry| {
-            Arc::new(Shared::new(crate::grpc::recorder(
-                kind,
-                duration_buckets.clone(),
-                max_series,
-                registry,
-            )))
-        };
+        let http = ClientRequests::register(duration_buckets.clone(), max_series, registry);
+        let rpc = ClientCalls::register(duration_buckets, max_series, registry);
         Self {
-            http: recorder(Kind::HttpClient, registry),
-            rpc: recorder(Kind::RpcClient, registry),
+            http: Arc::new(Shared::new(http)),
+            rpc: Arc::new(Shared::new(rpc)),
             classify: ClientErrors,
             server: None,
         }

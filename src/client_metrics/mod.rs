@@ -61,12 +61,13 @@
 //! ```
 
 mod classify;
+mod family;
 mod future;
 mod layer;
 mod service;
 
 pub use classify::ClientErrors;
-pub(crate) use classify::code_of_error;
+pub(crate) use family::FAMILIES;
 pub use future::BoxErrors;
 pub use layer::ClientMetricsLayer;
 pub use service::ClientMetrics;

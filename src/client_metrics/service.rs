@@ -8,12 +8,12 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::classify::ClientErrors;
+use super::family::ClientRequests;
 use super::future::{BoxError, BoxErrors};
 use super::layer::ClientMetricsLayer;
-use crate::http_metrics::guard::{Guard, RequestBytes};
-use crate::http_metrics::labels::{Method, SeriesKey, UrlScheme};
-use crate::http_metrics::recorder::OVERFLOW_ROUTE;
-use crate::http_metrics::{Classify, ResponseBody, ResponseFuture};
+use crate::classify::Classify;
+use crate::grpc::ClientCalls;
+use crate::record::{Family, ReadHead, ResponseBody, ResponseFuture, UrlScheme};
 
 /// Records the requests it sends through the inner client; made by
 /// [`ClientMetricsLayer`]. Its error is the inner one, boxed.
@@ -52,16 +52,14 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let grpc = crate::grpc::is_grpc(&request);
         let layer = &self.layer;
-        let recorder = if grpc { &*layer.rpc } else { &*layer.http };
         let uri = request.uri();
         let scheme = match uri.scheme_str() {
             Some("https") => UrlScheme::Https,
             _ => UrlScheme::Http,
         };
         // `host[:port]`, without user info; the port defaults by scheme when encoded.
-        let address = match uri.authority() {
+        let server = match uri.authority() {
             Some(authority) => {
                 let authority = authority.as_str();
                 Some(
@@ -72,26 +70,20 @@ where
             }
             None => layer.server.as_deref(),
         };
-        let address = address.map_or(0, |address| recorder.route(Some(address), || "").id);
-        let method = if grpc {
-            recorder
-                .route(Some(crate::grpc::full_method(uri.path())), || "")
-                .id
+        let (mut guard, read_head): (_, ReadHead<C>) = if crate::grpc::is_grpc(&request) {
+            (
+                ClientCalls::start(&layer.rpc, start, &request, server, scheme),
+                ClientCalls::read_head::<C, BoxError>,
+            )
         } else {
-            0
+            (
+                ClientRequests::start(&layer.http, start, &request, server, scheme),
+                ClientRequests::read_head::<C, BoxError>,
+            )
         };
-        let route = if address > 0xffff || method > 0xffff {
-            OVERFLOW_ROUTE
-        } else {
-            address | method << 16
-        };
-        let method_label = Method::from_http(request.method());
-        let key = SeriesKey::request(request.version(), method_label, scheme, route);
-        let handle = recorder.start(method_label, scheme);
-        let mut guard = Guard::new(handle, start, key, RequestBytes::Unknown, None);
         guard.polling = true;
         let future = BoxErrors::new(self.inner.call(request));
         guard.polling = false;
-        ResponseFuture::recorded(future, None, guard, layer.classify.clone())
+        ResponseFuture::recorded(future, None, guard, read_head, layer.classify.clone())
     }
 }

@@ -1,90 +1,41 @@
-//! The scrape side of the RPC and HTTP client recorders: their own families and labels,
-//! from the tables the HTTP layer's machinery records into.
+//! The scrape side of the gRPC families: their duration histograms and labels.
 
-use std::sync::Arc;
-
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder,
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::{SYSTEM, status_labels};
-use crate::http_metrics::labels::{OverflowLabels, SeriesKey, UrlScheme, error_id};
-use crate::http_metrics::recorder::{ACTIVE_SLOTS, Kind, Recorder, Series};
+use super::{Code, SYSTEM};
+use crate::record::{Family, Key, OverflowLabels, Recorder, UrlScheme, encode_server, error_id};
 
-/// The families of one recorder of an RPC or client [`Kind`].
-pub(crate) struct Families(pub(crate) Arc<Recorder>);
-
-impl std::fmt::Debug for Families {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
+/// The labels of one series of a gRPC duration histogram.
+pub(super) struct CallLabels<'a> {
+    /// The error id the call ended with.
+    pub(super) error: u8,
+    /// The classifier's value, for an error id of its.
+    pub(super) custom: Option<&'a str>,
+    /// `package.Service/Method`.
+    pub(super) method: Option<&'a str>,
+    /// Whether the call was made (every code but `OK` is then a failure) rather than
+    /// served.
+    pub(super) client: bool,
+    /// The server called (`host:port`) and the scheme its port defaults by: client
+    /// side only.
+    pub(super) server: Option<(&'a str, UrlScheme)>,
 }
 
-/// The labels of one series of these families.
-struct Labels<'a> {
-    kind: Kind,
-    key: SeriesKey,
-    method: Option<&'a str>,
-    /// `host:port`.
-    address: Option<&'a str>,
-    custom: Option<&'a str>,
-}
-
-impl EncodeLabelSet for Labels<'_> {
+impl EncodeLabelSet for CallLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let (status, error_type): (Option<&str>, Option<&str>);
-        let mut code = [0u8; 3];
-        if self.kind == Kind::HttpClient {
-            ("http_request_method", self.key.method().as_str()).encode(encoder.encode_label())?;
-            let value = self.key.status();
-            status = (value != 0).then(|| {
-                let digit = |n: u16| b'0' + (n % 10) as u8;
-                code = [digit(value / 100), digit(value / 10), digit(value)];
-                std::str::from_utf8(&code).unwrap_or("_OTHER")
-            });
-            error_type = match self.key.error() {
-                0 if value >= 400 => status,
-                0 => None,
-                id if id < error_id::FIRST_CUSTOM => Some(error_id::BUILT_IN[usize::from(id)]),
-                _ => Some(self.custom.unwrap_or("_OTHER")),
-            };
-        } else {
-            ("rpc_system_name", SYSTEM).encode(encoder.encode_label())?;
-            if let Some(method) = self.method {
-                ("rpc_method", method).encode(encoder.encode_label())?;
-            }
-            let (name, error) =
-                status_labels(self.key.error(), self.kind == Kind::RpcClient, |_| {
-                    self.custom
-                });
-            status = Some(name);
-            error_type = error;
+        ("rpc_system_name", SYSTEM).encode(encoder.encode_label())?;
+        if let Some(method) = self.method {
+            ("rpc_method", method).encode(encoder.encode_label())?;
         }
-        if let Some(address) = self.address {
-            // `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults by scheme.
-            let (host, port) = match address.rsplit_once(':') {
-                Some((host, port)) if !address.ends_with(']') => (host, port),
-                _ => (address, ""),
-            };
-            let port = match (port, self.key.scheme()) {
-                ("", UrlScheme::Https) => "443",
-                ("", UrlScheme::Http) => "80",
-                (port, _) => port,
-            };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            ("server_address", host).encode(encoder.encode_label())?;
-            ("server_port", port).encode(encoder.encode_label())?;
+        if let Some((address, scheme)) = self.server {
+            encode_server(address, scheme, encoder)?;
         }
-        if let Some(status) = status {
-            let name = match self.kind {
-                Kind::HttpClient => "http_response_status_code",
-                _ => "rpc_response_status_code",
-            };
-            (name, status).encode(encoder.encode_label())?;
-        }
+        let (status, error_type) = status_labels(self.error, self.client, || self.custom);
+        ("rpc_response_status_code", status).encode(encoder.encode_label())?;
         if let Some(error_type) = error_type {
             ("error_type", error_type).encode(encoder.encode_label())?;
         }
@@ -92,99 +43,105 @@ impl EncodeLabelSet for Labels<'_> {
     }
 }
 
-/// The labels of the in-flight gauge of served calls.
-struct SystemLabel;
+/// `rpc_response_status_code` and `error_type` of a finished call's error id, on the
+/// server (`client` false) or client side; `custom` gives a classifier's value.
+pub(super) fn status_labels<'a>(
+    id: u8,
+    client: bool,
+    custom: impl FnOnce() -> Option<&'a str>,
+) -> (&'static str, Option<&'a str>) {
+    if let Some(code) = Code::of_error_id(id) {
+        let failed = if client {
+            code != Code::Ok
+        } else {
+            code.is_server_error()
+        };
+        return (code.as_str(), failed.then_some(code.as_str()));
+    }
+    // The call ended without a status: the engine's own error, or the classifier's (a
+    // client's: its code is the one a gRPC client reports for that error).
+    let error = match error_id::NAMES.get(usize::from(id)) {
+        Some(name) => name,
+        None => custom().unwrap_or("_OTHER"),
+    };
+    let code = if client {
+        code_of_error(error)
+    } else {
+        Code::Unknown
+    };
+    (code.as_str(), Some(error))
+}
 
-impl EncodeLabelSet for SystemLabel {
-    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        ("rpc_system_name", SYSTEM).encode(encoder.encode_label())
+/// The gRPC code a client reports for a call that failed with this `error_type`
+/// (the values of the client layer's default classifier, `ClientErrors`).
+fn code_of_error(error_type: &str) -> Code {
+    match error_type {
+        "connection_refused" | "connect_error" => Code::Unavailable,
+        "timeout" => Code::DeadlineExceeded,
+        "cancelled" => Code::Cancelled,
+        _ => Code::Unknown,
     }
 }
 
-impl Collector for Families {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let recorder = &*self.0;
-        let kind = recorder.config.kind;
-        let mut series: Vec<(SeriesKey, &Series)> =
-            recorder.series.iter().map(|(key, s)| (*key, s)).collect();
-        series.sort_unstable_by_key(|(key, _)| *key);
-        let mut routes: Vec<Option<&str>> = Vec::new();
-        for (name, route) in recorder.routes.iter().filter(|(_, route)| !route.excluded) {
-            let id = route.id as usize;
-            if routes.len() <= id {
-                routes.resize(id + 1, None);
-            }
-            routes[id] = Some(name);
-        }
-        let route = |id: u32| routes.get(id as usize).copied().flatten();
-        let mut errors: Vec<Option<&str>> = Vec::new();
-        for (name, id) in recorder.errors.iter() {
-            let id = usize::from(*id);
-            if errors.len() <= id {
-                errors.resize(id + 1, None);
-            }
-            errors[id] = Some(name);
-        }
-        let (name, help) = match kind {
-            Kind::RpcServer => (
-                "rpc_server_call_duration",
-                "Duration of RPCs served, until the response stream ended.",
-            ),
-            Kind::RpcClient => (
-                "rpc_client_call_duration",
-                "Duration of RPCs made, until the response stream ended.",
-            ),
-            Kind::HttpClient | Kind::Http => (
-                "http_client_request_duration",
-                "Duration of HTTP client requests, until the response body ended.",
-            ),
-        };
-        let overflow = &recorder.overflow;
-        if !series.is_empty() || !overflow.is_empty() {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?;
-            for (key, s) in &series {
-                let (method, address) = match kind {
-                    Kind::RpcServer => (route(key.route()), None),
-                    Kind::RpcClient => (route(key.route() >> 16), route(key.route() & 0xffff)),
-                    _ => (None, route(key.route() & 0xffff)),
-                };
-                let labels = Labels {
-                    kind,
-                    key: *key,
-                    method,
-                    address,
-                    custom: errors.get(usize::from(key.error())).copied().flatten(),
-                };
-                s.duration.encode(&mut family.encode_family(&labels)?)?;
-            }
-            if !overflow.is_empty() {
-                overflow
-                    .duration
-                    .encode(&mut family.encode_family(&OverflowLabels)?)?;
-            }
-        }
-        let seen = recorder
-            .active_seen
-            .iter()
-            .any(|seen| seen.load(std::sync::atomic::Ordering::Relaxed));
-        if kind == Kind::RpcServer && seen {
-            let mut family = encoder.encode_descriptor(
-                "rpc_server_active_calls",
-                "Number of RPCs in flight on the server.",
-                None,
-                MetricType::Gauge,
-            )?;
-            let value = (0..ACTIVE_SLOTS)
-                .map(|slot| recorder.active.sum(slot) as i64)
-                .sum::<i64>()
-                .max(0);
-            family.encode_family(&SystemLabel)?.encode_gauge(&value)?;
-        }
-        Ok(())
+/// Encodes the duration histogram `name` of a gRPC recorder, each series labelled by
+/// `labels`.
+pub(super) fn encode_durations<'r, P: Family>(
+    recorder: &'r Recorder<P>,
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    labels: impl Fn(Key, &[Option<&'r str>]) -> CallLabels<'r>,
+) -> Result<(), std::fmt::Error> {
+    let series = recorder.sorted_series();
+    let overflow = &recorder.overflow;
+    if series.is_empty() && overflow.is_empty() {
+        return Ok(());
+    }
+    let errors = recorder.error_names();
+    let mut family =
+        encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+    for (key, s) in &series {
+        s.duration
+            .encode(&mut family.encode_family(&labels(*key, &errors))?)?;
+    }
+    if !overflow.is_empty() {
+        overflow
+            .duration
+            .encode(&mut family.encode_family(&OverflowLabels)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_codes_are_failures() {
+        let none = || None;
+        let id = Code::error_id;
+        assert_eq!(
+            status_labels(id(Code::NotFound), false, none),
+            ("NOT_FOUND", None)
+        );
+        assert_eq!(
+            status_labels(id(Code::NotFound), true, none),
+            ("NOT_FOUND", Some("NOT_FOUND"))
+        );
+        assert_eq!(
+            status_labels(id(Code::Internal), false, none),
+            ("INTERNAL", Some("INTERNAL"))
+        );
+        assert_eq!(status_labels(id(Code::Ok), true, none), ("OK", None));
+        assert_eq!(
+            status_labels(error_id::PANIC, false, none),
+            ("UNKNOWN", Some("panic"))
+        );
+        assert_eq!(
+            status_labels(super::super::code::FIRST_CUSTOM_ERROR, true, || Some(
+                "connect_error"
+            )),
+            ("UNAVAILABLE", Some("connect_error"))
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! Label names, label values and the packed key of a series.
+//! The HTTP layer's names and labels, and the packed key of its series.
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+
+use crate::record::{Field, Key, Method, OVERFLOW_LABEL, UrlScheme, error_id};
 
 /// Which names the HTTP metrics and their labels get.
 ///
@@ -95,138 +97,6 @@ impl Names {
     }
 }
 
-/// The label of the series that takes what the cardinality limit turned away.
-pub(crate) const OVERFLOW_LABEL: &str = "otel_metric_overflow";
-
-/// The request method as a label value: the RFC 9110 methods and PATCH, or `_OTHER`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Method {
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Connect,
-    Options,
-    Trace,
-    Patch,
-    Other,
-}
-
-impl Method {
-    pub(crate) const COUNT: usize = 10;
-
-    const ALL: [Self; Self::COUNT] = [
-        Self::Get,
-        Self::Head,
-        Self::Post,
-        Self::Put,
-        Self::Delete,
-        Self::Connect,
-        Self::Options,
-        Self::Trace,
-        Self::Patch,
-        Self::Other,
-    ];
-
-    /// The label of an HTTP method. `GET` is checked first and inline: a comparison with
-    /// http's constant is one of its enum's tag, where matching `as_str()` compared
-    /// strings (16 instructions a request).
-    #[inline]
-    pub(crate) fn from_http(method: &http::Method) -> Self {
-        if *method == http::Method::GET {
-            Self::Get
-        } else {
-            Self::from_http_other(method)
-        }
-    }
-
-    fn from_http_other(method: &http::Method) -> Self {
-        use http::Method as M;
-        const OTHERS: [(M, Method); 8] = [
-            (M::POST, Method::Post),
-            (M::HEAD, Method::Head),
-            (M::PUT, Method::Put),
-            (M::DELETE, Method::Delete),
-            (M::PATCH, Method::Patch),
-            (M::OPTIONS, Method::Options),
-            (M::CONNECT, Method::Connect),
-            (M::TRACE, Method::Trace),
-        ];
-        OTHERS
-            .iter()
-            .find(|(http, _)| http == method)
-            .map_or(Self::Other, |(_, ours)| *ours)
-    }
-
-    /// The method numbered `index` (its discriminant); `_OTHER` past the last.
-    #[inline]
-    pub(crate) fn from_index(index: usize) -> Self {
-        Self::ALL.get(index).copied().unwrap_or(Self::Other)
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Head => "HEAD",
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Delete => "DELETE",
-            Self::Connect => "CONNECT",
-            Self::Options => "OPTIONS",
-            Self::Trace => "TRACE",
-            Self::Patch => "PATCH",
-            Self::Other => "_OTHER",
-        }
-    }
-}
-
-/// The `url_scheme` label: what the server knows of its connections, never what a
-/// request line claims (a plaintext `GET https://h/x` is still `http`).
-///
-/// Set on the layer with [`HttpMetricsLayer::url_scheme`](super::HttpMetricsLayer::url_scheme);
-/// a server with a TLS listener and a plaintext one gives each its own layer.
-///
-/// ```
-/// use tower_prometheus::{Metrics, UrlScheme};
-///
-/// let metrics = Metrics::new();
-/// let behind_tls = metrics.http_layer().url_scheme(UrlScheme::Https);
-/// assert_eq!(UrlScheme::default(), UrlScheme::Http);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum UrlScheme {
-    /// Plaintext HTTP (the default).
-    #[default]
-    Http,
-    /// HTTP over TLS.
-    Https,
-}
-
-impl UrlScheme {
-    pub(crate) const COUNT: usize = 2;
-
-    pub(crate) fn from_index(index: usize) -> Self {
-        if index % Self::COUNT == 1 {
-            Self::Https
-        } else {
-            Self::Http
-        }
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Http => "http",
-            Self::Https => "https",
-        }
-    }
-}
-
-/// The slot of the in-flight gauge of requests with this method and scheme.
-pub(crate) fn active_slot(method: Method, scheme: UrlScheme) -> usize {
-    method as usize * UrlScheme::COUNT + scheme as usize
-}
-
 /// `network_protocol_version`, from the request's HTTP version.
 fn version_index(version: http::Version) -> u64 {
     // Compared in this order: HTTP/1.1, the most common, first.
@@ -244,34 +114,26 @@ fn version_str(index: u64) -> &'static str {
     ["0.9", "1.0", "1.1", "2", "3"][(index as usize).min(4)]
 }
 
-/// The `error_type` of a series, as a small number: the layer's own values, then those
-/// of the classifier, interned by the recorder.
-pub(crate) mod error_id {
-    /// Not a failure (a 5xx status still gets its code as `error_type`).
-    pub(crate) const NONE: u8 = 0;
-    pub(crate) const OTHER: u8 = 1;
-    pub(crate) const PANIC: u8 = 2;
-    pub(crate) const CANCELLED: u8 = 3;
-    pub(crate) const BODY_ERROR: u8 = 4;
-    /// The first id of a classifier's value.
-    pub(crate) const FIRST_CUSTOM: u8 = 5;
-    /// The layer's own values, by id.
-    pub(crate) const BUILT_IN: [&str; 5] = ["", "_OTHER", "panic", "cancelled", "body_error"];
-}
-
-/// The labels of one series packed in a `u64`, so that finding its counters costs one
+/// The labels of one series packed in a [`Key`], so that finding its counters costs one
 /// integer hash:
 ///
-/// | bits | what |
-/// |---|---|
-/// | 0–3 | method |
-/// | 4 | scheme |
-/// | 5–7 | protocol version |
-/// | 8–15 | error type ([`error_id`]) |
-/// | 16–25 | status code (100–999) |
-/// | 26–57 | route id (0: no route) |
+/// | field | bits | what |
+/// |---|---|---|
+/// | [`METHOD`] | 0–3 | method |
+/// | [`SCHEME`] | 4 | scheme |
+/// | [`VERSION`] | 5–7 | protocol version |
+/// | [`ERROR`] | 8–15 | error type ([`error_id`]) |
+/// | [`STATUS`] | 16–25 | status code (100–999; 0 until the call ended) |
+/// | [`ROUTE`] | 26–57 | route id (0: no route) |
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct SeriesKey(u64);
+pub(crate) struct SeriesKey(pub(crate) Key);
+
+const METHOD: Field = Field::first(4);
+const SCHEME: Field = Field::after(METHOD, 1);
+const VERSION: Field = Field::after(SCHEME, 3);
+const ERROR: Field = Field::after(VERSION, 8);
+const STATUS: Field = Field::after(ERROR, 10);
+const ROUTE: Field = Field::after(STATUS, 32);
 
 impl SeriesKey {
     /// The labels known when the request arrives.
@@ -282,27 +144,24 @@ impl SeriesKey {
         scheme: UrlScheme,
         route: u32,
     ) -> Self {
-        Self(
-            method as u64
-                | (scheme as u64) << 4
-                | version_index(version) << 5
-                | u64::from(route) << 26,
-        )
+        let key = METHOD.set(Key(0), method as u64);
+        let key = SCHEME.set(key, scheme as u64);
+        let key = VERSION.set(key, version_index(version));
+        Self(ROUTE.set(key, u64::from(route)))
     }
 
     /// The key completed with how the request ended.
     #[inline]
     pub(crate) fn finish(self, status: u16, error: u8) -> Self {
-        let status = u64::from(status.min(1023));
-        Self(self.0 & !(0x3ffff << 8) | u64::from(error) << 8 | status << 16)
+        let key = STATUS.set(self.0, u64::from(status).min(STATUS.max()));
+        Self(ERROR.set(key, u64::from(error)))
     }
 
     /// The key with its status code replaced by its class (404 by 400) when `grouped`.
     #[inline]
     pub(crate) fn group_status(self, grouped: bool) -> Self {
         if grouped {
-            let class = u64::from(self.status() / 100 * 100);
-            Self(self.0 & !(0x3ff << 16) | class << 16)
+            Self(STATUS.set(self.0, u64::from(self.status() / 100 * 100)))
         } else {
             self
         }
@@ -312,43 +171,38 @@ impl SeriesKey {
     /// what the `PromClient` names label (method, route, status).
     #[inline]
     pub(crate) fn without_otel_labels(self) -> Self {
-        Self(self.0 & !(0x1 << 4 | 0x7 << 5 | 0xff << 8))
+        Self(ERROR.clear(VERSION.clear(SCHEME.clear(self.0))))
     }
 
-    /// The slot of the request's in-flight gauge: one per method and scheme
-    /// ([`active_slot`]), read straight from the bits.
+    /// The slot of the request's in-flight gauge: one per method and scheme, read
+    /// straight from the bits.
     #[inline]
     pub(crate) fn active_slot(self) -> usize {
-        (self.0 & 0xf) as usize * UrlScheme::COUNT + (self.0 >> 4 & 1) as usize
+        METHOD.get(self.0) as usize * UrlScheme::COUNT + SCHEME.get(self.0) as usize
     }
 
     pub(crate) fn method(self) -> Method {
-        Method::from_index((self.0 & 0xf) as usize)
+        Method::from_index(METHOD.get(self.0) as usize)
     }
 
     pub(crate) fn scheme(self) -> UrlScheme {
-        UrlScheme::from_index((self.0 >> 4 & 1) as usize)
+        UrlScheme::from_index(SCHEME.get(self.0) as usize)
     }
 
     pub(crate) fn route(self) -> u32 {
-        (self.0 >> 26) as u32
-    }
-
-    /// Whether the protocol version is HTTP/1.1 or older.
-    pub(crate) fn http1(self) -> bool {
-        self.0 >> 5 & 0x7 <= 2
+        ROUTE.get(self.0) as u32
     }
 
     fn version(self) -> &'static str {
-        version_str(self.0 >> 5 & 0x7)
+        version_str(VERSION.get(self.0))
     }
 
     pub(crate) fn error(self) -> u8 {
-        (self.0 >> 8 & 0xff) as u8
+        ERROR.get(self.0) as u8
     }
 
     pub(crate) fn status(self) -> u16 {
-        (self.0 >> 16 & 0x3ff) as u16
+        STATUS.get(self.0) as u16
     }
 }
 
@@ -396,8 +250,10 @@ impl<'a> SeriesLabels<'a> {
         match self.key.error() {
             error_id::NONE if self.key.status() >= 500 => Some(self.status()),
             error_id::NONE => None,
-            id if id < error_id::FIRST_CUSTOM => Some(error_id::BUILT_IN[usize::from(id)]),
-            _ => Some(self.error.unwrap_or("_OTHER")),
+            id => match error_id::NAMES.get(usize::from(id)) {
+                Some(name) => Some(name),
+                None => Some(self.error.unwrap_or("_OTHER")),
+            },
         }
     }
 }
@@ -438,33 +294,9 @@ impl EncodeLabelSet for ActiveLabels {
     }
 }
 
-/// The label set of the overflow series.
-pub(crate) struct OverflowLabels;
-
-impl EncodeLabelSet for OverflowLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        (OVERFLOW_LABEL, "true").encode(encoder.encode_label())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn methods_outside_rfc_9110_are_other() {
-        for (method, label) in [
-            ("GET", "GET"),
-            ("PATCH", "PATCH"),
-            ("CONNECT", "CONNECT"),
-            ("PROPFIND", "_OTHER"),
-            ("get", "_OTHER"),
-            ("FOO", "_OTHER"),
-        ] {
-            let method = http::Method::from_bytes(method.as_bytes()).expect("valid token");
-            assert_eq!(Method::from_http(&method).as_str(), label);
-        }
-    }
 
     #[test]
     fn keys_round_trip() {
@@ -479,16 +311,12 @@ mod tests {
         assert_eq!(key.method(), Method::Delete);
         assert_eq!(key.scheme(), UrlScheme::Https);
         assert_eq!(key.version(), "2");
-        assert!(!key.http1());
-        assert!(
-            SeriesKey::request(http::Version::HTTP_11, Method::Get, UrlScheme::Http, 1).http1()
-        );
         assert_eq!(key.route(), 4_000_000_000);
         assert_eq!(key.status(), 204);
         assert_eq!(key.error(), 200);
         assert_eq!(
             key.active_slot(),
-            active_slot(Method::Delete, UrlScheme::Https)
+            Method::Delete as usize * UrlScheme::COUNT + UrlScheme::Https as usize
         );
         let plain = key.without_otel_labels();
         assert_eq!(

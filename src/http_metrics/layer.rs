@@ -7,25 +7,21 @@ use http::Request;
 use prometheus_client::registry::Registry;
 use tower_layer::Layer;
 
-use super::body::{ContentLength, RequestSize};
-use super::classify::DefaultClassifier;
-use super::exemplar::{TraceContextSource, Traceparent};
-use super::labels::{Naming, UrlScheme};
+use super::family::{Config, ServerRequests, TraceSource};
+use super::labels::Naming;
 use super::objective::{Objective, Objectives};
-use super::recorder::{Config, Kind, Recorder, Shared, TraceSource};
+use super::request::{ContentLength, RequestSize};
 use super::route::{DefaultRoute, RouteFn};
 use super::service::HttpMetrics;
-use crate::error::{Error, is_valid_label_name};
+use crate::classify::DefaultClassifier;
+use crate::error::{Error, SERIES_LIMIT, is_valid_label_name};
+use crate::exemplar::{TraceContextSource, Traceparent};
+use crate::grpc::ServerCalls;
 use crate::histogram::{Buckets, NativeBuckets};
+use crate::record::{Histograms, Recorder, Shared, UrlScheme};
 
 /// The default of [`HttpMetricsBuilder::max_series`].
 pub const DEFAULT_MAX_SERIES: usize = 2_000;
-
-/// The largest [`HttpMetricsBuilder::max_series`]: a family of more series than this is
-/// more than a Prometheus server should scrape from one target, and the lookup tables of
-/// the layer (two tables of 16-byte slots, each at least twice the limit rounded up to a
-/// power of two, allocated at build) already weigh 8 MiB at this limit.
-pub const SERIES_LIMIT: usize = 100_000;
 
 /// A [`Layer`] that records HTTP request metrics; see the [module docs](super).
 ///
@@ -50,8 +46,7 @@ pub const SERIES_LIMIT: usize = 100_000;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpMetricsLayer<R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
-    /// The HTTP recorder, and the gRPC calls' ([`Shared::grpc`]).
-    recorder: Arc<Shared>,
+    recorders: Arc<Recorders>,
     route: R,
     classify: C,
     request_size: M,
@@ -109,7 +104,7 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     /// [`DefaultRoute`].
     pub fn route_label<R2>(self, route: R2) -> HttpMetricsLayer<R2, C, M> {
         HttpMetricsLayer {
-            recorder: self.recorder,
+            recorders: self.recorders,
             route,
             classify: self.classify,
             request_size: self.request_size,
@@ -121,7 +116,7 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     /// [`Classify`](super::Classify).
     pub fn classify<C2>(self, classify: C2) -> HttpMetricsLayer<R, C2, M> {
         HttpMetricsLayer {
-            recorder: self.recorder,
+            recorders: self.recorders,
             route: self.route,
             classify,
             request_size: self.request_size,
@@ -143,7 +138,7 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     /// ```
     pub fn request_size<M2: RequestSize>(self, mode: M2) -> HttpMetricsLayer<R, C, M2> {
         HttpMetricsLayer {
-            recorder: self.recorder,
+            recorders: self.recorders,
             route: self.route,
             classify: self.classify,
             request_size: mode,
@@ -177,7 +172,7 @@ impl<S, R: Clone, C: Clone, M> Layer<S> for HttpMetricsLayer<R, C, M> {
     fn layer(&self, inner: S) -> Self::Service {
         HttpMetrics::new(
             inner,
-            self.recorder.clone(),
+            self.recorders.clone(),
             self.route.clone(),
             self.classify.clone(),
             self.scheme,
@@ -645,20 +640,24 @@ impl HttpMetricsBuilder {
         #[cfg(feature = "task-metrics")]
         let max_route_id = self.max_series + self.excluded_routes.len() + nested_services.len();
         let rpc_buckets = self.grpc.then(|| duration_buckets.clone());
-        let recorder = Arc::new(Recorder::new(Config {
-            kind: Kind::Http,
+        let histograms = Histograms {
+            duration: duration_buckets,
+            native: self.native_histograms.then_some(self.native_buckets),
+            exemplars: self.exemplars,
+            sizes: size_buckets,
+            max_series: self.max_series,
+        };
+        let family = ServerRequests::new(Config {
             names,
             grouped_status: self.group_status_codes,
-            duration_buckets,
-            native_buckets: self.native_histograms.then_some(self.native_buckets),
             exemplars: self.exemplars.then_some(self.trace_context),
-            size_buckets,
-            max_series: self.max_series,
+            max_routes: self.max_series,
             excluded_paths: self.excluded_paths,
             excluded_prefixes: self.excluded_prefixes,
             excluded_routes: self.excluded_routes,
             nested_services,
-        }));
+        });
+        let recorder = Arc::new(Recorder::new(family, histograms));
         let registry = if self.const_labels.is_empty() {
             registry
         } else {
@@ -672,30 +671,53 @@ impl HttpMetricsBuilder {
         if !objectives.is_empty() {
             registry.register_collector(Box::new(objectives));
         }
-        let mut shared = Shared::new(recorder);
         #[cfg(feature = "task-metrics")]
-        if self.task_monitors {
+        let tasks = self.task_monitors.then(|| {
             let monitors = Arc::new(super::tasks::Monitors::new(
                 max_route_id,
                 self.slow_poll_threshold,
                 self.long_delay_threshold,
             ));
             registry.register_collector(Box::new(super::tasks::Collector {
-                recorder: shared.recorder().clone(),
+                recorder: recorder.clone(),
                 monitors: monitors.clone(),
             }));
-            shared.tasks = Some(monitors);
-        }
-        shared.grpc = rpc_buckets.map(|buckets| {
-            let grpc = crate::grpc::recorder(Kind::RpcServer, buckets, self.max_series, registry);
-            Box::new(Shared::new(grpc))
+            monitors
         });
+        let grpc = rpc_buckets.map(|buckets| {
+            Box::new(Shared::new(ServerCalls::register(
+                buckets,
+                self.max_series,
+                registry,
+            )))
+        });
+        let recorders = Recorders {
+            http: Shared::new(recorder),
+            grpc,
+            #[cfg(feature = "task-metrics")]
+            tasks,
+        };
         Ok(HttpMetricsLayer {
-            recorder: Arc::new(shared),
+            recorders: Arc::new(recorders),
             route: DefaultRoute,
             classify: DefaultClassifier,
             request_size: ContentLength,
             scheme: UrlScheme::Http,
         })
     }
+}
+
+/// What a layer and its services share: the recorder of HTTP requests, and those of the
+/// gRPC calls and the task monitors when the options have them.
+///
+/// One `Arc` of it per service: axum clones the layer's service for every request, and
+/// each `Arc` a service holds is one more reference count written per request.
+#[derive(Debug)]
+pub(crate) struct Recorders {
+    pub(crate) http: Shared<ServerRequests>,
+    /// `None` when gRPC calls are recorded as HTTP requests (`grpc(false)`).
+    pub(crate) grpc: Option<Box<Shared<ServerCalls>>>,
+    /// The task monitors of the routes, when the layer has them (`tasks.rs`).
+    #[cfg(feature = "task-metrics")]
+    pub(crate) tasks: Option<Arc<super::tasks::Monitors>>,
 }

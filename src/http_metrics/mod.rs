@@ -123,27 +123,23 @@
 //!     .layer(HttpMetricsLayer::new(&mut registry));
 //! ```
 
-mod body;
-mod classify;
 mod encode;
-pub(crate) mod exemplar;
-mod future;
-pub(crate) mod guard;
-pub(crate) mod labels;
+mod family;
+mod labels;
 mod layer;
 mod objective;
-pub(crate) mod recorder;
+mod request;
 mod route;
 mod service;
-mod table;
-pub(crate) mod tasks;
+mod tasks;
 
-pub use body::{ContentLength, ReadBytes, RequestBody, RequestSize, ResponseBody};
-pub use classify::{Classified, Classify, DefaultClassifier, ErrorType};
-pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
-pub use future::ResponseFuture;
-pub use labels::{Naming, UrlScheme};
-pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer, SERIES_LIMIT};
+pub use crate::classify::{Classified, Classify, DefaultClassifier, ErrorType};
+pub use crate::error::SERIES_LIMIT;
+pub use crate::exemplar::{TraceContext, TraceContextSource, Traceparent};
+pub use crate::record::{ResponseBody, ResponseFuture, UrlScheme};
+pub use labels::Naming;
+pub use layer::{DEFAULT_MAX_SERIES, HttpMetricsBuilder, HttpMetricsLayer};
 pub use objective::Objective;
+pub use request::{ContentLength, ReadBytes, RequestBody, RequestSize};
 pub use route::{DefaultRoute, RouteFn, RouteLabel};
 pub use service::HttpMetrics;

@@ -9,14 +9,18 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::body::{ContentLength, RequestSize, ResponseBody};
-use super::classify::{Classify, DefaultClassifier};
-use super::future::ResponseFuture;
-use super::guard::{Guard, RequestBytes};
-use super::labels::{Method, SeriesKey, UrlScheme};
-use super::recorder::Shared;
+use super::family::ServerRequests;
+use super::labels::SeriesKey;
+use super::layer::Recorders;
+use super::request::{ContentLength, RequestSize};
 use super::route::{DefaultRoute, RouteLabel};
 use super::tasks;
+use crate::classify::{Classify, DefaultClassifier};
+use crate::grpc::ServerCalls;
+use crate::record::{
+    Family, Guard, Method, ReadHead, RequestBytes, RequestFacts, ResponseBody, ResponseFuture,
+    UrlScheme,
+};
 
 /// Records HTTP metrics for the requests it passes to the inner service.
 ///
@@ -25,7 +29,7 @@ use super::tasks;
 #[derive(Clone, Debug)]
 pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLength> {
     inner: S,
-    recorder: Arc<Shared>,
+    recorders: Arc<Recorders>,
     route: R,
     classify: C,
     request_size: PhantomData<M>,
@@ -35,14 +39,14 @@ pub struct HttpMetrics<S, R = DefaultRoute, C = DefaultClassifier, M = ContentLe
 impl<S, R, C, M> HttpMetrics<S, R, C, M> {
     pub(crate) fn new(
         inner: S,
-        recorder: Arc<Shared>,
+        recorders: Arc<Recorders>,
         route: R,
         classify: C,
         scheme: UrlScheme,
     ) -> Self {
         Self {
             inner,
-            recorder,
+            recorders,
             route,
             classify,
             request_size: PhantomData,
@@ -85,41 +89,51 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let recorder = &*self.recorder;
+        let recorders = &*self.recorders;
+        let http = &recorders.http;
         // Everything that runs the caller's code (the route label, the body's
         // `is_end_stream` and size hint) runs before the request is counted in flight:
         // if it panics, there is nothing to take back.
         let path = || request.uri().path();
-        // gRPC calls are recorded by their own recorder, the full method as the route.
-        let grpc = (recorder.grpc.as_deref()).filter(|_| crate::grpc::is_grpc(&request));
-        let route = if recorder.excludes_path(path) {
+        // The call's guard, how its response is read and its task monitor; `None` when
+        // it is not recorded. The request is then passed on at one place of each kind:
+        // every other place would cost a copy of it.
+        let recording = if http.family.excludes_path(path) {
             None
-        } else if let Some(grpc) = grpc {
-            Some(grpc.route(Some(crate::grpc::full_method(path())), || ""))
+        } else if let Some(grpc) = recorders
+            .grpc
+            .as_deref()
+            .filter(|_| crate::grpc::is_grpc(&request))
+        {
+            // gRPC calls are recorded by their own family, the full method as the route.
+            let read_head: ReadHead<C> = ServerCalls::read_head::<C, S::Error>;
+            Some((ServerCalls::start(grpc, start, &request), read_head, None))
         } else {
-            Some(recorder.route_of(self.route.route_source(&request), path))
-        }
-        .filter(|route| !route.excluded);
-        let recorder = grpc.unwrap_or(recorder);
-        let Some(route) = route else {
+            let route = http
+                .family
+                .route_of(self.route.route_source(&request), path);
+            (!route.excluded).then(|| {
+                let method = Method::from_http(request.method());
+                let key = SeriesKey::request(request.version(), method, self.scheme, route.id).0;
+                let facts = RequestFacts::new(request.version(), method);
+                let request_bytes = M::measure(&request, http.measures_body_sizes());
+                let trace = http.family.trace_context(&request);
+                let handle = http.start(key);
+                let monitor = tasks::monitor(recorders, route);
+                let guard = Guard::new(handle, start, key, facts, request_bytes, trace);
+                let read_head: ReadHead<C> = ServerRequests::read_head::<C, S::Error>;
+                (guard, read_head, monitor)
+            })
+        };
+        let Some((mut guard, read_head, monitor)) = recording else {
             let future = self.inner.call(M::wrap(request, &RequestBytes::Unknown));
             return ResponseFuture::unrecorded(future, self.classify.clone());
         };
-        let method = Method::from_http(request.method());
-        let key = SeriesKey::request(request.version(), method, self.scheme, route.id);
-        let request_bytes = M::measure(&request, recorder.measures_body_sizes());
-        let trace = recorder.trace_context(&request);
-        let handle = recorder.start(method, self.scheme);
-        let monitor = tasks::monitor(recorder, route);
-        let mut guard = Guard::new(handle, start, key, request_bytes, trace);
-        if let Some(timeout) = grpc.and_then(|_| crate::grpc::deadline(request.headers())) {
-            guard.set_deadline(timeout);
-        }
         // Set by hand rather than through a closure, which would move the request once
         // more; the request is wrapped right in the call's argument for the same reason.
         guard.polling = true;
         let future = self.inner.call(M::wrap(request, guard.request_bytes()));
         guard.polling = false;
-        ResponseFuture::recorded(future, monitor, guard, self.classify.clone())
+        ResponseFuture::recorded(future, monitor, guard, read_head, self.classify.clone())
     }
 }

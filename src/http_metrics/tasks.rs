@@ -11,8 +11,8 @@
 //! A scrape reads each monitor's cumulative totals ([`TaskMonitor::cumulative`]) and
 //! publishes them as counters labelled with the route ([`Collector`] below).
 //!
-//! Without the feature, [`Monitored`] is the inner future itself and [`monitor`]
-//! gives none: the layer's default path is unchanged.
+//! The instrumented future itself is the engine's (`record/tasks.rs`). Without the
+//! feature, [`monitor`] gives none: the layer's default path is unchanged.
 
 #[cfg(feature = "task-metrics")]
 pub(crate) use on::*;
@@ -22,49 +22,31 @@ pub(crate) use off::*;
 
 #[cfg(not(feature = "task-metrics"))]
 mod off {
-    use super::super::recorder::{Route, Shared};
+    use super::super::family::Route;
+    use super::super::layer::Recorders;
+    use crate::record::Monitor;
 
-    /// The inner future, as the layer holds it: itself, without the feature.
-    pub(crate) type Monitored<F> = F;
-
-    /// The inner future of a request that is not instrumented.
+    /// The task monitor of a request on `route`: none without the feature.
     #[inline(always)]
-    pub(crate) fn plain<F>(future: F) -> Monitored<F> {
-        future
-    }
-
-    /// A route's task monitor: there is none without the feature.
-    pub(crate) type Monitor = std::convert::Infallible;
-
-    /// The task monitor of a request on `route`: none.
-    #[inline(always)]
-    pub(crate) fn monitor(_shared: &Shared, _route: Route) -> Option<Monitor> {
+    pub(crate) fn monitor(_recorders: &Recorders, _route: Route) -> Option<Monitor> {
         None
-    }
-
-    /// The inner future, instrumented with `monitor` (which cannot exist).
-    #[inline(always)]
-    pub(crate) fn instrument<F>(_future: F, monitor: Monitor) -> Monitored<F> {
-        match monitor {}
     }
 }
 
 #[cfg(feature = "task-metrics")]
 mod on {
-    use std::future::Future;
-    use std::pin::Pin;
     use std::sync::{Arc, OnceLock};
-    use std::task::{Context, Poll};
     use std::time::Duration;
 
-    use pin_project_lite::pin_project;
     use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
     use prometheus_client::metrics::MetricType;
     use prometheus_client::registry::Unit;
-    use tokio_metrics::{Instrumented, TaskMetrics, TaskMonitorCore, TaskMonitorCoreBuilder};
+    use tokio_metrics::{TaskMetrics, TaskMonitorCoreBuilder};
 
-    use super::super::labels::{Names, OVERFLOW_LABEL};
-    use super::super::recorder::{OVERFLOW_ROUTE, Recorder, Route, Shared};
+    use super::super::family::{OVERFLOW_ROUTE, Route, ServerRequests};
+    use super::super::labels::Names;
+    use super::super::layer::Recorders;
+    use crate::record::{Monitor, OVERFLOW_LABEL, Recorder};
 
     /// The families the task metrics expose, with their unit suffixes, without `_total`.
     pub(crate) const FAMILIES: &[&str] = &[
@@ -133,53 +115,10 @@ mod on {
         }
     }
 
-    /// A route's monitor, shared by its requests in flight (as tokio-metrics'
-    /// `TaskMonitor` is, without naming its builder, which tokio-metrics does not
-    /// export).
-    pub(crate) type Monitor = Arc<TaskMonitorCore>;
-
-    pin_project! {
-        /// The inner future, instrumented or not.
-        #[project = MonitoredProj]
-        pub(crate) enum Monitored<F> {
-            Plain { #[pin] future: F },
-            Instrumented { #[pin] future: Instrumented<F, Monitor> },
-        }
-    }
-
-    impl<F: Future> Future for Monitored<F> {
-        type Output = F::Output;
-
-        #[inline]
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-            match self.project() {
-                MonitoredProj::Plain { future } => future.poll(cx),
-                MonitoredProj::Instrumented { future } => future.poll(cx),
-            }
-        }
-    }
-
-    /// The inner future of a request that is not instrumented.
-    #[inline(always)]
-    pub(crate) fn plain<F>(future: F) -> Monitored<F> {
-        Monitored::Plain { future }
-    }
-
     /// The task monitor of a recorded request on `route`, when the layer has them.
     #[inline]
-    pub(crate) fn monitor(shared: &Shared, route: Route) -> Option<Monitor> {
-        Some(shared.tasks.as_ref()?.of(route).clone())
-    }
-
-    /// The inner future, instrumented with its route's monitor. The caller builds the
-    /// response future around it in place (`ResponseFuture::recorded`): an
-    /// `instrument(shared, route, future)` returning either variant moved the inner
-    /// future once more, 61 instructions per request on the axum path.
-    #[inline(always)]
-    pub(crate) fn instrument<F>(future: F, monitor: Monitor) -> Monitored<F> {
-        Monitored::Instrumented {
-            future: TaskMonitorCore::instrument_with(future, monitor),
-        }
+    pub(crate) fn monitor(recorders: &Recorders, route: Route) -> Option<Monitor> {
+        Some(recorders.tasks.as_ref()?.of(route).clone())
     }
 
     /// One counter family: its descriptor, and the value it takes from a monitor.
@@ -261,7 +200,7 @@ mod on {
     /// Publishes the monitors of a layer at scrape time.
     #[derive(Debug)]
     pub(crate) struct Collector {
-        pub(crate) recorder: Arc<Recorder>,
+        pub(crate) recorder: Arc<Recorder<ServerRequests>>,
         pub(crate) monitors: Arc<Monitors>,
     }
 
@@ -274,11 +213,12 @@ mod on {
 
     impl prometheus_client::collector::Collector for Collector {
         fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-            let names: &Names = self.recorder.config.names;
+            let family = &self.recorder.family;
+            let names: &Names = family.names;
             let last = self.monitors.by_route.len() - 1;
             // The route templates by id (excluded routes have none of their own).
             let mut templates: Vec<Option<&str>> = vec![None; last];
-            for (name, route) in self.recorder.routes.iter().filter(|(_, r)| !r.excluded) {
+            for (name, route) in family.routes.iter().filter(|(_, r)| !r.excluded) {
                 if let Some(slot) = templates.get_mut(route.id as usize) {
                     *slot = Some(name);
                 }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod model;
 pub mod money;
+pub mod outbox;
 pub mod pdf;
 pub mod pdp;
 pub mod routes;
@@ -49,13 +50,15 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The metrics.
     pub telemetry: Telemetry,
-    /// The PDP issued invoices are submitted to, when `PDP_ADDR` is set.
-    pub pdp: Option<pdp::Pdp>,
+    /// The outbox of the submissions to the PDP and the task that sends them, when
+    /// `PDP_ADDR` is set.
+    pub outbox: Option<outbox::Outbox>,
 }
 
 impl AppState {
-    /// Creates the folders, opens the database (running the migrations) and registers
-    /// the metrics, as `config` says.
+    /// Creates the folders, opens the database (running the migrations), registers the
+    /// metrics and, with a PDP, starts the task that submits the issued invoices to it
+    /// ([`outbox`]), as `config` says.
     pub async fn open(config: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         for dir in [&config.uploads_dir, &config.pdf_dir] {
             tokio::fs::create_dir_all(dir)
@@ -74,17 +77,29 @@ impl AppState {
             config.slow_poll_threshold,
         )?;
         let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
-        let pdp = match &config.pdp_addr {
-            Some(addr) => Some(pdp::Pdp::new(
-                addr,
-                config.pdp_timeout,
-                telemetry.http.as_ref(),
-            )?),
+        let outbox = match &config.pdp_addr {
+            Some(addr) => {
+                let pdp = pdp::Pdp::new(addr, config.pdp_timeout, telemetry.http.as_ref())?;
+                let settings = outbox::Settings {
+                    timeout: config.pdp_timeout,
+                    retry_max: config.pdp_retry_max,
+                    // Never up to REQUEST_TIMEOUT: a 503 after the commit would tell the
+                    // client that the invoice was not created.
+                    answer_wait: (config.pdp_timeout + outbox::ANSWER_MARGIN)
+                        .min(config.serve.request_timeout / 2),
+                };
+                Some(outbox::Outbox::start(
+                    db.clone(),
+                    pdp,
+                    telemetry.business.clone(),
+                    settings,
+                ))
+            }
             None => None,
         };
         Ok(Self {
             db,
-            pdp,
+            outbox,
             config: Arc::new(config),
             telemetry,
         })
@@ -101,8 +116,9 @@ impl AppState {
 /// handling of clients gone mid-request ([`error::abandon_if_client_gone`]), and the time
 /// to send the body (`REQUEST_BODY_TIMEOUT`, 408).
 ///
-/// `/metrics` is served here unless `METRICS_ADDR` moves it to its own listener (see
-/// [`metrics_app`]); `/metrics` and `/health` are excluded from the HTTP metrics.
+/// `/metrics` is served on its own listener ([`metrics_app`], `METRICS_ADDR`, by
+/// default), or here with `METRICS_ADDR=api`; `/metrics` and `/health` are excluded from
+/// the HTTP metrics.
 pub fn app(state: AppState) -> Router {
     let limits = state.config.serve;
     let mut router = Router::new()
@@ -116,7 +132,7 @@ pub fn app(state: AppState) -> Router {
     let metrics = state.telemetry.http.clone();
     let exporter_here = metrics
         .as_ref()
-        .filter(|_| state.config.metrics_addr.is_none());
+        .filter(|_| state.config.metrics_addr == config::MetricsAddr::Api);
     if let Some(metrics) = exporter_here {
         router = router.route_service("/metrics", metrics.exporter());
     }

@@ -4,24 +4,25 @@
 //! cargo run --release -p invoicing
 //! # then
 //! curl http://127.0.0.1:3000/health
-//! curl http://127.0.0.1:3000/metrics
+//! curl http://127.0.0.1:9100/metrics
 //! ```
 //!
 //! Configuration by flags or environment variables (`invoicing --help`; the table in
 //! `README.md`). SIGTERM or Ctrl-C stop it gracefully: the listeners close, the requests
-//! in flight finish, then the database is closed.
+//! in flight finish, the PDP submissions in flight are left for the next start, then the
+//! database is closed.
 //!
 //! Observability, all of it: `telemetry::init_tracing` (logs), `AppState::open` builds
 //! the `Telemetry` (business metrics and `tower_prometheus::Metrics` on one registry),
-//! `app` puts the HTTP metrics layer on the router and `/metrics` beside the API, or
-//! `metrics_app` on its own listener (`METRICS_ADDR`); the allocator below counts the
-//! heap.
+//! `app` puts the HTTP metrics layer on the router, and `metrics_app` serves `/metrics`
+//! on its own listener (`METRICS_ADDR`, `127.0.0.1:9100` by default; `api`: beside the
+//! API, from `app`); the allocator below counts the heap.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use invoicing::config::Config;
-use invoicing::serve::{connection_cap, serve};
+use invoicing::config::{Config, MetricsAddr};
+use invoicing::serve::{connection_cap, metered_listener, serve};
 use invoicing::{AppState, app, metrics_app, telemetry};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -51,14 +52,17 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
     let state = AppState::open(config.clone()).await?;
     let max_connections = connection_cap(config.serve.max_connections);
 
-    let listener = TcpListener::bind(config.addr())
+    let metrics = state.telemetry.http.as_ref();
+    let bound = TcpListener::bind(config.addr())
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.addr()))?;
-    let metrics_listener = match (&state.telemetry.http, config.metrics_addr) {
-        (Some(metrics), Some(addr)) => {
-            let listener = TcpListener::bind(addr)
+    let listener = metered_listener(metrics, bound, max_connections);
+    let metrics_listener = match (metrics, config.metrics_addr) {
+        (Some(metrics), MetricsAddr::Listen(addr)) => {
+            let bound = TcpListener::bind(addr)
                 .await
                 .map_err(|error| format!("cannot listen on METRICS_ADDR {addr}: {error}"))?;
+            let listener = metered_listener(Some(metrics), bound, METRICS_CONNECTIONS);
             Some((listener, metrics_app(metrics)))
         }
         _ => None,
@@ -77,14 +81,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
             tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
             let (limits, stopped) = (config.serve, stopped.clone());
             Some(tokio::spawn(async move {
-                serve(
-                    listener,
-                    router,
-                    &limits,
-                    METRICS_CONNECTIONS,
-                    wait(stopped),
-                )
-                .await;
+                serve(listener, router, &limits, wait(stopped)).await;
             }))
         }
         None => None,
@@ -97,16 +94,12 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sy
         "listening on http://{}",
         listener.local_addr()?
     );
-    serve(
-        listener,
-        app(state.clone()),
-        &config.serve,
-        max_connections,
-        wait(stopped),
-    )
-    .await;
+    serve(listener, app(state.clone()), &config.serve, wait(stopped)).await;
     if let Some(server) = metrics_server {
         server.await?;
+    }
+    if let Some(outbox) = &state.outbox {
+        outbox.stop().await;
     }
     state.db.close().await;
     tracing::info!("stopped cleanly");

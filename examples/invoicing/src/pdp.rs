@@ -1,7 +1,8 @@
 //! Submitting issued invoices to the PDP (`examples/pdp`), over gRPC, through
 //! `tower_prometheus`'s client layer: each call is in `rpc_client_call_duration_seconds`
 //! with the PDP's status code, or the `error_type` of a refused connection or an expired
-//! deadline.
+//! deadline. Submissions are queued and retried by [`crate::outbox`]; this module makes
+//! one attempt and says whether its outcome is the PDP's decision or a failure to retry.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use tonic::transport::Channel;
 use tower_prometheus::Metrics;
 use tower_prometheus::client_metrics::ClientMetrics;
 
-use crate::model::invoice::Submission;
+use crate::outbox::Submission;
 
 /// A client of the PDP. Cloning is cheap: clones share the connection.
 #[derive(Clone, Debug)]
@@ -48,24 +49,68 @@ impl Pdp {
         })
     }
 
-    /// Submits an issued invoice; the PDP's answer as shown on the invoice:
-    /// `SUBMITTED sub-1`, or the status code and message of a refusal or failure
-    /// (`INVALID_ARGUMENT: seller_siret: 14 digits`, `UNAVAILABLE: …`).
-    pub async fn submit(&self, invoice: Submission) -> String {
+    /// One attempt to submit an issued invoice, with its submission key.
+    pub async fn submit(&self, invoice: &Submission) -> Attempt {
         let mut request = tonic::Request::new(SubmitInvoiceRequest {
-            seller_siret: invoice.seller_siret,
-            number: invoice.number,
-            issue_date: invoice.issue_date,
-            currency: invoice.currency,
+            seller_siret: invoice.seller_siret.clone(),
+            number: invoice.number.clone(),
+            issue_date: invoice.issue_date.clone(),
+            currency: invoice.currency.clone(),
             total_gross_cents: invoice.total_gross_cents,
-            client_name: invoice.client_name,
+            client_name: invoice.client_name.clone(),
+            submission_key: invoice.submission_key.clone(),
         });
         request.set_timeout(self.timeout);
         match self.client.clone().submit_invoice(request).await {
-            Ok(reply) => format!("SUBMITTED {}", reply.into_inner().submission_id),
-            Err(status) => format!("{}: {}", code_name(status.code()), status.message()),
+            Ok(reply) => Attempt::Answered {
+                code: "OK",
+                answer: format!("SUBMITTED {}", reply.into_inner().submission_id),
+            },
+            Err(status) => {
+                let code = code_name(status.code());
+                let text = format!("{code}: {}", status.message());
+                if is_decision(status.code()) {
+                    Attempt::Answered { code, answer: text }
+                } else {
+                    Attempt::Failed { code, error: text }
+                }
+            }
         }
     }
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The PDP decided on the invoice: what to keep on it (`SUBMITTED sub-7`,
+    /// `ALREADY_EXISTS: …`), and the code of the answer (`OK`, `ALREADY_EXISTS`).
+    Answered {
+        /// The gRPC status code, as the specification spells it.
+        code: &'static str,
+        /// The answer, as shown in `pdp_status`.
+        answer: String,
+    },
+    /// No decision (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, …): the attempt is to be made
+    /// again.
+    Failed {
+        /// The gRPC status code, as the specification spells it.
+        code: &'static str,
+        /// The code and message (`UNAVAILABLE: tcp connect error`).
+        error: String,
+    },
+}
+
+/// Whether a status is the PDP's decision on the invoice, which another attempt would not
+/// change: a refusal of the invoice itself. Every other code says that the PDP did not
+/// decide (it was not reached, did not answer in time, was overloaded or failed, or is
+/// not the PDP: `UNIMPLEMENTED`, `UNAUTHENTICATED`); those are retried, which the
+/// submission key makes safe.
+pub fn is_decision(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        InvalidArgument | AlreadyExists | FailedPrecondition | OutOfRange
+    )
 }
 
 /// A code as the gRPC specification spells it.

@@ -1,16 +1,25 @@
 //! The HTTP server: what `axum::serve` leaves out and a service open to the internet
-//! needs, on hyper-util's connection builder.
+//! needs, on hyper-util's connection builder, accepting from tower-prometheus's
+//! metered listener ([`metered_listener`]).
+//!
+//! The listener does (and publishes, `http_server_open_connections`,
+//! `http_server_connection_duration_seconds`, `http_server_accept_errors_total`,
+//! `http_server_rejected_connections_total`, `http_server_connection_limit`):
+//!
+//! - **At most `MAX_CONNECTIONS` connections** open at once; one beyond is accepted and
+//!   closed at once (turned away, counted). The cap is lowered at start-up to what the
+//!   open-files limit allows ([`connection_cap`]), so that the accept loop does not fail
+//!   with "Too many open files" unless something else takes the descriptors.
+//! - **Accept errors** are counted by kind (`fd_limit` for "too many open files"), the
+//!   first of each kind logged; the loop pauses (5 ms, doubling to 1 s) and goes on.
+//!
+//! This module adds:
 //!
 //! - **Header-read timeout** (`HEADER_READ_TIMEOUT`): a connection that has not sent a
 //!   whole request head in time is closed: half-sent requests (slowloris) and silent
 //!   connections cannot hold a file descriptor. hyper starts this timer whenever a
 //!   connection waits for a request, so it is also the idle timeout of keep-alive
 //!   connections.
-//! - **At most `MAX_CONNECTIONS` connections** are served at once, each holding a
-//!   semaphore permit; beyond, new connections wait in the kernel's listen backlog
-//!   instead of taking file descriptors. The cap is lowered at start-up to what the
-//!   open-files limit allows ([`connection_cap`]), so that the accept loop never fails
-//!   with "Too many open files".
 //! - The body and answer timeouts are tower-http layers, in [`crate::app`].
 //! - **Graceful shutdown**: the listener closes, the requests in flight finish (for at
 //!   most `SHUTDOWN_TIMEOUT`), idle connections are closed.
@@ -23,8 +32,6 @@
 //! the proxy speaks to its upstreams anyway.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -34,9 +41,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tower_prometheus::connections::ConnectionMetrics;
+use tower_prometheus::prometheus_client::registry::Registry;
+use tower_prometheus::{MeteredListener, Metrics, Naming};
 
 use crate::config::ServeConfig;
 
@@ -85,13 +94,28 @@ pub fn connection_cap(wanted: u32) -> u32 {
     wanted
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, with at most `max_connections`
-/// connections at once, then drains them.
-pub async fn serve(
+/// `listener` measured by `metrics` (by a registry nobody scrapes with
+/// `METRICS_ENABLED=false`: the accept loop and the cap are the same), with at most
+/// `max_connections` connections open at once.
+pub fn metered_listener(
+    metrics: Option<&Metrics>,
     listener: TcpListener,
+    max_connections: u32,
+) -> MeteredListener<TcpListener> {
+    let listener = match metrics {
+        Some(metrics) => metrics.listener(listener),
+        None => {
+            ConnectionMetrics::new(&mut Registry::default(), Naming::default()).listener(listener)
+        }
+    };
+    listener.max_connections(max_connections as usize)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains the connections.
+pub async fn serve(
+    mut listener: MeteredListener<TcpListener>,
     app: Router,
     config: &ServeConfig,
-    max_connections: u32,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = http1::Builder::new();
@@ -99,17 +123,16 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(max_connections as usize));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
+        let (stream, _) = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = accept(&listener, &permits) => accepted,
+            accepted = listener.accept() => accepted,
         };
-        let Some((stream, permit)) = accepted else {
-            continue;
-        };
+        if let Err(error) = stream.get_ref().set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
         let gone = ClientGone::default();
         let handle = gone.clone();
         let app = app.clone();
@@ -127,7 +150,6 @@ pub async fn serve(
                 }
                 () = gone.0.cancelled() => {}
             }
-            drop(permit);
         });
     }
     drop(listener);
@@ -139,28 +161,5 @@ pub async fn serve(
             timeout = ?config.shutdown_timeout,
             "requests still in flight at the end of SHUTDOWN_TIMEOUT: closing them"
         );
-    }
-}
-
-/// The next connection, once a permit is free; `None` after an accept error, which is
-/// logged and followed by a pause (the errors that last, such as "too many open files",
-/// would otherwise spin the loop).
-async fn accept(
-    listener: &TcpListener,
-    permits: &Arc<Semaphore>,
-) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
-    let permit = permits.clone().acquire_owned().await.ok()?;
-    match listener.accept().await {
-        Ok((stream, _)) => {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-            Some((stream, permit))
-        }
-        Err(error) => {
-            tracing::warn!(%error, "accept error; retrying in 1 s");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            None
-        }
     }
 }

@@ -10,8 +10,13 @@
 //! | `invoicing_db_query_duration_seconds` | histogram | `operation` | time of each database operation (a transaction counts as one) |
 //! | `invoicing_attachments_stored_bytes_total` | counter | | bytes of attachments written to `UPLOADS_DIR` |
 //! | `invoicing_build_info` | gauge | `version` | always 1; the version of the running binary |
+//! | `invoicing_pdp_submissions_pending` | gauge | | PDP submissions not answered yet, in the database (replicas sharing it all report the same count) |
+//! | `invoicing_pdp_submissions_oldest_pending_timestamp_seconds` | gauge | | when the oldest PDP submission not answered yet was queued (Unix seconds); 0 when none is pending |
+//! | `invoicing_pdp_submission_retries_total` | counter | | attempts of a PDP submission that got no decision (unreachable, deadline exceeded, …) and were scheduled again |
+//! | `invoicing_pdp_submissions_answered_total` | counter | `code` | PDP submissions answered, by the code of the PDP's answer (`OK`, `ALREADY_EXISTS`, `INVALID_ARGUMENT`, …) |
 
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
@@ -44,6 +49,13 @@ pub struct OperationLabel {
     pub operation: &'static str,
 }
 
+/// The `code` label of `invoicing_pdp_submissions_answered_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The gRPC status code of the PDP's answer, as the specification spells it.
+    pub code: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
@@ -69,6 +81,10 @@ pub struct BusinessMetrics {
     invoices_created: Family<StatusLabel, Counter>,
     db_query_duration: HistogramFamily<OperationLabel>,
     attachments_stored_bytes: Counter,
+    pdp_submissions_pending: Gauge,
+    pdp_submissions_oldest_pending: Gauge<f64, AtomicU64>,
+    pdp_submission_retries: Counter,
+    pdp_submissions_answered: Family<CodeLabel, Counter>,
 }
 
 impl BusinessMetrics {
@@ -79,6 +95,10 @@ impl BusinessMetrics {
             invoices_created: Family::default(),
             db_query_duration: Family::new_with_constructor(db_histogram),
             attachments_stored_bytes: Counter::default(),
+            pdp_submissions_pending: Gauge::default(),
+            pdp_submissions_oldest_pending: Gauge::default(),
+            pdp_submission_retries: Counter::default(),
+            pdp_submissions_answered: Family::default(),
         };
         registry.register(
             "invoices_created",
@@ -96,6 +116,27 @@ impl BusinessMetrics {
             "Bytes of attachments stored",
             Unit::Bytes,
             metrics.attachments_stored_bytes.clone(),
+        );
+        registry.register(
+            "pdp_submissions_pending",
+            "PDP submissions not answered yet, in the database (shared by the replicas that share it)",
+            metrics.pdp_submissions_pending.clone(),
+        );
+        registry.register_with_unit(
+            "pdp_submissions_oldest_pending_timestamp",
+            "When the oldest PDP submission not answered yet was queued, in Unix time; 0 when none is pending",
+            Unit::Seconds,
+            metrics.pdp_submissions_oldest_pending.clone(),
+        );
+        registry.register(
+            "pdp_submission_retries",
+            "Attempts of a PDP submission that got no decision and were scheduled again",
+            metrics.pdp_submission_retries.clone(),
+        );
+        registry.register(
+            "pdp_submissions_answered",
+            "PDP submissions answered, by the code of the answer kept on the invoice",
+            metrics.pdp_submissions_answered.clone(),
         );
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
@@ -119,6 +160,26 @@ impl BusinessMetrics {
     /// Counts attachment bytes written.
     pub fn attachment_stored(&self, bytes: u64) {
         self.attachments_stored_bytes.inc_by(bytes);
+    }
+
+    /// Sets the number of PDP submissions not answered yet, and when the oldest of them
+    /// was queued (Unix seconds; `None` when there is none).
+    pub fn set_pdp_submissions_pending(&self, pending: i64, oldest: Option<f64>) {
+        self.pdp_submissions_pending.set(pending);
+        self.pdp_submissions_oldest_pending
+            .set(oldest.unwrap_or(0.0));
+    }
+
+    /// Counts an attempt of a PDP submission scheduled again.
+    pub fn pdp_submission_retried(&self) {
+        self.pdp_submission_retries.inc();
+    }
+
+    /// Counts a PDP submission answered with this code.
+    pub fn pdp_submission_answered(&self, code: &'static str) {
+        self.pdp_submissions_answered
+            .get_or_create(&CodeLabel { code })
+            .inc();
     }
 
     /// Runs `operation` and records its duration under `name`, whatever its outcome.

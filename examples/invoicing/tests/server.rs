@@ -4,13 +4,15 @@
 //! Every loop is bounded in count and time; timeouts are set short by the environment
 //! and asserted with generous bounds.
 //!
-//! Each server listens on a port the kernel picks (`PORT=0`, read back from the
-//! "listening on" log line) and keeps its data in a temporary folder.
+//! Each server listens on ports the kernel picks (`PORT=0` and `METRICS_ADDR=127.0.0.1:0`,
+//! read back from the "listening on" and "metrics on" log lines) and keeps its data in a
+//! temporary folder.
 
 #[path = "common/mod.rs"]
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -75,8 +77,12 @@ impl Server {
             .env("UPLOADS_DIR", data.join("uploads"))
             .env("PDF_DIR", data.join("pdf-a3"))
             .env("RUST_LOG", "info")
-            .env_remove("METRICS_ADDR")
+            // The default, 127.0.0.1:9100, would be one port for every test's server.
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env_remove("METRICS_ENABLED")
+            .env_remove("PDP_ADDR")
+            .env_remove("PDP_TIMEOUT")
+            .env_remove("PDP_RETRY_MAX")
             .env_remove("MAX_UPLOAD_BYTES")
             .env_remove("HEADER_READ_TIMEOUT")
             .env_remove("REQUEST_BODY_TIMEOUT")
@@ -130,6 +136,14 @@ impl Server {
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `/metrics` on the metrics listener.
+    fn metrics_url(&self) -> String {
+        format!(
+            "http://{}/metrics",
+            self.metrics_addr.expect("a 'metrics on' line")
+        )
     }
 
     fn signal(&self, signal: &str) {
@@ -218,9 +232,9 @@ async fn create(client: &HttpClient, server: &Server, path: &str, body: &Value) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starts_with_metrics_on_a_separate_port_and_stops_gracefully_on_sigterm() {
+async fn starts_with_metrics_on_their_own_port_and_stops_gracefully_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = Server::start(data.path(), &[("METRICS_ADDR", "127.0.0.1:0")]);
+    let mut server = Server::start(data.path(), &[]);
     let http = client();
 
     let (status, health) = call(&http, Method::GET, &server.url("/health"), None)
@@ -238,11 +252,9 @@ async fn starts_with_metrics_on_a_separate_port_and_stops_gracefully_on_sigterm(
         StatusCode::NOT_FOUND,
         "/metrics is only on METRICS_ADDR"
     );
-    let metrics_url = format!(
-        "http://{}/metrics",
-        server.metrics_addr.expect("metrics line")
-    );
-    let (status, text) = call(&http, Method::GET, &metrics_url, None).await.unwrap();
+    let (status, text) = call(&http, Method::GET, &server.metrics_url(), None)
+        .await
+        .unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(
         text.as_str()
@@ -347,7 +359,7 @@ async fn starts_with_metrics_on_a_separate_port_and_stops_gracefully_on_sigterm(
     );
     // Static files over real HTTP are counted under their mount's template, as complete
     // (hyper stops polling a body once Content-Length bytes are out).
-    let (_, text) = call(&http, Method::GET, &server.url("/metrics"), None)
+    let (_, text) = call(&http, Method::GET, &server.metrics_url(), None)
         .await
         .unwrap();
     let samples = common::parse_exposition(text.as_str().unwrap());
@@ -559,7 +571,7 @@ async fn loadgen_traffic_is_counted_exactly_in_metrics() {
         .map_or(0.0, |count| count.parse().unwrap());
 
     let http = client();
-    let (status, text) = call(&http, Method::GET, &server.url("/metrics"), None)
+    let (status, text) = call(&http, Method::GET, &server.metrics_url(), None)
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
@@ -742,22 +754,89 @@ fn health_status_line(addr: SocketAddr) -> String {
     response.lines().next().unwrap_or_default().to_owned()
 }
 
+/// `GET /metrics` on a fresh connection to `addr`, by hand: the exposition, or `None` if
+/// the server cannot be reached or does not answer (out of file descriptors).
+fn scrape(addr: SocketAddr) -> Option<Vec<common::Sample>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response
+        .strip_prefix("HTTP/1.1 200 OK\r\n")?
+        .split_once("\r\n\r\n")?
+        .1;
+    Some(common::parse_exposition(body))
+}
+
+/// Scrapes `addr` until `done` holds (or the patience runs out): the last scrape.
+fn scrape_until(addr: SocketAddr, done: impl Fn(&[common::Sample]) -> bool) -> Vec<common::Sample> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let samples = scrape(addr);
+        match samples {
+            Some(samples) if done(&samples) || Instant::now() > deadline => return samples,
+            None if Instant::now() > deadline => panic!("{addr} cannot be scraped"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// The value of `name` on the listener of `port`, `error_type` when given.
+fn on_listener(samples: &[common::Sample], name: &str, port: u16, error_type: Option<&str>) -> f64 {
+    let port = port.to_string();
+    let mut labels = vec![
+        ("server_address", "127.0.0.1"),
+        ("server_port", port.as_str()),
+    ];
+    labels.extend(error_type.map(|kind| ("error_type", kind)));
+    common::value(samples, name, &labels)
+}
+
+/// The scrape lines of the connection metrics, for the test's output.
+fn connection_lines(samples: &[common::Sample]) -> String {
+    samples
+        .iter()
+        .filter(|s| {
+            (s.name.contains("connection") || s.name.contains("accept_errors"))
+                && !s.name.ends_with("_bucket")
+        })
+        .map(|s| format!("{} {:?} {}", s.name, s.labels, s.value))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const OPEN: &str = "http_server_open_connections";
+const CLOSED: &str = "http_server_connection_duration_seconds_count";
+const REJECTED: &str = "http_server_rejected_connections_total";
+const ACCEPT_ERRORS: &str = "http_server_accept_errors_total";
+
 /// Slowloris, as the attacker ran it: the server under `ulimit -n 256`, 300 connections
-/// that each send half a request head and stop. The server closes every one of them
-/// (within its header-read timeout, 2 s here, of being accepted: those beyond the
-/// connection cap wait in the backlog meanwhile), never fails an accept for lack of file
-/// descriptors, and `/health` answers again once they are closed. An idle keep-alive
-/// connection is closed the same way.
+/// that each send half a request head and stop. The server holds as many as its
+/// connection cap (128, with the idle connection below), turns the others away at once,
+/// closes the ones it holds within its header-read timeout (2 s here), never fails an
+/// accept for lack of file descriptors, and `/health` answers again once they are
+/// closed. An idle keep-alive connection is closed the same way. `/metrics` (on
+/// `METRICS_ADDR`, which the attack does not reach) shows it all: the cap reached, the
+/// connections turned away, no accept error, and in the end every connection counted
+/// once, closed or turned away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_connections_are_closed_by_the_header_read_timeout() {
     let data = tempfile::tempdir().expect("a temporary folder");
     let server = Server::start_with_open_files(
         data.path(),
-        &[("HEADER_READ_TIMEOUT", "2s"), ("MAX_CONNECTIONS", "128")],
+        &[
+            ("HEADER_READ_TIMEOUT", "2s"),
+            ("MAX_CONNECTIONS", "128"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+        ],
         Some(256),
     );
     let addr = server.addr;
-    let (closed, idle_closed, health) = tokio::task::spawn_blocking(move || {
+    let metrics = server.metrics_addr.expect("the metrics listener");
+    let (closed, idle_closed, health, during, after) = tokio::task::spawn_blocking(move || {
         // A keep-alive connection, idle after its first answer.
         let mut idle = TcpStream::connect(addr).expect("connects");
         idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -767,7 +846,11 @@ async fn half_open_connections_are_closed_by_the_header_read_timeout() {
         assert_eq!(&first, b"HTTP/1.1 200");
 
         let mut attackers: Vec<TcpStream> = (0..300).map(|_| half_open(addr)).collect();
-        // 300 / 128 rounds of 2 s each, with a wide margin for a loaded machine.
+        // The cap is reached: 127 attackers and the idle connection.
+        let during = scrape_until(metrics, |samples| {
+            on_listener(samples, OPEN, addr.port(), None) >= 128.0
+        });
+        // Within 2 s of being accepted, with a wide margin for a loaded machine.
         let deadline = Instant::now() + Duration::from_secs(60);
         let closed = attackers
             .iter_mut()
@@ -775,16 +858,159 @@ async fn half_open_connections_are_closed_by_the_header_read_timeout() {
             .filter(|closed| *closed)
             .count();
         let idle_closed = closed_by_server(&mut idle, deadline);
-        (closed, idle_closed, health_status_line(addr))
+        let health = health_status_line(addr);
+        // The idle connection, the 300 attackers and the health check: each closed after
+        // being served, or turned away.
+        let after = scrape_until(metrics, |samples| {
+            on_listener(samples, CLOSED, addr.port(), None)
+                + on_listener(samples, REJECTED, addr.port(), None)
+                >= 302.0
+        });
+        (closed, idle_closed, health, during, after)
     })
     .await
     .expect("the client thread");
+    println!(
+        "during the attack:\n{}\nafter it:\n{}",
+        connection_lines(&during),
+        connection_lines(&after)
+    );
     assert_eq!(closed, 300, "half-open connections left open by the server");
     assert!(idle_closed, "an idle keep-alive connection stayed open");
     assert_eq!(health, "HTTP/1.1 200 OK");
+    let port = addr.port();
+    assert_eq!(on_listener(&during, OPEN, port, None), 128.0, "the cap");
+    assert_eq!(
+        on_listener(&during, "http_server_connection_limit", port, None),
+        128.0
+    );
+    let (served, rejected) = (
+        on_listener(&after, CLOSED, port, None),
+        on_listener(&after, REJECTED, port, None),
+    );
+    assert_eq!(served + rejected, 302.0, "every connection counted once");
+    assert!(rejected >= 1.0 && served >= 129.0, "{served} {rejected}");
+    assert_eq!(on_listener(&after, OPEN, port, None), 0.0);
+    for kind in ["fd_limit", "out_of_memory", "_OTHER"] {
+        assert_eq!(
+            on_listener(&after, ACCEPT_ERRORS, port, Some(kind)),
+            0.0,
+            "{kind}"
+        );
+    }
     let log = server.log_text();
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(!log.contains("accept error"), "{log}");
+}
+
+/// The open-files limit lowered under the running server (`prlimit`, as an operator
+/// would, or as descriptors taken by something else would) below what its connection cap
+/// assumes, then 100 half-open connections: once the few descriptors left are taken,
+/// accepts fail with "too many open files". Each failure is counted as
+/// `error_type="fd_limit"`, the first one logged (once: not one line per failure), the
+/// accept loop pauses and goes on; once the limit is raised again, the waiting connections
+/// are accepted (the scrape then shows them open beside the errors), closed by the
+/// header-read timeout, every one counted, and `/health` answers.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_errors_for_lack_of_descriptors_are_counted_and_the_server_recovers() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let server = Server::start_with_open_files(
+        data.path(),
+        &[
+            ("HEADER_READ_TIMEOUT", "5s"),
+            ("MAX_CONNECTIONS", "128"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+        ],
+        Some(256),
+    );
+    let (addr, pid) = (server.addr, server.child.id() as i32);
+    let metrics = server.metrics_addr.expect("the metrics listener");
+    let log = server.log.clone();
+    let (during, after, health) = tokio::task::spawn_blocking(move || {
+        let before = scrape(metrics).expect("scraped");
+        let open_fds = common::value(&before, "process_open_fds", &[]) as u64;
+        // 20 descriptors left (the scrape's own was among the open ones).
+        rlimit::prlimit(
+            pid,
+            rlimit::Resource::NOFILE,
+            Some((open_fds + 20, 256)),
+            None,
+        )
+        .expect("prlimit lowers the limit of the server");
+        let mut attackers: Vec<TcpStream> = (0..100).map(|_| half_open(addr)).collect();
+        // The first accept error is logged: the descriptors are gone.
+        let deadline = Instant::now() + PATIENCE;
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("accept error"))
+        {
+            assert!(Instant::now() < deadline, "no accept error logged");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rlimit::prlimit(pid, rlimit::Resource::NOFILE, Some((256, 256)), None)
+            .expect("prlimit raises the limit again");
+        // Every attacker accepted (most of them still open, waiting for their head).
+        let during = scrape_until(metrics, |samples| {
+            on_listener(samples, OPEN, addr.port(), None)
+                + on_listener(samples, CLOSED, addr.port(), None)
+                >= 100.0
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let closed = attackers
+            .iter_mut()
+            .map(|stream| closed_by_server(stream, deadline))
+            .filter(|closed| *closed)
+            .count();
+        assert_eq!(closed, 100, "half-open connections left open by the server");
+        let after = scrape_until(metrics, |samples| {
+            on_listener(samples, CLOSED, addr.port(), None) >= 100.0
+        });
+        (during, after, health_status_line(addr))
+    })
+    .await
+    .expect("the client thread");
+    println!(
+        "during the attack, the limit raised again:\n{}\nafter it:\n{}",
+        connection_lines(&during),
+        connection_lines(&after)
+    );
+    let port = addr.port();
+    assert!(on_listener(&during, ACCEPT_ERRORS, port, Some("fd_limit")) >= 1.0);
+    assert!(on_listener(&during, OPEN, port, None) >= 1.0);
+    assert_eq!(on_listener(&after, CLOSED, port, None), 100.0);
+    assert_eq!(
+        on_listener(&after, REJECTED, port, None),
+        0.0,
+        "below the cap"
+    );
+    assert_eq!(on_listener(&after, OPEN, port, None), 0.0);
+    for kind in ["out_of_memory", "connection_aborted", "_OTHER"] {
+        assert_eq!(
+            on_listener(&after, ACCEPT_ERRORS, port, Some(kind)),
+            0.0,
+            "{kind}"
+        );
+    }
+    assert_eq!(health, "HTTP/1.1 200 OK");
+    let log = server.log_text();
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("accept error"))
+        .collect();
+    assert!(
+        (1..=2).contains(&logged.len()),
+        "logged once per listener, not per failure: {logged:#?}"
+    );
+    let main_listener = format!("listener=127.0.0.1:{port}");
+    assert!(
+        logged
+            .iter()
+            .any(|line| line.contains(&main_listener) && line.contains("fd_limit")),
+        "{logged:#?}"
+    );
 }
 
 /// With 100 half-open connections held (the header-read timeout is far away),
@@ -866,7 +1092,7 @@ async fn stalled_bodies_get_408_and_late_answers_503() {
             response.contains(&format!("\"code\":\"{code}\"")),
             "{response}"
         );
-        let (_, text) = call(&client(), Method::GET, &server.url("/metrics"), None)
+        let (_, text) = call(&client(), Method::GET, &server.metrics_url(), None)
             .await
             .expect("scraped");
         let samples = common::parse_exposition(text.as_str().expect("text"));
@@ -925,7 +1151,7 @@ async fn uploads_abandoned_by_their_client_are_cancellations_not_400s() {
     // client returns: scrape until all 25 are in (or 10 s pass), then check them exactly.
     let mut samples = Vec::new();
     for _ in 0..100 {
-        let (_, text) = call(&http, Method::GET, &server.url("/metrics"), None)
+        let (_, text) = call(&http, Method::GET, &server.metrics_url(), None)
             .await
             .expect("scraped");
         samples = common::parse_exposition(text.as_str().expect("text"));
@@ -960,4 +1186,483 @@ async fn uploads_abandoned_by_their_client_are_cancellations_not_400s() {
         "{}",
         server.log_text()
     );
+}
+
+/// Each value the attacker tried, and values like them, stops the binary at start (exit
+/// status 2, `clap`'s usage error) with a message naming the variable and why (a
+/// database password masked), before it creates anything: no database file
+/// (`postgres:`), no folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_that_cannot_work_stop_it_at_start_naming_the_variable() {
+    let cases = [
+        ("PDP_TIMEOUT", "1000000000000h", "must be at most 1h"),
+        ("PDP_RETRY_MAX", "2h", "must be at most 1h"),
+        ("REQUEST_TIMEOUT", "1000000000000h", "must be at most 1day"),
+        ("DATABASE_URL", "", "empty"),
+        (
+            "DATABASE_URL",
+            "postgres://invoicing:secret@127.0.0.1:5432/invoicing",
+            "a postgres URL",
+        ),
+        ("DATABASE_URL", "sqlite::memory:", "in-memory"),
+        ("PDP_ADDR", "127.0.0.1", "the port is missing"),
+        (
+            "PDP_ADDR",
+            "127.0.0.1:99999",
+            "not a number from 1 to 65535",
+        ),
+        ("PDP_ADDR", "http://127.0.0.1:50160", "without a scheme"),
+        ("METRICS_ADDR", "", "or `api`"),
+    ];
+    let runs = cases.map(|(variable, value, reason)| {
+        tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            let mut command = Command::new(env!("CARGO_BIN_EXE_invoicing"));
+            command
+                .env_clear()
+                .current_dir(dir.path())
+                .env("PORT", "0")
+                .env("BIND", "127.0.0.1")
+                .env("METRICS_ADDR", "127.0.0.1:0")
+                .env("DATABASE_URL", "sqlite://data/invoicing.db")
+                .env("PDP_ADDR", "127.0.0.1:50051")
+                .env(variable, value)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = command.spawn().expect("the binary starts");
+            let deadline = Instant::now() + PATIENCE;
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("its status") {
+                    break Some(status);
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let output = child.wait_with_output().expect("its output");
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            let created: Vec<String> = std::fs::read_dir(dir.path())
+                .expect("the folder")
+                .map(|entry| {
+                    entry
+                        .expect("an entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            (variable, value, reason, status, stderr, created)
+        })
+    });
+    for run in runs {
+        let (variable, value, reason, status, stderr, created) = run.await.expect("a run");
+        let case = format!("{variable}={value:?}");
+        let status = status.unwrap_or_else(|| panic!("{case}: still running after {PATIENCE:?}"));
+        assert_eq!(status.code(), Some(2), "{case}: {status}\n{stderr}");
+        assert!(stderr.contains(variable), "{case}: {stderr}");
+        assert!(stderr.contains(reason), "{case}: {stderr}");
+        assert!(!stderr.contains("secret"), "a password shown: {stderr}");
+        assert_eq!(created, Vec::<String>::new(), "{case}: {stderr}");
+    }
+}
+
+/// The PDP stand-in on 127.0.0.1, in this process: its address.
+async fn start_pdp() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("a bound address");
+    tokio::spawn(pdp::serve(
+        listener,
+        pdp::metrics(),
+        pdp::PdpService::new(Duration::from_millis(5)),
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// A TCP relay on 127.0.0.1 in front of a server, that can be paused: while paused it
+/// moves no byte either way, as the kernel does for a process stopped with SIGSTOP (new
+/// connections are accepted, bytes wait in the buffers, nothing is answered); resumed,
+/// what waited is delivered, late, as it is to a process that gets SIGCONT. Its answers
+/// alone can be held too: the server then gets and handles every request, and its
+/// clients get no answer.
+struct Relay {
+    addr: SocketAddr,
+    requests: tokio::sync::watch::Sender<bool>,
+    answers: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("a bound address");
+        let (requests, requests_paused) = tokio::sync::watch::channel(false);
+        let (answers, answers_paused) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (requests_paused, answers_paused) =
+                    (requests_paused.clone(), answers_paused.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (from_client, to_client) = client.into_split();
+                    let (from_server, to_server) = server.into_split();
+                    tokio::join!(
+                        pipe(from_client, to_server, requests_paused),
+                        pipe(from_server, to_client, answers_paused),
+                    );
+                });
+            }
+        });
+        Self {
+            addr,
+            requests,
+            answers,
+        }
+    }
+
+    /// Holds everything, both ways.
+    fn pause(&self) {
+        self.requests.send_replace(true);
+        self.answers.send_replace(true);
+    }
+
+    /// Holds the server's answers only.
+    fn pause_answers(&self) {
+        self.answers.send_replace(true);
+    }
+
+    fn resume(&self) {
+        self.requests.send_replace(false);
+        self.answers.send_replace(false);
+    }
+}
+
+/// Copies `from` to `to`, holding everything while `paused` is true.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if paused.wait_for(|paused| !paused).await.is_err() {
+            return;
+        }
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(read) => read,
+        };
+        if paused.wait_for(|paused| !paused).await.is_err()
+            || to.write_all(&buffer[..read]).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn issued(seller: i64, client: i64, number: &str) -> Value {
+    let mut body = invoice(seller, client, number);
+    body["status"] = json!("issued");
+    body
+}
+
+/// Posts `count` issued invoices at once, numbered `{prefix}{n}`, each client leaving
+/// after 300 ms without its answer; fails if one was answered in that time.
+async fn post_and_leave(
+    http: &HttpClient,
+    server: &Server,
+    seller: i64,
+    client: i64,
+    prefix: &str,
+    count: usize,
+) {
+    let posts: Vec<_> = (0..count)
+        .map(|n| {
+            let (http, url) = (http.clone(), server.url("/api/invoices"));
+            let body = issued(seller, client, &format!("{prefix}{n}"));
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    Duration::from_millis(300),
+                    call(&http, Method::POST, &url, Some(&body)),
+                )
+                .await
+            })
+        })
+        .collect();
+    for post in posts {
+        let answer = post.await.expect("a client task");
+        assert!(answer.is_err(), "answered within 300 ms: {answer:?}");
+    }
+}
+
+/// The app's metric `name` (with `labels`), summed, from its `/metrics`.
+async fn app_metric(
+    http: &HttpClient,
+    server: &Server,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let (status, text) = call(http, Method::GET, &server.metrics_url(), None)
+        .await
+        .expect("scraped");
+    assert_eq!(status, StatusCode::OK);
+    let samples = common::parse_exposition(text.as_str().expect("text"));
+    common::find(&samples, name, labels)
+        .iter()
+        .map(|sample| sample.value)
+        .sum()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most [`PATIENCE`].
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not after {PATIENCE:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The issued invoices, once none is waiting for the PDP's answer: id → `pdp_status`.
+async fn answered_invoices(http: &HttpClient, server: &Server) -> BTreeMap<i64, String> {
+    eventually("every issued invoice has the PDP's answer", || async {
+        let (status, list) = call(
+            http,
+            Method::GET,
+            &server.url("/api/invoices?status=issued&limit=500"),
+            None,
+        )
+        .await
+        .ok()?;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let items = list["items"].as_array()?;
+        items
+            .iter()
+            .map(|item| {
+                Some((
+                    item["id"].as_i64()?,
+                    item["pdp_status"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Every answer is a submission id, each a different one, and they are `sub-1` to
+/// `sub-{n}`: the PDP (fresh, sequential ids) registered exactly one submission per
+/// invoice, and no invoice was told `ALREADY_EXISTS` about its own earlier attempt.
+fn assert_submitted_once_each(answers: &BTreeMap<i64, String>) {
+    let ids: BTreeSet<String> = answers
+        .values()
+        .map(|answer| {
+            answer
+                .strip_prefix("SUBMITTED ")
+                .unwrap_or_else(|| panic!("not submitted: {answers:#?}"))
+                .to_owned()
+        })
+        .collect();
+    let expected: BTreeSet<String> = (1..=answers.len()).map(|n| format!("sub-{n}")).collect();
+    assert_eq!(ids, expected, "{answers:#?}");
+}
+
+/// The calls of the PDP's `SubmitInvoice` answered `OK`, from its `/metrics`.
+async fn pdp_ok_calls(http: &HttpClient, pdp: SocketAddr) -> f64 {
+    let (_, text) = call(http, Method::GET, &format!("http://{pdp}/metrics"), None)
+        .await
+        .expect("the PDP's /metrics");
+    let samples = common::parse_exposition(text.as_str().expect("text"));
+    common::find(
+        &samples,
+        "rpc_server_call_duration_seconds_count",
+        &[
+            ("rpc_method", "pdp.v1.Pdp/SubmitInvoice"),
+            ("rpc_response_status_code", "OK"),
+        ],
+    )
+    .iter()
+    .map(|sample| sample.value)
+    .sum()
+}
+
+/// The attacker's run: the PDP stalls (stopped), 5 clients post issued invoices and leave
+/// after 300 ms, the PDP resumes. Every invoice is submitted, exactly once, with its
+/// submission id kept, though the PDP also got the attempts whose answers nobody waited
+/// for; while it stalled, `/metrics` showed them pending and retried. Another invoice with
+/// the same SIRET and number is still `ALREADY_EXISTS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_invoices_are_submitted_once_each_though_the_pdp_stalls_and_clients_leave() {
+    let pdp = start_pdp().await;
+    let relay = Relay::start(pdp).await;
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let relay_addr = relay.addr.to_string();
+    let server = Server::start(
+        data.path(),
+        &[
+            ("PDP_ADDR", &relay_addr),
+            ("PDP_TIMEOUT", "500ms"),
+            ("PDP_RETRY_MAX", "500ms"),
+        ],
+    );
+    let http = client();
+    // Two sellers with one SIRET: the PDP sees their invoices numbered alike as one.
+    let s1 = create(&http, &server, "/api/sellers", &seller("S1")).await["id"]
+        .as_i64()
+        .expect("an id");
+    let s2 = create(&http, &server, "/api/sellers", &seller("S2")).await["id"]
+        .as_i64()
+        .expect("an id");
+    let c = create(&http, &server, "/api/clients", &json!({"name": "C"})).await["id"]
+        .as_i64()
+        .expect("an id");
+    // With the PDP answering, the 201 carries its answer.
+    let first = create(&http, &server, "/api/invoices", &issued(s1, c, "F-0")).await;
+    assert_eq!(first["pdp_status"], "SUBMITTED sub-1", "{first}");
+
+    relay.pause();
+    post_and_leave(&http, &server, s1, c, "L-", 5).await;
+    // Written down although their clients are gone, and retried while the PDP stalls.
+    let retries = eventually("5 submissions pending and retried", || async {
+        let pending = app_metric(&http, &server, "invoicing_pdp_submissions_pending", &[]).await;
+        let retries = app_metric(
+            &http,
+            &server,
+            "invoicing_pdp_submission_retries_total",
+            &[],
+        )
+        .await;
+        (pending == 5.0 && retries >= 5.0).then_some(retries)
+    })
+    .await;
+    let (_, stalled) = call(
+        &http,
+        Method::GET,
+        &server.url("/api/invoices?status=issued"),
+        None,
+    )
+    .await
+    .expect("listed");
+    assert_eq!(stalled["total"], 6, "{stalled}");
+    relay.resume();
+
+    let answers = answered_invoices(&http, &server).await;
+    assert_eq!(answers.len(), 6);
+    assert_submitted_once_each(&answers);
+    eventually("nothing pending", || async {
+        let pending = app_metric(&http, &server, "invoicing_pdp_submissions_pending", &[]).await;
+        (pending == 0.0).then_some(())
+    })
+    .await;
+    let answered = |code: &'static str| {
+        let (http, server) = (&http, &server);
+        async move {
+            app_metric(
+                http,
+                server,
+                "invoicing_pdp_submissions_answered_total",
+                &[("code", code)],
+            )
+            .await
+        }
+    };
+    assert_eq!(answered("OK").await, 6.0);
+    let ok_calls = pdp_ok_calls(&http, pdp).await;
+    println!(
+        "while the PDP stalled: {retries} retries; the PDP answered OK {ok_calls} times for 6 submissions"
+    );
+    assert!(ok_calls >= 6.0);
+
+    // Another invoice, the same SIRET and number: a duplicate for the PDP.
+    let duplicate = create(&http, &server, "/api/invoices", &issued(s2, c, "F-0")).await;
+    assert!(
+        duplicate["pdp_status"]
+            .as_str()
+            .is_some_and(|answer| answer.starts_with("ALREADY_EXISTS: ")),
+        "{duplicate}"
+    );
+    assert_eq!(answered("ALREADY_EXISTS").await, 1.0);
+}
+
+/// Submissions pending when the app is killed are sent by the next start, once each, with
+/// their submission ids. Here the PDP handles every attempt and its answers are held
+/// (their clients gone, then the app killed): the PDP registered the invoices, and only
+/// the retries of the next start, under the same keys, get the answers back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_pending_at_a_kill_are_finished_by_the_next_start() {
+    let pdp = start_pdp().await;
+    let relay = Relay::start(pdp).await;
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let relay_addr = relay.addr.to_string();
+    let env = [
+        ("PDP_ADDR", relay_addr.as_str()),
+        ("PDP_TIMEOUT", "500ms"),
+        ("PDP_RETRY_MAX", "500ms"),
+    ];
+    let mut server = Server::start(data.path(), &env);
+    let http = client();
+    let s = create(&http, &server, "/api/sellers", &seller("S")).await["id"]
+        .as_i64()
+        .expect("an id");
+    let c = create(&http, &server, "/api/clients", &json!({"name": "C"})).await["id"]
+        .as_i64()
+        .expect("an id");
+    relay.pause_answers();
+    post_and_leave(&http, &server, s, c, "K-", 5).await;
+    eventually("5 submissions pending and retried", || async {
+        let pending = app_metric(&http, &server, "invoicing_pdp_submissions_pending", &[]).await;
+        let retries = app_metric(
+            &http,
+            &server,
+            "invoicing_pdp_submission_retries_total",
+            &[],
+        )
+        .await;
+        (pending == 5.0 && retries >= 5.0).then_some(())
+    })
+    .await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("the process is gone");
+    drop(server);
+    relay.resume();
+
+    let server = Server::start(data.path(), &env);
+    let answers = answered_invoices(&http, &server).await;
+    assert_eq!(answers.len(), 5);
+    assert_submitted_once_each(&answers);
+    let log = server.log_text();
+    assert!(
+        log.contains("PDP submissions pending from a previous run"),
+        "{log}"
+    );
+    assert_eq!(
+        app_metric(
+            &http,
+            &server,
+            "invoicing_pdp_submissions_answered_total",
+            &[("code", "OK")]
+        )
+        .await,
+        5.0
+    );
+    // Every attempt reached the PDP: more OK answers than submissions, the retries'.
+    let ok_calls = pdp_ok_calls(&http, pdp).await;
+    println!("the PDP answered OK {ok_calls} times for 5 submissions");
+    assert!(ok_calls > 5.0, "{ok_calls}");
 }

@@ -7,7 +7,11 @@
 //! - `pdp.v1.Pdp/SubmitInvoice` (unary) validates an issued invoice: `INVALID_ARGUMENT`
 //!   for one it refuses (a SIRET that is not 14 digits, no number, a date that is not
 //!   `YYYY-MM-DD`, a currency that is not 3 capitals, a negative total), `ALREADY_EXISTS`
-//!   for one already submitted (same SIRET and number); else a submission id.
+//!   for one already submitted (same SIRET and number); else a submission id. Calls are
+//!   idempotent by their `submission_key`: a call with a key already seen gets the answer
+//!   the first call with that key got (a client that retried after a lost answer gets
+//!   its submission id, not `ALREADY_EXISTS`), or `INVALID_ARGUMENT` if the key came
+//!   with another invoice.
 //! - `pdp.v1.Pdp/WatchLifecycle` (server streaming) streams a submission's statuses,
 //!   `SUBMITTED`, `RECEIVED`, then `ACCEPTED` (or `REJECTED` for a total of 0), a step
 //!   apart; `NOT_FOUND` for an unknown submission.
@@ -55,6 +59,18 @@ struct State {
     submissions: HashMap<String, Lifecycle>,
     /// (SIRET, number) of every invoice submitted.
     seen: HashSet<(String, String)>,
+    /// Submission keys to the invoice first sent with them and the answer it got. Kept
+    /// for the life of the process, as the rest of this stand-in's state.
+    keys: HashMap<String, Keyed>,
+}
+
+/// What a submission key was first used for.
+#[derive(Debug)]
+struct Keyed {
+    /// (SIRET, number) of the invoice.
+    invoice: (String, String),
+    /// The answer: a submission id, or a refusal's code and message.
+    answer: Result<String, (tonic::Code, String)>,
 }
 
 impl PdpService {
@@ -94,6 +110,37 @@ fn invalid(invoice: &SubmitInvoiceRequest) -> Option<&'static str> {
     }
 }
 
+/// What makes two invoices the same for the PDP: (SIRET, number).
+fn identity(invoice: &SubmitInvoiceRequest) -> (String, String) {
+    (invoice.seller_siret.clone(), invoice.number.clone())
+}
+
+impl State {
+    /// Registers a new submission: its id, or why it is refused.
+    fn submit(&mut self, invoice: &SubmitInvoiceRequest) -> Result<String, (tonic::Code, String)> {
+        if let Some(reason) = invalid(invoice) {
+            return Err((tonic::Code::InvalidArgument, reason.to_owned()));
+        }
+        if !self.seen.insert(identity(invoice)) {
+            return Err((
+                tonic::Code::AlreadyExists,
+                format!(
+                    "invoice {} of {} was already submitted",
+                    invoice.number, invoice.seller_siret
+                ),
+            ));
+        }
+        let id = format!("sub-{}", self.submissions.len() + 1);
+        let last = if invoice.total_gross_cents == 0 {
+            Lifecycle::Rejected
+        } else {
+            Lifecycle::Accepted
+        };
+        self.submissions.insert(id.clone(), last);
+        Ok(id)
+    }
+}
+
 type LifecycleStream = Pin<Box<dyn Stream<Item = Result<LifecycleEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -103,30 +150,38 @@ impl Pdp for PdpService {
         request: Request<SubmitInvoiceRequest>,
     ) -> Result<Response<SubmitInvoiceReply>, Status> {
         let invoice = request.into_inner();
-        if let Some(reason) = invalid(&invoice) {
-            return Err(Status::invalid_argument(reason));
-        }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if !state
-            .seen
-            .insert((invoice.seller_siret.clone(), invoice.number.clone()))
-        {
-            return Err(Status::already_exists(format!(
-                "invoice {} of {} was already submitted",
-                invoice.number, invoice.seller_siret
-            )));
-        }
-        let id = format!("sub-{}", state.submissions.len() + 1);
-        let last = if invoice.total_gross_cents == 0 {
-            Lifecycle::Rejected
-        } else {
-            Lifecycle::Accepted
+        let key = invoice.submission_key.clone();
+        let answer = match state.keys.get(&key).filter(|_| !key.is_empty()) {
+            Some(first) if first.invoice != identity(&invoice) => Err((
+                tonic::Code::InvalidArgument,
+                format!(
+                    "submission_key: already used for invoice {} of {}",
+                    first.invoice.1, first.invoice.0
+                ),
+            )),
+            Some(first) => first.answer.clone(),
+            None => {
+                let answer = state.submit(&invoice);
+                if !key.is_empty() {
+                    state.keys.insert(
+                        key,
+                        Keyed {
+                            invoice: identity(&invoice),
+                            answer: answer.clone(),
+                        },
+                    );
+                }
+                answer
+            }
         };
-        state.submissions.insert(id.clone(), last);
-        Ok(Response::new(SubmitInvoiceReply {
-            submission_id: id,
-            status: Lifecycle::Submitted.into(),
-        }))
+        match answer {
+            Ok(id) => Ok(Response::new(SubmitInvoiceReply {
+                submission_id: id,
+                status: Lifecycle::Submitted.into(),
+            })),
+            Err((code, message)) => Err(Status::new(code, message)),
+        }
     }
 
     type WatchLifecycleStream = LifecycleStream;

@@ -1,5 +1,6 @@
 //! The PDP over loopback, through real tonic clients: each RPC and its statuses, health
-//! checking, reflection, and `/metrics` on the same port showing the calls.
+//! checking, reflection, `/metrics` on the same port showing the calls, and submissions
+//! idempotent by their key.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -48,6 +49,14 @@ fn invoice(number: &str) -> SubmitInvoiceRequest {
         currency: "EUR".into(),
         total_gross_cents: 12_000,
         client_name: "Client".into(),
+        submission_key: String::new(),
+    }
+}
+
+fn keyed(number: &str, key: &str) -> SubmitInvoiceRequest {
+    SubmitInvoiceRequest {
+        submission_key: key.into(),
+        ..invoice(number)
     }
 }
 
@@ -201,5 +210,66 @@ async fn submissions_statuses_health_reflection_and_metrics() {
     assert!(
         !text.contains("http_route=\"/metrics\""),
         "scrapes are not recorded"
+    );
+}
+
+/// A retry (same key) gets the first call's answer, whatever it was: the submission id a
+/// client missed, or the first refusal. Another key for the same SIRET and number is
+/// another submission, refused as a duplicate; a key reused for another invoice is
+/// refused. Without a key, each call is a new submission.
+#[tokio::test]
+async fn submissions_are_idempotent_by_their_key() {
+    let addr = start().await;
+    let client = PdpClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let submit = |request: SubmitInvoiceRequest| {
+        let mut client = client.clone();
+        async move {
+            client
+                .submit_invoice(request)
+                .await
+                .map(|reply| reply.into_inner().submission_id)
+                .map_err(|status| (status.code(), status.message().to_owned()))
+        }
+    };
+
+    let first = submit(keyed("F-1", "k-1")).await.expect("a new invoice");
+    assert_eq!(first, "sub-1");
+    for _ in 0..3 {
+        assert_eq!(
+            submit(keyed("F-1", "k-1")).await,
+            Ok(first.clone()),
+            "a retry"
+        );
+    }
+    let duplicate = submit(keyed("F-1", "k-2"))
+        .await
+        .expect_err("another submission");
+    assert_eq!(duplicate.0, Code::AlreadyExists, "{duplicate:?}");
+    // The retry of the duplicate gets its first answer too, not the id of F-1.
+    assert_eq!(submit(keyed("F-1", "k-2")).await, Err(duplicate));
+    let reused = submit(keyed("F-2", "k-1")).await.expect_err("a key reused");
+    assert_eq!(reused.0, Code::InvalidArgument, "{reused:?}");
+    assert!(reused.1.contains("submission_key"), "{reused:?}");
+    // F-2 was not registered by the refused call: its own key submits it.
+    assert_eq!(submit(keyed("F-2", "k-3")).await, Ok("sub-2".to_owned()));
+    // A refusal is kept too: the same key gets it again, even with the total corrected.
+    let bad = SubmitInvoiceRequest {
+        total_gross_cents: -1,
+        ..keyed("F-3", "k-4")
+    };
+    for request in [bad, keyed("F-3", "k-4")] {
+        assert_eq!(
+            submit(request).await.map_err(|(code, _)| code),
+            Err(Code::InvalidArgument)
+        );
+    }
+    assert_eq!(submit(keyed("F-3", "k-5")).await, Ok("sub-3".to_owned()));
+    // Without a key: F-4 is registered once, then a duplicate.
+    assert_eq!(submit(invoice("F-4")).await, Ok("sub-4".to_owned()));
+    assert_eq!(
+        submit(invoice("F-4")).await.map_err(|(code, _)| code),
+        Err(Code::AlreadyExists)
     );
 }

@@ -169,13 +169,16 @@ pub fn example_binary(name: &str) -> PathBuf {
     target.join(name)
 }
 
-/// Starts the invoicing app on `127.0.0.1:port` with its data in `<dir>/<name>/`,
-/// submitting invoices to the PDP at `pdp_port` when there is one, with the extra
-/// environment variables `env` (`METRICS_NAMING`, …), and waits for its `/health`.
+/// Starts the invoicing app with its API on `127.0.0.1:port` and its `/metrics` on
+/// `127.0.0.1:metrics_port` (`METRICS_ADDR`: the app serves it on its own listener), its
+/// data in `<dir>/<name>/`, submitting invoices to the PDP at `pdp_port` when there is
+/// one, with the extra environment variables `env` (`METRICS_NAMING`, …), and waits for
+/// its `/health` and its `/metrics`.
 pub fn start_invoicing(
     name: &str,
     dir: &Path,
     port: u16,
+    metrics_port: u16,
     pdp_port: Option<u16>,
     env: &[(&str, &str)],
 ) -> Process {
@@ -185,6 +188,7 @@ pub fn start_invoicing(
     command
         .env("BIND", "127.0.0.1")
         .env("PORT", port.to_string())
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env(
             "DATABASE_URL",
             format!("sqlite://{}", data.join("invoicing.db").display()),
@@ -197,10 +201,12 @@ pub fn start_invoicing(
     }
     command.envs(env.iter().copied());
     let mut app = Process::start(name, dir, &mut command);
-    app.wait_for(
-        &format!("http://127.0.0.1:{port}/health"),
-        Duration::from_secs(60),
-    );
+    for url in [
+        format!("http://127.0.0.1:{port}/health"),
+        format!("http://127.0.0.1:{metrics_port}/metrics"),
+    ] {
+        app.wait_for(&url, Duration::from_secs(60));
+    }
     app
 }
 
@@ -377,11 +383,14 @@ pub fn get_status(url: &str, headers: &[(&str, &str)]) -> Result<u16, String> {
 
 /// Issues the same invoice number from two sellers that share a SIRET, through the
 /// invoicing app on `app_port`: the PDP refuses the second one as a duplicate, which gives
-/// the gRPC dashboard non-OK codes to show. Returns the `pdp_status` of both answers.
+/// the gRPC dashboard non-OK codes to show. Returns the `pdp_status` of both invoices,
+/// once the PDP has answered them (the app submits them in the background: its answer
+/// to the `POST` has the PDP's when the PDP answers within `PDP_TIMEOUT`).
 ///
 /// # Panics
 ///
-/// When the app does not answer with JSON.
+/// When the app does not answer with JSON, or the PDP's answers are not there within
+/// 30 s.
 pub fn issue_duplicate_invoices(app_port: u16) -> Vec<String> {
     let api = |path: &str, body: Value| -> Value {
         let url = format!("http://127.0.0.1:{app_port}{path}");
@@ -404,7 +413,16 @@ pub fn issue_duplicate_invoices(app_port: u16) -> Vec<String> {
                     "lines": [{"description": "x", "quantity": 1, "unit_price_cents": 100, "vat_rate": 20}],
                 }),
             );
-            invoice["pdp_status"].as_str().unwrap_or_default().to_owned()
+            let url = format!("http://127.0.0.1:{app_port}/api/invoices/{}", invoice["id"]);
+            eventually(Duration::from_secs(30), || {
+                let text = get(&url)?;
+                let invoice: Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("{url}: not JSON ({e}): {text}"))?;
+                invoice["pdp_status"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{url}: not answered by the PDP yet: {text}"))
+            })
         })
         .collect()
 }

@@ -24,7 +24,7 @@ const VARIABLES: &[(&str, &str)] = &[
     ("$__rate_interval", "1m"),
     ("$__interval", "15s"),
     ("$__range", "1h"),
-    ("$instance", "10.0.0.2:3000"),
+    ("$instance", "10.0.0.2:9100"),
     ("$route", "/api/invoices/{id}"),
     ("$job", "invoicing"),
 ];

@@ -199,9 +199,16 @@ fn end_to_end(preset: Preset) {
     let tmp = tempfile::tempdir().expect("a temporary folder");
     let dir = tmp.path();
     let wait = Duration::from_secs(60);
-    let (app_port, pdp_port, prom_port, am_port) =
-        (free_port(), free_port(), free_port(), free_port());
-    let app_instance = format!("127.0.0.1:{app_port}");
+    let (app_port, metrics_port, pdp_port, prom_port, am_port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    // Prometheus scrapes the app's metrics listener (METRICS_ADDR), not its API.
+    let app_api = format!("127.0.0.1:{app_port}");
+    let app_instance = format!("127.0.0.1:{metrics_port}");
     let pdp_instance = format!("127.0.0.1:{pdp_port}");
 
     // The shipped configuration, rewritten for this test: checked first, so that an
@@ -244,6 +251,7 @@ fn end_to_end(preset: Preset) {
         "invoicing",
         dir,
         app_port,
+        metrics_port,
         Some(pdp_port),
         &[("METRICS_NAMING", preset.env())],
     );
@@ -268,7 +276,7 @@ fn end_to_end(preset: Preset) {
         "loadgen",
         dir,
         Command::new(example_binary("loadgen"))
-            .args(["--url", &format!("http://{app_instance}")])
+            .args(["--url", &format!("http://{app_api}")])
             .args(["--duration", &format!("{load_seconds}s"), "--rate", "100"]),
     );
     let status = loadgen.finish(Duration::from_secs(load_seconds + 30));

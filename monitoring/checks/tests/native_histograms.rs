@@ -189,9 +189,11 @@ fn prometheus_stores_native_histograms_and_exemplars_and_the_panels_fall_back_to
     let tmp = tempfile::tempdir().expect("a temporary folder");
     let dir = tmp.path();
     let wait = Duration::from_secs(60);
-    let app_port = free_port();
-    let app_instance = format!("127.0.0.1:{app_port}");
-    let app = start_invoicing("invoicing", dir, app_port, None, &[]);
+    let (app_port, metrics_port) = (free_port(), free_port());
+    // The API, for the traffic; the metrics listener (METRICS_ADDR), for Prometheus.
+    let app_api = format!("127.0.0.1:{app_port}");
+    let app_instance = format!("127.0.0.1:{metrics_port}");
+    let app = start_invoicing("invoicing", dir, app_port, metrics_port, None, &[]);
     let recorder = AcceptRecorder::start();
 
     let mut servers = Vec::new();
@@ -234,7 +236,7 @@ fn prometheus_stores_native_histograms_and_exemplars_and_the_panels_fall_back_to
         let sampled = format!("00-{trace}-{span}-01");
         let unsampled = format!("00-{}-{span}-00", "f".repeat(32));
         for path in ["/api/invoices", "/api/invoices/1", "/api/invoices/424242"] {
-            let url = format!("http://{app_instance}{path}");
+            let url = format!("http://{app_api}{path}");
             for headers in [
                 &[("traceparent", sampled.as_str())][..],
                 &[],

@@ -43,7 +43,8 @@ fn hashmod(address: &str, modulus: u64) -> u64 {
     u64::from_be_bytes(last) % modulus
 }
 
-/// Ports for the apps and PDPs such that each shard scrapes at least one app.
+/// Ports for the apps' metrics listeners (the targets) and the PDPs such that each shard
+/// scrapes at least one app.
 fn ports() -> (Vec<u16>, Vec<u16>) {
     loop {
         let apps: Vec<u16> = (0..APPS).map(|_| free_port()).collect();
@@ -108,7 +109,10 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
     let tmp = tempfile::tempdir().expect("a temporary folder");
     let dir = tmp.path();
     let wait = Duration::from_secs(60);
+    // Prometheus scrapes the apps' metrics listeners (METRICS_ADDR); loadgen calls their
+    // APIs.
     let (app_ports, pdp_ports) = ports();
+    let api_ports: Vec<u16> = (0..APPS).map(|_| free_port()).collect();
 
     // The central store and the rules evaluated against it.
     let vm_port = free_port();
@@ -166,7 +170,8 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
             dir,
             Command::new(example_binary("invoicing"))
                 .env("BIND", "127.0.0.1")
-                .env("PORT", port.to_string())
+                .env("PORT", api_ports[i].to_string())
+                .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
                 .env("PDP_ADDR", format!("127.0.0.1:{}", pdp_ports[i % PDPS]))
                 .env(
                     "DATABASE_URL",
@@ -176,7 +181,8 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
                 .env("PDF_DIR", data.join("pdf-a3"))
                 .env("RUST_LOG", "warn"),
         );
-        app.wait_for(&format!("http://127.0.0.1:{port}/health"), wait);
+        app.wait_for(&format!("http://127.0.0.1:{}/health", api_ports[i]), wait);
+        app.wait_for(&format!("http://127.0.0.1:{port}/metrics"), wait);
         replicas.push(app);
     }
 
@@ -257,7 +263,7 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
         )
     };
     let before = (Instant::now(), ingested());
-    let handles: Vec<_> = app_ports
+    let handles: Vec<_> = api_ports
         .iter()
         .map(|port| {
             let url = format!("http://127.0.0.1:{port}");
@@ -280,7 +286,7 @@ fn sharded_prometheus_servers_remote_write_the_totals_of_all_replicas() {
     let after = (Instant::now(), ingested());
     // Two sellers with one SIRET: the PDP behind the first app refuses the second invoice
     // as a duplicate, so that the gRPC dashboard has non-OK codes to show.
-    let pdp_statuses = issue_duplicate_invoices(app_ports[0]);
+    let pdp_statuses = issue_duplicate_invoices(api_ports[0]);
     println!("\n  invoices submitted twice to the PDP: {pdp_statuses:?}");
     let samples_per_second = (after.1 - before.1) / (after.0 - before.0).as_secs_f64();
 

@@ -265,3 +265,55 @@ fn every_alert_has_annotations_a_runbook_section_a_severity_and_two_test_cases()
         alerts.len()
     );
 }
+
+/// The port `prometheus.yml` scrapes the invoicing replicas on is the one the app's image
+/// serves `/metrics` on (`METRICS_ADDR` in the Dockerfile), not its API's (`PORT`), which
+/// does not serve it; and the compose file publishes that port.
+#[test]
+fn prometheus_scrapes_the_port_the_image_serves_metrics_on() {
+    let dockerfile =
+        fs::read_to_string(monitoring().join("Dockerfile")).expect("monitoring/Dockerfile");
+    let env = |name: &str| -> String {
+        let prefix = format!("{name}=");
+        dockerfile
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in monitoring/Dockerfile's ENV"))
+            .to_owned()
+    };
+    let metrics_addr = env("METRICS_ADDR");
+    let (host, metrics_port) = metrics_addr
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("METRICS_ADDR={metrics_addr} is not host:port"));
+    assert_eq!(host, "0.0.0.0", "reachable from Prometheus's container");
+    assert_ne!(metrics_port, env("PORT"), "/metrics on a port of its own");
+
+    let prometheus = yaml(&monitoring().join("prometheus/prometheus.yml"));
+    let job = prometheus["scrape_configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|job| job["job_name"] == "invoicing")
+        .expect("an invoicing job in prometheus.yml");
+    let scraped: Vec<String> = job["dns_sd_configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|sd| sd["port"].to_string())
+        .collect();
+    assert_eq!(scraped, [metrics_port], "{job}");
+
+    let compose = yaml(&monitoring().join("docker-compose.yml"));
+    let published: Vec<&str> = compose["services"]["app"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        published
+            .iter()
+            .any(|mapping| mapping.ends_with(&format!(":{metrics_port}"))),
+        "the app's metrics port is published: {published:?}"
+    );
+}

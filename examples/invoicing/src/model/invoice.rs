@@ -192,56 +192,33 @@ impl Invoice {
         lines.push(format!("Total        {}", money(row.total_gross_cents)));
         crate::pdf::render(&format!("Invoice {}", row.number), &lines)
     }
-    /// Whether it is issued and not yet submitted to the PDP.
-    pub fn to_submit(&self) -> bool {
-        self.row.status == "issued" && self.row.pdp_status.is_none()
-    }
 }
 
-/// What the PDP is sent of an issued invoice.
-#[derive(Debug, sqlx::FromRow)]
-pub struct Submission {
-    /// The seller's SIRET.
-    pub seller_siret: String,
-    /// The invoice number.
-    pub number: String,
-    /// `YYYY-MM-DD`.
-    pub issue_date: String,
-    /// ISO 4217.
-    pub currency: String,
-    /// The total, VAT included.
-    pub total_gross_cents: i64,
-    /// The client's name.
-    pub client_name: String,
-}
-
-/// What the PDP is sent of the invoice with this id.
-pub async fn submission(db: &Db, id: i64) -> Result<Submission, AppError> {
-    let query = sqlx::query_as::<_, Submission>(
-        "SELECT sellers.siret AS seller_siret, invoices.number, invoices.issue_date, \
-         invoices.currency, invoices.total_gross_cents, clients.name AS client_name \
+/// Writes the submission of the invoice `id` to the PDP into the outbox
+/// (`pdp_submissions`, see [`crate::outbox`]), in the caller's transaction, under `key`,
+/// if the invoice is issued and was never queued nor answered: whether it was queued.
+async fn queue_submission(
+    conn: &mut SqliteConnection,
+    id: i64,
+    key: &str,
+) -> Result<bool, sqlx::Error> {
+    let queued = sqlx::query(
+        "INSERT INTO pdp_submissions (invoice_id, submission_key, seller_siret, number, \
+         issue_date, currency, total_gross_cents, client_name, next_attempt_ms) \
+         SELECT invoices.id, ?, sellers.siret, invoices.number, invoices.issue_date, \
+         invoices.currency, invoices.total_gross_cents, clients.name, ? \
          FROM invoices JOIN sellers ON sellers.id = invoices.seller_id \
-         JOIN clients ON clients.id = invoices.client_id WHERE invoices.id = ?",
+         JOIN clients ON clients.id = invoices.client_id \
+         WHERE invoices.id = ? AND invoices.status = 'issued' AND invoices.pdp_status IS NULL \
+         ON CONFLICT (invoice_id) DO NOTHING",
     )
-    .bind(id);
-    db.timed("get_submission", query.fetch_optional(db.pool()))
-        .await?
-        .ok_or_else(|| not_found(id))
-}
-
-/// Stores the PDP's answer on the invoice with this id, and returns the invoice.
-pub async fn set_pdp_status(db: &Db, id: i64, answer: &str) -> Result<Invoice, AppError> {
-    db.timed("set_pdp_status", async {
-        let mut conn = db.pool().acquire().await?;
-        sqlx::query("UPDATE invoices SET pdp_status = ? WHERE id = ?")
-            .bind(answer)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        fetch(&mut conn, id).await
-    })
+    .bind(key)
+    .bind(crate::outbox::now_ms())
+    .bind(id)
+    .execute(&mut *conn)
     .await?
-    .ok_or_else(|| not_found(id))
+    .rows_affected();
+    Ok(queued == 1)
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -257,14 +234,25 @@ struct InvoiceRow {
     total_net_cents: i64,
     total_vat_cents: i64,
     total_gross_cents: i64,
-    /// The PDP's answer to its submission, once issued (with `PDP_ADDR` set).
+    /// The PDP's answer to its submission, once answered (with `PDP_ADDR` set).
     pdp_status: Option<String>,
+    /// The key of its submission, once queued.
+    pdp_submission_key: Option<String>,
+    /// The attempts of its submission so far, once queued.
+    pdp_attempts: Option<i64>,
+    /// What the last attempt that got no decision got instead (`UNAVAILABLE: …`).
+    pdp_last_error: Option<String>,
     created_at: String,
     updated_at: String,
 }
 
 const COLUMNS: &str = "id, seller_id, client_id, number, issue_date, due_date, currency, status, \
-     total_net_cents, total_vat_cents, total_gross_cents, pdp_status, created_at, updated_at";
+     total_net_cents, total_vat_cents, total_gross_cents, pdp_status, \
+     (SELECT submission_key FROM pdp_submissions WHERE invoice_id = invoices.id) \
+       AS pdp_submission_key, \
+     (SELECT attempts FROM pdp_submissions WHERE invoice_id = invoices.id) AS pdp_attempts, \
+     (SELECT last_error FROM pdp_submissions WHERE invoice_id = invoices.id) AS pdp_last_error, \
+     created_at, updated_at";
 
 /// A line as answered: quantity and VAT rate as exact JSON numbers (`1.5`, `20`).
 #[derive(Debug, Serialize)]
@@ -316,8 +304,14 @@ pub struct Filters {
     pub status: Option<String>,
 }
 
-/// Inserts an invoice and its lines, in one transaction.
-pub async fn insert(db: &Db, invoice: &NewInvoice) -> Result<Invoice, AppError> {
+/// Inserts an invoice and its lines, and with a `submission_key`, its submission to the
+/// PDP if it is issued, in one transaction. Returns the invoice, and whether its
+/// submission was queued.
+pub async fn insert(
+    db: &Db,
+    invoice: &NewInvoice,
+    submission_key: Option<&str>,
+) -> Result<(Invoice, bool), AppError> {
     db.timed("insert_invoice", async {
         let mut tx = db.begin_write().await?;
         check_references(&mut tx, invoice, None).await?;
@@ -340,15 +334,26 @@ pub async fn insert(db: &Db, invoice: &NewInvoice) -> Result<Invoice, AppError> 
         .await
         .map_err(|error| write_error(error, invoice))?;
         insert_lines(&mut tx, id, invoice).await?;
+        let queued = match submission_key {
+            Some(key) => queue_submission(&mut tx, id, key).await?,
+            None => false,
+        };
         let created = fetch(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         tx.commit().await?;
-        Ok(created)
+        Ok((created, queued))
     })
     .await
 }
 
-/// Replaces the invoice with this id and its lines, or 404.
-pub async fn update(db: &Db, id: i64, invoice: &NewInvoice) -> Result<Invoice, AppError> {
+/// Replaces the invoice with this id and its lines, or 404; with a `submission_key`,
+/// queues its submission to the PDP if it becomes issued, in the same transaction.
+/// Returns the invoice, and whether its submission was queued.
+pub async fn update(
+    db: &Db,
+    id: i64,
+    invoice: &NewInvoice,
+    submission_key: Option<&str>,
+) -> Result<(Invoice, bool), AppError> {
     db.timed("update_invoice", async {
         let mut tx = db.begin_write().await?;
         let exists: bool =
@@ -385,9 +390,13 @@ pub async fn update(db: &Db, id: i64, invoice: &NewInvoice) -> Result<Invoice, A
             .execute(&mut *tx)
             .await?;
         insert_lines(&mut tx, id, invoice).await?;
+        let queued = match submission_key {
+            Some(key) => queue_submission(&mut tx, id, key).await?,
+            None => false,
+        };
         let updated = fetch(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         tx.commit().await?;
-        Ok(updated)
+        Ok((updated, queued))
     })
     .await
 }

@@ -10,7 +10,8 @@ use crate::AppState;
 use crate::config::PdfGeneration;
 use crate::error::AppError;
 use crate::extract::{ApiJson, Id, Page, Pagination};
-use crate::model::invoice::{self, Filters, Invoice, InvoiceInput};
+use crate::model::invoice::{self, Filters, Invoice, InvoiceInput, NewInvoice};
+use crate::outbox::{Outbox, Ticket};
 
 /// The invoice routes.
 pub fn router() -> Router<AppState> {
@@ -37,9 +38,11 @@ async fn create(
     ApiJson(input): ApiJson<InvoiceInput>,
 ) -> Result<Response, AppError> {
     let new = input.check()?;
-    let created = invoice::insert(&state.db, &new).await?;
+    let ticket = submission_ticket(&state, &new);
+    let (created, queued) =
+        invoice::insert(&state.db, &new, ticket.as_ref().map(Ticket::key)).await?;
     state.telemetry.business.invoice_created(new.status);
-    let created = submit_if_issued(&state, created).await?;
+    let created = first_attempt(&state, created, ticket.filter(|_| queued)).await;
     let location = format!("/api/invoices/{}", created.id());
     Ok((
         StatusCode::CREATED,
@@ -83,20 +86,44 @@ async fn update(
     ApiJson(input): ApiJson<InvoiceInput>,
 ) -> Result<Json<Invoice>, AppError> {
     let new = input.check()?;
-    let updated = invoice::update(&state.db, id, &new).await?;
-    Ok(Json(submit_if_issued(&state, updated).await?))
+    let ticket = submission_ticket(&state, &new);
+    let (updated, queued) =
+        invoice::update(&state.db, id, &new, ticket.as_ref().map(Ticket::key)).await?;
+    Ok(Json(
+        first_attempt(&state, updated, ticket.filter(|_| queued)).await,
+    ))
 }
 
-/// Submits an invoice to the PDP (when one is configured) once it is issued, and keeps
-/// its answer on the invoice (`pdp_status`). The PDP's refusal or absence does not fail
-/// the request: the invoice is issued, and its `pdp_status` says what the PDP answered.
-async fn submit_if_issued(state: &AppState, invoice: Invoice) -> Result<Invoice, AppError> {
-    let Some(pdp) = state.pdp.as_ref().filter(|_| invoice.to_submit()) else {
-        return Ok(invoice);
+/// A submission key to queue the submission under, for an issued invoice with a PDP
+/// configured.
+fn submission_ticket(state: &AppState, new: &NewInvoice) -> Option<Ticket> {
+    state
+        .outbox
+        .as_ref()
+        .filter(|_| new.status == "issued")
+        .map(Outbox::ticket)
+}
+
+/// With a PDP configured, an invoice that becomes issued is submitted by the service: its
+/// submission was written in the transaction that issued it ([`crate::outbox`]). This
+/// waits a little for the first attempt (a `ticket` of the queued submission), and reads
+/// the invoice again, so that the answer shows the PDP's answer (`pdp_status`) when it
+/// is quick, or the submission pending (`pdp_status` null, `pdp_attempts`,
+/// `pdp_last_error`). Neither the PDP's refusal nor its absence fails the request, and
+/// the submission does not depend on it: a client that leaves changes nothing.
+async fn first_attempt(state: &AppState, invoice: Invoice, ticket: Option<Ticket>) -> Invoice {
+    let Some(ticket) = ticket else {
+        return invoice;
     };
-    let id = invoice.id();
-    let answer = pdp.submit(invoice::submission(&state.db, id).await?).await;
-    invoice::set_pdp_status(&state.db, id, &answer).await
+    ticket.wait().await;
+    match invoice::get(&state.db, invoice.id()).await {
+        Ok(read) => read,
+        // Committed: answer what was written rather than an error.
+        Err(error) => {
+            tracing::warn!(?error, "cannot read an issued invoice back");
+            invoice
+        }
+    }
 }
 
 /// Deletes the invoice, its lines and its attachments (records and files).

@@ -256,7 +256,7 @@ async fn names_too_long_for_the_file_system_are_404() {
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}…", &uri[..40]);
         reply.expect_error(StatusCode::NOT_FOUND, "not_found");
     }
-    let metrics = app.get("/metrics").await.text();
+    let metrics = app.scrape().await.text();
     assert!(
         !metrics.contains("http_response_status_code=\"500\""),
         "a 5xx was counted: {metrics}"

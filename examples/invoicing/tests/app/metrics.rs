@@ -1,5 +1,7 @@
 //! `/metrics` after a run of mixed traffic: exact counts per route template and status,
-//! the exclusions, the business metrics; and the two other metrics set-ups.
+//! the exclusions, the business metrics; and where `/metrics` is served: on its own
+//! listener by default, on the API's port with `METRICS_ADDR=api`, nowhere with
+//! `METRICS_ENABLED=false`.
 
 use std::collections::BTreeMap;
 
@@ -7,13 +9,16 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::json;
 
+use invoicing::config::MetricsAddr;
+
 use crate::common::{PDF, PNG, TestApp, find, invoice, parse_exposition, value};
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 
+/// With `METRICS_ADDR=api`, so that scrapes of the API's port are made, and excluded.
 #[tokio::test]
 async fn metrics_count_every_request_by_route_template_and_status() {
-    let app = TestApp::new().await;
+    let app = TestApp::with(|config| config.metrics_addr = MetricsAddr::Api).await;
 
     // 3 sellers created, 1 refused.
     let mut sellers = Vec::new();
@@ -256,12 +261,15 @@ async fn metrics_disabled_means_no_layer_and_no_endpoint() {
     assert_eq!(app.get("/health").await.status, StatusCode::OK);
 }
 
+/// By default (`METRICS_ADDR=127.0.0.1:9100`), the API's port does not serve
+/// `/metrics`: the metrics listener's service does, with the same registry.
 #[tokio::test]
-async fn metrics_addr_moves_the_endpoint_off_the_api() {
-    let app = TestApp::with(|config| {
-        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await;
+async fn metrics_are_on_their_own_listener_by_default() {
+    let app = TestApp::new().await;
+    assert_eq!(
+        app.state.config.metrics_addr,
+        MetricsAddr::Listen("127.0.0.1:9100".parse().unwrap())
+    );
     app.get("/metrics")
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
@@ -301,6 +309,14 @@ async fn metrics_addr_moves_the_endpoint_off_the_api() {
         )
         .is_empty()
     );
+    // Its other paths are the JSON 404 of the API.
+    let other = tower::ServiceExt::oneshot(
+        invoicing::metrics_app(metrics),
+        Request::get("/api/sellers").body(Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
 }
 
 #[test]

@@ -77,7 +77,7 @@ async fn fetch_pdfs(app: &TestApp, id: i64) -> Vec<crate::common::Sample> {
         assert!(text.contains("/Count "), "with a page tree");
         assert!(text.trim_end().ends_with("%%EOF"));
     }
-    let metrics = app.get("/metrics").await;
+    let metrics = app.scrape().await;
     assert_eq!(metrics.status, StatusCode::OK);
     parse_exposition(&metrics.text())
 }

@@ -9,8 +9,8 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use invoicing::config::Config;
-use invoicing::{AppState, app};
+use invoicing::config::{Config, MetricsAddr};
+use invoicing::{AppState, app, metrics_app};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower::ServiceExt;
@@ -20,6 +20,8 @@ pub struct TestApp {
     pub dir: TempDir,
     pub state: AppState,
     router: Router,
+    /// The service of the metrics listener (`METRICS_ADDR`, by default), if any.
+    metrics_router: Option<Router>,
 }
 
 /// A response with its body read.
@@ -100,16 +102,41 @@ impl TestApp {
         configure(&mut config);
         let state = AppState::open(config).await.expect("the app opens");
         let router = app(state.clone());
-        Self { dir, state, router }
+        let metrics_router = match (&state.telemetry.http, state.config.metrics_addr) {
+            (Some(metrics), MetricsAddr::Listen(_)) => Some(metrics_app(metrics)),
+            _ => None,
+        };
+        Self {
+            dir,
+            state,
+            router,
+            metrics_router,
+        }
     }
 
+    /// A request to the API.
     pub async fn send(&self, request: Request<Body>) -> Reply {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
+        Self::send_to(&self.router, request).await
+    }
+
+    /// `GET /metrics` where the app serves it: on the metrics listener (`METRICS_ADDR`, by
+    /// default), or on the API's port (`METRICS_ADDR=api`).
+    pub async fn scrape(&self) -> Reply {
+        self.send_metrics(Request::get("/metrics").body(Body::empty()).unwrap())
             .await
-            .expect("infallible");
+    }
+
+    /// A request to where the app serves `/metrics` (see [`TestApp::scrape`]).
+    pub async fn send_metrics(&self, request: Request<Body>) -> Reply {
+        Self::send_to(
+            self.metrics_router.as_ref().unwrap_or(&self.router),
+            request,
+        )
+        .await
+    }
+
+    async fn send_to(router: &Router, request: Request<Body>) -> Reply {
+        let response = router.clone().oneshot(request).await.expect("infallible");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("the body").to_bytes();
         Reply {

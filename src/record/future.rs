@@ -1,4 +1,4 @@
-//! The response future of the layer.
+//! The response future: the first half of a call's end, whatever its family.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,55 +8,66 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::body::{ClassifyEnd, ResponseBody, declared_length};
-use super::classify::{Classified, Classify, DefaultClassifier};
-use super::guard::{Guard, sends_no_body};
-use super::labels::error_id;
-use super::recorder::Kind;
-use super::tasks::{self, Monitored};
+use super::body::{ResponseBody, declared_length};
+use super::guard::Guard;
+use super::tasks::{self, Monitor, Monitored};
+use super::{ReadEnd, ReadHead, error_id};
+use crate::classify::{Classify, DefaultClassifier};
 
 pin_project! {
-    /// The future of [`HttpMetrics`](super::HttpMetrics): the inner future, and the guard
-    /// that records the request if the future errs, panics or is dropped.
+    /// The future of the crate's services
+    /// ([`HttpMetrics`](crate::http_metrics::HttpMetrics),
+    /// [`ClientMetrics`](crate::client_metrics::ClientMetrics)): the inner future, and the
+    /// guard that records the call if the future errs, panics or is dropped.
     pub struct ResponseFuture<F, C = DefaultClassifier> {
         // The inner future, instrumented with its route's task monitor when the layer
         // has them (feature `task-metrics`).
         #[pin]
         inner: Monitored<F>,
-        guard: Option<Guard>,
+        // `None` when the call is not recorded, or once it was finished or its guard
+        // moved into the body.
+        recording: Option<Recording<C>>,
         classify: C,
     }
 }
 
+/// A recorded call: its guard, and how its family reads the response head.
+struct Recording<C> {
+    guard: Guard,
+    read_head: ReadHead<C>,
+}
+
 impl<F, C> ResponseFuture<F, C> {
-    /// The future of a request that is not recorded.
+    /// The future of a call that is not recorded.
     pub(crate) fn unrecorded(inner: F, classify: C) -> Self {
         Self {
             inner: tasks::plain(inner),
-            guard: None,
+            recording: None,
             classify,
         }
     }
 
-    /// The future of a recorded request, instrumented with its route's task monitor if
-    /// it has one. Each arm builds the whole future, so the inner one is moved into it
-    /// once.
+    /// The future of a recorded call, its response head read by `read_head` (the
+    /// family's [`Family::read_head`](super::Family::read_head)), instrumented with a
+    /// task monitor if it has one. Each arm builds the whole future, so the inner one
+    /// is moved into it once.
     #[inline(always)]
     pub(crate) fn recorded(
         inner: F,
-        monitor: Option<tasks::Monitor>,
+        monitor: Option<Monitor>,
         guard: Guard,
+        read_head: ReadHead<C>,
         classify: C,
     ) -> Self {
         match monitor {
             None => Self {
                 inner: tasks::plain(inner),
-                guard: Some(guard),
+                recording: Some(Recording { guard, read_head }),
                 classify,
             },
             Some(monitor) => Self {
                 inner: tasks::instrument(inner, monitor),
-                guard: Some(guard),
+                recording: Some(Recording { guard, read_head }),
                 classify,
             },
         }
@@ -73,7 +84,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(guard) = this.guard.as_mut() else {
+        let Some(Recording { guard, read_head }) = this.recording.as_mut() else {
             let response = ready!(this.inner.poll(cx))?;
             return Poll::Ready(Ok(response.map(|body| ResponseBody::new(body, None, None))));
         };
@@ -82,42 +93,42 @@ where
         match ready!(guard.run(|| this.inner.poll(cx))) {
             Ok(response) => {
                 guard.polling = true;
-                let at_end = responded(guard, &response, this.classify);
+                let at_end = responded(guard, &response, this.classify, *read_head);
                 guard.polling = false;
                 // Finished here (no body follows), the guard has nothing left to do.
-                let guard = this.guard.take().filter(|_| at_end.is_some());
-                let classify = at_end.flatten().map(|end| (this.classify.clone(), end));
+                let guard = this
+                    .recording
+                    .take()
+                    .filter(|_| at_end.is_some())
+                    .map(|recording| recording.guard);
+                let read_end = at_end.flatten().map(|end| (this.classify.clone(), end));
                 Poll::Ready(Ok(
-                    response.map(|body| ResponseBody::new(body, guard, classify))
+                    response.map(|body| ResponseBody::new(body, guard, read_end))
                 ))
             }
             Err(error) => {
                 guard.polling = true;
                 let error_type = this.classify.classify_error(&error);
                 guard.polling = false;
-                guard.classified(Some(&error_type));
-                // An inner error is a 500, whatever its error type says (a client's has
-                // no status).
-                if guard.kind() != Kind::HttpClient {
-                    guard.responded(http::StatusCode::INTERNAL_SERVER_ERROR, None);
-                }
+                guard.inner_error(&error_type);
                 guard.finish(error_id::NONE);
-                *this.guard = None;
+                *this.recording = None;
                 Poll::Ready(Err(error))
             }
         }
     }
 }
 
-/// Notes the response head in the guard, and classifies it. `None` when the request was
-/// finished here (no body follows the head); else whether the body's end decides the
-/// classification (`Some(Some(..))`, with the function that does) or not (`Some(None)`).
+/// Notes the response head in the guard, and reads it as its family does. `None` when
+/// the call was finished here (no body follows the head); else how the body's end is
+/// read, if the head left the verdict to it.
 #[inline]
-fn responded<B: Body, E, C: Classify<E>>(
+fn responded<B: Body, C>(
     guard: &mut Guard,
     response: &Response<B>,
     classify: &C,
-) -> Option<Option<ClassifyEnd<C>>> {
+    read_head: ReadHead<C>,
+) -> Option<Option<ReadEnd<C>>> {
     // The length after which hyper stops polling the body: only HTTP/1.x stops there
     // (HTTP/2 polls on to the end, trailers included).
     let expected = guard
@@ -125,44 +136,26 @@ fn responded<B: Body, E, C: Classify<E>>(
         .then(|| declared_length(response.body(), response.headers()))
         .flatten();
     guard.responded(response.status(), expected);
-    // gRPC calls are classified by their status, not by the classifier.
-    let (verdict, classify_end) = match guard.kind() {
-        Kind::Http | Kind::HttpClient => (
-            classify.classify_response(response.status(), response.headers()),
-            <C as Classify<E>>::classify_end as ClassifyEnd<C>,
-        ),
-        Kind::RpcServer | Kind::RpcClient => (
-            crate::grpc::classify_head(response.status(), response.headers()),
-            crate::grpc::classify_end::<C> as ClassifyEnd<C>,
-        ),
-    };
-    let at_end = match verdict {
-        Classified::Success => false,
-        Classified::Failure(error_type) => {
-            guard.classified(Some(&error_type));
-            false
-        }
-        Classified::AtEnd => true,
-    };
+    let read_end = read_head(classify, guard, response.status(), response.headers());
     // Over HTTP/1.x a length of 0 announced is no body too: hyper writes none and drops
     // the body unpolled (`ServeDir` answers an empty file so).
     if expected == Some(0)
-        || sends_no_body(guard.method(), response.status())
+        || guard.sends_no_body(response.status())
         || response.body().is_end_stream()
     {
-        if at_end {
-            guard.classified(classify_end(classify, None).as_ref());
+        if let Some(read_end) = read_end {
+            read_end(classify, guard, None);
         }
         guard.finish(error_id::NONE);
         return None;
     }
-    Some(at_end.then_some(classify_end))
+    Some(read_end)
 }
 
 impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("recording", &self.guard.is_some())
+            .field("recording", &self.recording.is_some())
             .finish_non_exhaustive()
     }
 }

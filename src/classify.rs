@@ -123,7 +123,7 @@ pub trait Classify<E>: Clone {
     }
 }
 
-/// The classifier of [`HttpMetricsLayer`](super::HttpMetricsLayer) unless one is given:
+/// The classifier of [`HttpMetricsLayer`](crate::HttpMetricsLayer) unless one is given:
 /// failures are 5xx responses (`error_type` = the status code) and inner errors
 /// (`_OTHER`), besides panics, cancellations and body errors.
 ///

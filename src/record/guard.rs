@@ -3,17 +3,17 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::StatusCode;
 
-use super::classify::ErrorType;
-use super::exemplar::TraceContext;
-use super::labels::{Method, SeriesKey, error_id};
-use super::recorder::{Handle, Kind, Observation};
+use super::recorder::Handle;
+use super::{End, Key, Method, Observation, error_id};
+use crate::classify::ErrorType;
+use crate::exemplar::TraceContext;
 
-/// The size of a request body, as the layer's [`RequestSize`](super::RequestSize) mode
-/// measures it. Public only to be named by that sealed trait: it cannot be reached
+/// The size of a request body, as the HTTP layer's
+/// [`RequestSize`](crate::http_metrics::RequestSize) mode measures it. Public only to be named by that sealed trait: it cannot be reached
 /// from outside the crate.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -26,18 +26,51 @@ pub enum RequestBytes {
     Counted(Arc<AtomicU64>),
 }
 
-/// Created when a request enters the layer, moved from the response future into the
-/// response body, and finished by whichever ends the request: the end of the body, an
+/// What the engine needs to know of a request, whatever its family: whether a body will
+/// follow the response head, and whether hyper stops at the announced length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RequestFacts(u8);
+
+impl RequestFacts {
+    const HTTP1: u8 = 1;
+    const HEAD: u8 = 2;
+    const CONNECT: u8 = 4;
+
+    /// The facts of a request of this version and method.
+    #[inline]
+    pub(crate) fn new(version: http::Version, method: Method) -> Self {
+        let http1 = if version <= http::Version::HTTP_11 {
+            Self::HTTP1
+        } else {
+            0
+        };
+        let method = match method {
+            Method::Get => 0,
+            Method::Head => Self::HEAD,
+            Method::Connect => Self::CONNECT,
+            _ => 0,
+        };
+        Self(http1 | method)
+    }
+
+    fn http1(self) -> bool {
+        self.0 & Self::HTTP1 != 0
+    }
+}
+
+/// Created when a call enters a layer, moved from the response future into the
+/// response body, and finished by whichever ends the call: the end of the body, an
 /// error, or its own `Drop` (a dropped future or body, or a panic unwinding through).
 pub(crate) struct Guard {
     recorder: Arc<Handle>,
     start: Instant,
-    key: SeriesKey,
+    key: Key,
     request_bytes: RequestBytes,
     /// The response's status code; 0 until the response head arrived.
     status: u16,
-    /// The classifier's verdict so far ([`error_id`]).
+    /// The verdict so far ([`error_id`]).
     error: u8,
+    request: RequestFacts,
     response_bytes: u64,
     /// The request's trace context, for an exemplar.
     trace: Option<TraceContext>,
@@ -50,19 +83,18 @@ pub(crate) struct Guard {
     /// time, the request was cancelled, whatever else is unwinding on this thread.
     pub(crate) polling: bool,
     finished: bool,
-    /// A gRPC call's deadline (`grpc-timeout`), in nanoseconds after `start`
-    /// (`u64::MAX`: none): cancelled past it, the call is `DEADLINE_EXCEEDED`. Not an
-    /// `Option<Instant>`, 8 bytes smaller: the guard is moved with every response.
-    deadline: u64,
+    /// Set when the inner service returned an error instead of a response.
+    inner_error: bool,
 }
 
 impl Guard {
-    /// A request the recorder counted in flight (with
-    /// [`Shared::start`](super::recorder::Shared::start)): from here on it is recorded exactly once.
+    /// A call the recorder counted in flight (with
+    /// [`Shared::start`](super::Shared::start)): from here on it is recorded exactly once.
     pub(crate) fn new(
         recorder: Arc<Handle>,
         start: Instant,
-        key: SeriesKey,
+        key: Key,
+        request: RequestFacts,
         request_bytes: RequestBytes,
         trace: Option<TraceContext>,
     ) -> Self {
@@ -73,25 +105,14 @@ impl Guard {
             request_bytes,
             status: 0,
             error: error_id::NONE,
+            request,
             response_bytes: 0,
             trace,
             expected_bytes: u64::MAX,
             polling: false,
             finished: false,
-            deadline: u64::MAX,
+            inner_error: false,
         }
-    }
-
-    /// Sets a gRPC call's deadline, `timeout` after the request's start.
-    pub(crate) fn set_deadline(&mut self, timeout: Duration) {
-        // Past u64::MAX - 1 nanoseconds (584 years) is as good as never.
-        self.deadline =
-            u64::try_from(timeout.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1));
-    }
-
-    /// Whether the call's deadline has passed.
-    fn past_deadline(&self) -> bool {
-        self.deadline != u64::MAX && self.start.elapsed() >= Duration::from_nanos(self.deadline)
     }
 
     /// Runs inner code (the service's `call`, a poll of its future or body): a panic in
@@ -104,19 +125,9 @@ impl Guard {
         output
     }
 
-    /// Which side of a call the guard records, in which families.
-    pub(crate) fn kind(&self) -> Kind {
-        self.recorder.config.kind
-    }
-
-    /// The request's method.
-    pub(crate) fn method(&self) -> Method {
-        self.key.method()
-    }
-
     /// Whether the request came over HTTP/1.x (or 0.9).
     pub(crate) fn http1(&self) -> bool {
-        self.key.http1()
+        self.request.http1()
     }
 
     pub(crate) fn request_bytes(&self) -> &RequestBytes {
@@ -131,7 +142,19 @@ impl Guard {
     /// Notes the classifier's verdict, a failure of this type or none (a success); a
     /// later one replaces it.
     pub(crate) fn classified(&mut self, error: Option<&ErrorType>) {
-        self.error = error.map_or(error_id::NONE, |error| self.recorder.error_id(error));
+        self.error = error.map_or(error_id::NONE, |error| self.recorder.0.error_id(error));
+    }
+
+    /// Notes that the inner service returned an error, of this type (the classifier's
+    /// name for it), instead of a response.
+    pub(crate) fn inner_error(&mut self, error: &ErrorType) {
+        self.classified(Some(error));
+        self.inner_error = true;
+    }
+
+    /// Notes a failure the family identified itself (an [`error_id`] of its own).
+    pub(crate) fn fail(&mut self, error: u8) {
+        self.error = error;
     }
 
     /// Counts streamed bytes; true once the known length is reached.
@@ -141,9 +164,9 @@ impl Guard {
         self.response_bytes >= self.expected_bytes
     }
 
-    /// Records the request with the classifier's verdict, or with the layer's own
-    /// `error` ([`error_id::PANIC`], [`CANCELLED`](error_id::CANCELLED), …) when it is
-    /// not [`error_id::NONE`]; later calls and the `Drop` do nothing.
+    /// Records the call with the verdict so far, or with the engine's own `error`
+    /// ([`error_id::PANIC`], [`CANCELLED`](error_id::CANCELLED), …) when it is not
+    /// [`error_id::NONE`]; later calls and the `Drop` do nothing.
     #[inline]
     pub(crate) fn finish(&mut self, error: u8) {
         if std::mem::replace(&mut self.finished, true) {
@@ -151,16 +174,7 @@ impl Guard {
         }
         let error = match error {
             error_id::NONE => self.error,
-            error_id::CANCELLED if self.past_deadline() => crate::grpc::DEADLINE_EXCEEDED_ID,
             error => error,
-        };
-        // 499: client closed request (nginx's code). A client without a response has
-        // no status.
-        let status = match (self.status, error) {
-            (0, _) if self.kind() == Kind::HttpClient => 0,
-            (0, error_id::CANCELLED) => 499,
-            (0, _) => 500,
-            (status, _) => status,
         };
         let request_bytes = match &self.request_bytes {
             RequestBytes::Unknown => None,
@@ -168,10 +182,17 @@ impl Guard {
             RequestBytes::Counted(bytes) => Some(bytes.load(Ordering::Relaxed)),
         };
         let end = Instant::now();
-        self.recorder.finish(
-            self.key.finish(status, error),
-            Observation {
-                seconds: end.saturating_duration_since(self.start).as_secs_f64(),
+        let seconds = end.saturating_duration_since(self.start).as_secs_f64();
+        self.recorder.0.finish(
+            self.key,
+            End {
+                status: self.status,
+                error,
+                inner_error: self.inner_error,
+                seconds,
+            },
+            &Observation {
+                seconds,
                 end,
                 request_bytes,
                 response_bytes: self.response_bytes,
@@ -210,7 +231,8 @@ impl Drop for Guard {
 
 impl Guard {
     /// Gives the request body's byte counter back to this thread's pool (with
-    /// [`ReadBytes`](super::ReadBytes) only: out of line and cold, off the default path).
+    /// [`ReadBytes`](crate::http_metrics::ReadBytes) only: out of line and cold, off the
+    /// default path).
     #[cold]
     #[inline(never)]
     fn recycle_request_bytes(&mut self) {
@@ -222,7 +244,8 @@ impl Guard {
     }
 }
 
-/// Request body byte counters this thread can reuse: with [`ReadBytes`](super::ReadBytes),
+/// Request body byte counters this thread can reuse: with
+/// [`ReadBytes`](crate::http_metrics::ReadBytes),
 /// a request with a body needs one, shared by its body and its guard, and allocating it
 /// anew would cost an allocation per request (`tests/allocations.rs` counts them).
 const POOLED_COUNTERS: usize = 64;
@@ -256,13 +279,17 @@ fn recycle_counter(mut counter: Arc<AtomicU64>) {
     });
 }
 
-/// Whether no body follows this response head: HEAD, a CONNECT tunnel (2xx), 1xx, 204
-/// and 304 responses. hyper drops such a body without polling it.
-#[inline]
-pub(crate) fn sends_no_body(method: Method, status: StatusCode) -> bool {
-    method == Method::Head
-        || (method == Method::Connect && status.is_success())
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
+impl Guard {
+    /// Whether no body follows a response head of `status` to this request: HEAD, a
+    /// CONNECT tunnel (2xx), 1xx, 204 and 304 responses. hyper drops such a body without
+    /// polling it.
+    #[inline]
+    pub(crate) fn sends_no_body(&self, status: StatusCode) -> bool {
+        let request = self.request.0;
+        request & RequestFacts::HEAD != 0
+            || (request & RequestFacts::CONNECT != 0 && status.is_success())
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+    }
 }

@@ -1,0 +1,450 @@
+//! What a family records into: its series, its in-flight gauges and its error types.
+//!
+//! Nothing on the request path takes a lock or writes to memory that another thread
+//! writes to at the same time, but the in-flight counter's and histograms' own shard
+//! (`sharded.rs`). The scrape side reads the same tables in the family's `encode`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::table::Table;
+use super::{End, Family, Key, error_id};
+use crate::classify::ErrorType;
+use crate::exemplar::{ExemplarSlot, TraceContext};
+use crate::histogram::{Buckets, HistogramCore, NativeBuckets};
+use crate::sharded::{ShardedCells, shard_count, thread_shard};
+
+/// How many values of its classifier a recorder keeps apart; the others are `_OTHER`.
+pub(crate) const MAX_ERROR_TYPES: usize = 64;
+
+/// What each series of a recorder holds, and how many series it may hold.
+#[derive(Clone, Debug)]
+pub(crate) struct Histograms {
+    pub(crate) duration: Buckets,
+    /// `None` when native histograms are off.
+    pub(crate) native: Option<NativeBuckets>,
+    /// Whether each classic duration bucket keeps an exemplar.
+    pub(crate) exemplars: bool,
+    /// `None` when body sizes are off.
+    pub(crate) sizes: Option<Buckets>,
+    /// The cardinality limit: series beyond it go to the overflow series.
+    pub(crate) max_series: usize,
+}
+
+impl Histograms {
+    /// Durations only, in these buckets.
+    pub(crate) fn duration(duration: Buckets, max_series: usize) -> Self {
+        Self {
+            duration,
+            native: None,
+            exemplars: false,
+            sizes: None,
+            max_series,
+        }
+    }
+}
+
+/// The counters of one label set.
+pub(crate) struct Series {
+    pub(crate) duration: HistogramCore,
+    /// One per classic duration bucket, when exemplars are on.
+    pub(crate) exemplars: Option<Box<[ExemplarSlot]>>,
+    pub(crate) request_size: Option<HistogramCore>,
+    pub(crate) response_size: Option<HistogramCore>,
+}
+
+impl Series {
+    fn new(histograms: &Histograms) -> Self {
+        let size = || histograms.sizes.clone().map(HistogramCore::new);
+        Self {
+            duration: HistogramCore::with_native(histograms.duration.clone(), histograms.native),
+            exemplars: histograms.exemplars.then(|| {
+                (0..=histograms.duration.bounds().len())
+                    .map(|_| ExemplarSlot::default())
+                    .collect()
+            }),
+            request_size: size(),
+            response_size: size(),
+        }
+    }
+
+    /// Records one call; `epoch` is the recorder's, for the exemplars' clock.
+    #[inline]
+    fn observe(&self, thread: usize, observation: &Observation, epoch: Instant) {
+        let bucket = self.duration.observe_at(thread, observation.seconds);
+        if let Some(context) = observation.trace {
+            if let (Some(slots), Some(bucket)) = (&self.exemplars, bucket) {
+                if let Some(slot) = slots.get(bucket) {
+                    let now = observation.end.saturating_duration_since(epoch);
+                    let millis = now.as_secs() * 1000 + u64::from(now.subsec_millis());
+                    slot.offer(context, observation.seconds, millis);
+                }
+            }
+        }
+        if let (Some(histogram), Some(bytes)) = (&self.request_size, observation.request_bytes) {
+            histogram.observe_at(thread, bytes as f64);
+        }
+        if let Some(histogram) = &self.response_size {
+            histogram.observe_at(thread, observation.response_bytes as f64);
+        }
+    }
+
+    /// Whether nothing was recorded into it yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.duration.count() == 0
+    }
+}
+
+/// What one finished call adds to its series.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Observation {
+    pub(crate) seconds: f64,
+    /// `None` when the size is unknown (a declared length that was not declared).
+    pub(crate) request_bytes: Option<u64>,
+    pub(crate) response_bytes: u64,
+    /// The call's trace, when exemplars are on and it had one.
+    pub(crate) trace: Option<TraceContext>,
+    /// When the call finished (the clock read that gave `seconds`): the exemplars'
+    /// clock, so that deciding whether a slot is due reads no clock of its own.
+    pub(crate) end: Instant,
+}
+
+/// The series, in-flight gauges and error types of one family `P`.
+pub(crate) struct Recorder<P> {
+    /// The family: its configuration and label tables.
+    pub(crate) family: P,
+    pub(crate) histograms: Histograms,
+    pub(crate) series: Table<Key, Series>,
+    /// Where calls go past the cardinality limit.
+    pub(crate) overflow: Series,
+    /// `P::ACTIVE_SLOTS` in-flight gauges (a counter sharded per thread each).
+    pub(crate) active: ShardedCells,
+    /// Whether each in-flight gauge has seen a call: gauges that never did are not
+    /// published.
+    pub(crate) active_seen: Box<[AtomicBool]>,
+    /// The classifier's values, interned to ids from `P::FIRST_CUSTOM_ERROR`.
+    pub(crate) errors: Table<Box<str>, u8>,
+    /// The exemplars' monotonic clock starts here.
+    epoch: Instant,
+}
+
+impl<P: Family> Recorder<P> {
+    pub(crate) fn new(family: P, histograms: Histograms) -> Self {
+        Self {
+            family,
+            series: Table::new(histograms.max_series),
+            overflow: Series::new(&histograms),
+            active: ShardedCells::new(P::ACTIVE_SLOTS),
+            active_seen: (0..P::ACTIVE_SLOTS)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            errors: Table::new(MAX_ERROR_TYPES),
+            epoch: Instant::now(),
+            histograms,
+        }
+    }
+
+    /// Whether the series record body sizes.
+    pub(crate) fn measures_body_sizes(&self) -> bool {
+        self.histograms.sizes.is_some()
+    }
+
+    /// Counts a call in flight on the thread numbered `thread`.
+    #[inline]
+    fn start(&self, thread: usize, key: Key) {
+        if P::ACTIVE_SLOTS == 0 {
+            return;
+        }
+        let slot = P::active_slot(key);
+        if !self.active_seen[slot].load(Ordering::Relaxed) {
+            self.active_seen[slot].store(true, Ordering::Relaxed);
+        }
+        self.active.at(thread, slot).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a finished call, started with [`Shared::start`]: the in-flight gauge back
+    /// down, and its series.
+    ///
+    /// The in-flight gauge is summed over shards one by one while calls start on one
+    /// worker and finish on another, so a scrape can see a decrement before its
+    /// increment: the families show values below zero as zero.
+    #[inline]
+    fn finish(&self, key: Key, end: End, observation: &Observation) {
+        let thread = thread_shard();
+        if P::ACTIVE_SLOTS > 0 {
+            self.active
+                .at(thread, P::active_slot(key))
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        let series = match self.family.series_key(key, end) {
+            None => &self.overflow,
+            Some(key) => self
+                .series
+                .get_or_insert(&key, |_| (key, Series::new(&self.histograms)))
+                .unwrap_or(&self.overflow),
+        };
+        series.observe(thread, observation, self.epoch);
+    }
+
+    /// The id of a classifier's `error_type`: the engine's and the family's own names
+    /// first, then the interned values; `_OTHER` past the limit, and for an empty value
+    /// (an empty label is no label: the failure would look like a success).
+    pub(crate) fn error_id(&self, error: &ErrorType) -> u8 {
+        let value = error.as_str();
+        if value.is_empty() {
+            return error_id::OTHER;
+        }
+        if let Some(id) = error_id::NAMES[1..].iter().position(|v| *v == value) {
+            return id as u8 + 1;
+        }
+        if let Some(id) = P::own_error(value) {
+            return id;
+        }
+        self.errors
+            .get_or_insert(value, |len| {
+                (
+                    value.into(),
+                    P::FIRST_CUSTOM_ERROR.saturating_add(len as u8),
+                )
+            })
+            .copied()
+            .unwrap_or(error_id::OTHER)
+    }
+
+    /// The classifier's values by id (`None` where an id is not one of them), for the
+    /// scrape.
+    pub(crate) fn error_names(&self) -> Vec<Option<&str>> {
+        let mut errors: Vec<Option<&str>> = Vec::new();
+        for (name, id) in self.errors.iter() {
+            let id = usize::from(*id);
+            if errors.len() <= id {
+                errors.resize(id + 1, None);
+            }
+            errors[id] = Some(name);
+        }
+        errors
+    }
+
+    /// The series, sorted by key, for the scrape.
+    pub(crate) fn sorted_series(&self) -> Vec<(Key, &Series)> {
+        let mut series: Vec<(Key, &Series)> = self.series.iter().map(|(k, s)| (*k, s)).collect();
+        series.sort_unstable_by_key(|(key, _)| *key);
+        series
+    }
+
+    /// Whether in-flight gauge `slot` has seen a call.
+    pub(crate) fn active_seen(&self, slot: usize) -> bool {
+        self.active_seen[slot].load(Ordering::Relaxed)
+    }
+
+    /// In-flight gauge `slot`, read at scrape time; never below zero (see `finish`).
+    pub(crate) fn active(&self, slot: usize) -> i64 {
+        (self.active.sum(slot) as i64).max(0)
+    }
+}
+
+/// The end of a call, as the guard sees its recorder: through this trait, a guard is
+/// the same type whatever its family, so that one response future serves every family
+/// a layer records (HTTP and gRPC calls through one server).
+pub(crate) trait Sink: Send + Sync {
+    /// Records a finished call ([`Recorder::finish`]).
+    fn finish(&self, key: Key, end: End, observation: &Observation);
+
+    /// The id of a classifier's value ([`Recorder::error_id`]).
+    fn error_id(&self, error: &ErrorType) -> u8;
+}
+
+impl<P: Family> Sink for Recorder<P> {
+    #[inline]
+    fn finish(&self, key: Key, end: End, observation: &Observation) {
+        Recorder::finish(self, key, end, observation);
+    }
+
+    fn error_id(&self, error: &ErrorType) -> u8 {
+        Recorder::error_id(self, error)
+    }
+}
+
+impl<P: Family> Collector for Recorder<P> {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        P::encode(self, encoder)
+    }
+}
+
+/// What a layer and its services hold of a recorder: the recorder, and the [`Handle`]s
+/// its calls in flight hold.
+pub(crate) struct Shared<P> {
+    recorder: Arc<Recorder<P>>,
+    /// One per shard of threads (`sharded.rs`).
+    handles: Box<[Arc<Handle>]>,
+}
+
+/// A call's hold on its recorder, one of a few: each thread takes the one of its shard,
+/// so that two threads starting and finishing calls at once do not write the same
+/// reference count. With one count for all (the recorder's `Arc`), a request on two
+/// threads cost 150–180 ns more (`benches/README.md`, "What each mechanism buys").
+/// Aligned so that two handles never share a cache line.
+#[repr(align(128))]
+pub(crate) struct Handle(pub(super) Arc<dyn Sink>);
+
+impl<P: Family> Shared<P> {
+    pub(crate) fn new(recorder: Arc<Recorder<P>>) -> Self {
+        let handles = (0..shard_count())
+            .map(|_| Arc::new(Handle(recorder.clone())))
+            .collect();
+        Self { recorder, handles }
+    }
+
+    /// Counts a call that starts with `key` in flight, and gives the hold on the
+    /// recorder its guard keeps until it is finished.
+    #[inline]
+    pub(crate) fn start(&self, key: Key) -> Arc<Handle> {
+        let thread = thread_shard();
+        self.recorder.start(thread, key);
+        // `shard_count()` handles, a power of two: a mask, not a division.
+        self.handles[thread & (self.handles.len() - 1)].clone()
+    }
+}
+
+impl<P> std::ops::Deref for Shared<P> {
+    type Target = Recorder<P>;
+
+    #[inline]
+    fn deref(&self) -> &Recorder<P> {
+        &self.recorder
+    }
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for Shared<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.recorder.fmt(f)
+    }
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for Recorder<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("family", &self.family)
+            .field("histograms", &self.histograms)
+            .field("series", &self.series.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handle")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Field;
+
+    /// A family of one label, `n`, and the overflow past n = 100.
+    #[derive(Debug)]
+    struct Numbers;
+
+    const N: Field = Field::first(16);
+
+    impl Family for Numbers {
+        const ACTIVE_SLOTS: usize = 1;
+
+        fn active_slot(_: Key) -> usize {
+            0
+        }
+
+        fn own_error(value: &str) -> Option<u8> {
+            (value == "mine").then_some(error_id::FIRST_FAMILY)
+        }
+
+        const FIRST_CUSTOM_ERROR: u8 = error_id::FIRST_FAMILY + 1;
+
+        fn series_key(&self, key: Key, _: End) -> Option<Key> {
+            (N.get(key) <= 100).then_some(key)
+        }
+
+        fn encode(_: &Recorder<Self>, _: DescriptorEncoder<'_>) -> std::fmt::Result {
+            Ok(())
+        }
+    }
+
+    fn observation() -> Observation {
+        Observation {
+            seconds: 0.1,
+            request_bytes: None,
+            response_bytes: 0,
+            trace: None,
+            end: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn series_are_made_within_the_limit_then_overflow() {
+        let recorder = Recorder::new(
+            Numbers,
+            Histograms::duration(Buckets::duration_seconds(), 3),
+        );
+        let shared = Shared::new(Arc::new(recorder));
+        let end = End {
+            status: 200,
+            error: error_id::NONE,
+            inner_error: false,
+            seconds: 0.1,
+        };
+        for n in [1, 2, 2, 3, 4, 101] {
+            let key = N.set(Key(0), n);
+            let handle = shared.start(key);
+            handle.0.finish(key, end, &observation());
+        }
+        let series = shared.sorted_series();
+        let counts: Vec<(u64, u64)> = series
+            .iter()
+            .map(|(key, s)| (N.get(*key), s.duration.count()))
+            .collect();
+        assert_eq!(counts, [(1, 1), (2, 2), (3, 1)]);
+        assert_eq!(
+            shared.overflow.duration.count(),
+            2,
+            "n = 4 past the limit, n = 101 by the family"
+        );
+        assert!(shared.active_seen(0));
+        assert_eq!(shared.active(0), 0, "every call started was finished");
+    }
+
+    #[test]
+    fn error_types_are_interned_and_bounded() {
+        let recorder = Recorder::new(
+            Numbers,
+            Histograms::duration(Buckets::duration_seconds(), 10),
+        );
+        assert_eq!(recorder.error_id(&ErrorType::OTHER), error_id::OTHER);
+        assert_eq!(
+            recorder.error_id(&ErrorType::new("cancelled")),
+            error_id::CANCELLED
+        );
+        assert_eq!(recorder.error_id(&ErrorType::new("")), error_id::OTHER);
+        assert_eq!(
+            recorder.error_id(&ErrorType::new("mine")),
+            error_id::FIRST_FAMILY,
+            "the family's own"
+        );
+        let first = recorder.error_id(&ErrorType::new("timeout"));
+        assert_eq!(first, Numbers::FIRST_CUSTOM_ERROR);
+        assert_eq!(recorder.error_id(&ErrorType::new("timeout")), first);
+        for n in 0..100 {
+            recorder.error_id(&ErrorType::new(format!("kind_{n}")));
+        }
+        assert_eq!(recorder.errors.len(), MAX_ERROR_TYPES);
+        assert_eq!(
+            recorder.error_id(&ErrorType::new("one_too_many")),
+            error_id::OTHER
+        );
+        assert_eq!(recorder.error_names()[usize::from(first)], Some("timeout"));
+    }
+}
