@@ -21,7 +21,7 @@
 //!
 //! As Go's `promhttp` bounds them with `HandlerOpts.MaxRequestsInFlight`, at most
 //! [`max_requests_in_flight`](Exporter::max_requests_in_flight) scrapes are served at
-//! once (10 by default); the ones beyond get `503 Service Unavailable` at once, without
+//! once (40 by default); the ones beyond get `503 Service Unavailable` at once, without
 //! encoding anything.
 //!
 //! Scrapes that come together share one encode of the registry per format and
@@ -73,7 +73,7 @@ pub const PROTOBUF_CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 /// The default of [`Exporter::max_requests_in_flight`].
-const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 10;
+const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 40;
 
 /// Serves a [`Registry`] in the format the scraper asks for.
 ///
@@ -152,8 +152,10 @@ impl Exporter {
     /// `503 Service Unavailable` at once, without encoding anything. `0` removes the
     /// bound. `405` answers are not counted.
     ///
-    /// Defaults to 10: room for a few Prometheus servers and people with `curl` at once,
-    /// while a flood of scrapes is turned away for the cost of a `503`.
+    /// Defaults to 40, node_exporter's `--web.max-requests`: far more than the few
+    /// Prometheus servers and people with `curl` that scrape at once. Scrapes within the
+    /// bound share encodes and wait holding no thread, so the bound is about how many
+    /// may wait, not about CPU.
     ///
     /// ```
     /// let metrics = tower_prometheus::Metrics::new();
@@ -802,6 +804,69 @@ mod tests {
             Poll::Ready(output) => output,
             Poll::Pending => panic!("a Full body is ready at once"),
         }
+    }
+
+    /// A collector counting its encodes, writing their number.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl prometheus_client::collector::Collector for Counting {
+        fn encode(
+            &self,
+            mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+        ) -> Result<(), std::fmt::Error> {
+            use prometheus_client::encoding::EncodeMetric as _;
+
+            let number = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let gauge = prometheus_client::metrics::gauge::ConstGauge::new(number as i64);
+            let metric =
+                encoder.encode_descriptor("encode", "Its number", None, gauge.metric_type())?;
+            gauge.encode(metric)
+        }
+    }
+
+    fn body_of(response: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt as _;
+
+        let Ok(body) = ready_now(response.into_body().collect());
+        String::from_utf8(body.to_bytes().to_vec()).expect("UTF-8")
+    }
+
+    /// Outside a runtime, the scrape polled first encodes in its `poll` (ready at once),
+    /// and the scrapes that arrived before that encode started take its body without
+    /// encoding again; one arriving after it started gets an encode of its own. The
+    /// in-flight places are given back as each is answered.
+    #[test]
+    fn without_a_runtime_scrapes_that_arrived_together_share_an_encode() {
+        let counting = Arc::new(Counting::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(counting.clone()));
+        let mut exporter = Exporter::new(Arc::new(registry)).max_requests_in_flight(3);
+        let get = || Request::get("/metrics").body(()).expect("a valid request");
+
+        let (a, b, c) = (
+            exporter.call(get()),
+            exporter.call(get()),
+            exporter.call(get()),
+        );
+        let Ok(refused) = ready_now(exporter.call(get()));
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        for future in [a, b, c] {
+            let Ok(response) = ready_now(future);
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(body_of(response).contains("\nencode 1\n"));
+        }
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let Ok(next) = ready_now(exporter.call(get()));
+        assert!(body_of(next).contains("\nencode 2\n"));
+        // A future polled again after its answer gives a 500, not a panic.
+        let mut again = exporter.call(get());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(std::pin::Pin::new(&mut again).poll(&mut cx).is_ready());
+        let Poll::Ready(Ok(response)) = std::pin::Pin::new(&mut again).poll(&mut cx) else {
+            panic!("ready again");
+        };
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]
