@@ -12,6 +12,8 @@
 //!   and hyper-util accept loops, and its module `connections`: open connections, their
 //!   duration, accept errors, connections turned away.
 //! - [`Exporter`]: the `/metrics` service.
+//! - `MetricsRecorder` (feature `metrics-facade`): the `metrics` facade's recorder,
+//!   writing into the same registry.
 //! - The collectors, each usable alone: `ProcessCollector` (feature `process`),
 //!   `RuntimeCollector` (feature `runtime`), `HeapCollector` and `CountingAllocator`
 //!   (feature `heap`).
@@ -45,6 +47,8 @@ mod heap;
 mod histogram;
 pub mod http_metrics;
 mod metrics;
+#[cfg(feature = "metrics-facade")]
+mod metrics_facade;
 #[cfg(feature = "process")]
 mod process;
 mod record;
@@ -66,6 +70,9 @@ pub use heap::{CountingAllocator, HeapCollector};
 pub use histogram::{Buckets, Histogram, NativeBuckets};
 pub use http_metrics::{HttpMetricsBuilder, HttpMetricsLayer, Naming, Objective};
 pub use metrics::{Metrics, MetricsBuilder};
+#[cfg(feature = "metrics-facade")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics-facade")))]
+pub use metrics_facade::{MetricsRecorder, MetricsRecorderBuilder};
 #[cfg(feature = "process")]
 pub use process::ProcessCollector;
 /// The `prometheus-client` this crate registers into: use it for metrics of your own,

@@ -41,6 +41,8 @@ pub struct Metrics {
     #[cfg(feature = "connections")]
     connections: crate::connections::ConnectionMetrics,
     late: Arc<LateMetrics>,
+    #[cfg(feature = "metrics-facade")]
+    pub(crate) facade: crate::MetricsRecorder,
 }
 
 impl Metrics {
@@ -323,6 +325,8 @@ pub struct MetricsBuilder {
     lag_resolution: Duration,
     #[cfg(feature = "heap")]
     heap: bool,
+    #[cfg(feature = "metrics-facade")]
+    pub(crate) metrics_recorder: crate::MetricsRecorderBuilder,
 }
 
 // Derivable only without the `process`, `runtime` and `heap` features.
@@ -341,6 +345,8 @@ impl Default for MetricsBuilder {
             lag_resolution: crate::DEFAULT_LAG_RESOLUTION,
             #[cfg(feature = "heap")]
             heap: true,
+            #[cfg(feature = "metrics-facade")]
+            metrics_recorder: crate::MetricsRecorderBuilder::default(),
         }
     }
 }
@@ -465,6 +471,17 @@ impl MetricsBuilder {
             reserved,
         });
         registry.register_collector(Box::new(late.clone()));
+        // Facade families hold their names in `late`, so that each refuses the other's.
+        #[cfg(feature = "metrics-facade")]
+        let facade = {
+            let late = late.clone();
+            let claim = move |name: &str, kind| {
+                let placeholder = Box::new(crate::metrics_facade::Placeholder(kind));
+                late.register(name.to_owned(), String::new(), None, placeholder)
+            };
+            self.metrics_recorder
+                .register(&mut registry, Some(Box::new(claim)))?
+        };
         let ours = match &self.prefix {
             Some(prefix) if !is_valid_metric_name(prefix) => {
                 return Err(Error::InvalidPrefix(prefix.clone()));
@@ -499,6 +516,8 @@ impl MetricsBuilder {
             #[cfg(feature = "connections")]
             connections,
             late,
+            #[cfg(feature = "metrics-facade")]
+            facade,
         })
     }
 }
