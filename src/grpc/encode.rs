@@ -7,7 +7,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::{Code, SYSTEM};
-use crate::record::{Family, Key, OverflowLabels, Recorder, UrlScheme, encode_server, error_id};
+use crate::record::{
+    CallFamily, Key, OverflowLabels, Recorder, UrlScheme, encode_server, error_id,
+};
 
 /// The labels of one series of a gRPC duration histogram.
 pub(super) struct CallLabels<'a> {
@@ -86,7 +88,7 @@ fn code_of_error(error_type: &str) -> Code {
 
 /// Encodes the duration histogram `name` of a gRPC recorder, each series labelled by
 /// `labels`.
-pub(super) fn encode_durations<'r, P: Family>(
+pub(super) fn encode_durations<'r, P: CallFamily>(
     recorder: &'r Recorder<P>,
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,

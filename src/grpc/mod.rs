@@ -69,23 +69,29 @@ pub(crate) fn deadline(headers: &HeaderMap) -> Option<Duration> {
     Some(timeout - (timeout / 10).min(Duration::from_millis(20)))
 }
 
-/// A call's deadline in the key it starts with: milliseconds after its start, or, past
-/// what the field holds in milliseconds, seconds (its top bit says which); 0 is none. The
-/// family compares it with the call's duration when a cancelled call ends: cancelled past
-/// its deadline, a call is `DEADLINE_EXCEEDED`.
+/// A call's deadline in the key it starts with: a number and its unit (microseconds,
+/// milliseconds or seconds after the call's start, the finest that holds it, rounded
+/// down); 0 is none. The family compares it with the call's duration when a cancelled
+/// call ends: cancelled past its deadline, a call is `DEADLINE_EXCEEDED`. Rounded down, a
+/// threshold is never later than the deadline `deadline` gives, which already comes a
+/// tenth of the timeout (at most 20 ms) early; the rounding moves it by less than a
+/// thousandth of the deadline.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DeadlineField {
     value: Field,
-    in_seconds: Field,
+    unit: Field,
 }
+
+/// The units of a [`DeadlineField`], by the value of its unit field, in seconds.
+const DEADLINE_UNITS: [f64; 3] = [1e-6, 1e-3, 1.0];
 
 impl DeadlineField {
     /// The `bits` bits after `previous`.
     pub(crate) const fn after(previous: Field, bits: u32) -> Self {
-        let value = Field::after(previous, bits - 1);
+        let value = Field::after(previous, bits - 2);
         Self {
             value,
-            in_seconds: Field::after(value, 1),
+            unit: Field::after(value, 2),
         }
     }
 
@@ -94,14 +100,16 @@ impl DeadlineField {
         let Some(timeout) = deadline(headers) else {
             return key;
         };
-        // Rounded up: a call is past its deadline only once it has surely passed.
-        let millis = timeout.as_nanos().div_ceil(1_000_000).max(1);
-        if millis <= u128::from(self.value.max()) {
-            return self.value.set(key, millis as u64);
-        }
-        let seconds = u128::from(timeout.as_secs()) + u128::from(timeout.subsec_nanos() > 0);
-        let seconds = seconds.min(u128::from(self.value.max())) as u64;
-        self.in_seconds.set(self.value.set(key, seconds), 1)
+        let max = u128::from(self.value.max());
+        let (value, unit) = match timeout.as_micros() {
+            micros if micros <= max => (micros, 0),
+            _ if timeout.as_millis() <= max => (timeout.as_millis(), 1),
+            _ => (u128::from(timeout.as_secs()).min(max), 2),
+        };
+        // A deadline that rounds to nothing (under a microsecond) is already past: the
+        // smallest there is, rather than none.
+        let value = value.max(1) as u64;
+        self.unit.set(self.value.set(key, value), unit)
     }
 
     /// Whether a call that started with `key` and lasted `seconds` is past its deadline.
@@ -110,17 +118,16 @@ impl DeadlineField {
         if value == 0 {
             return false;
         }
-        let limit = if self.in_seconds.get(key) == 1 {
-            value as f64
-        } else {
-            value as f64 / 1000.0
-        };
-        seconds >= limit
+        let unit = DEADLINE_UNITS
+            .get(self.unit.get(key) as usize)
+            .copied()
+            .unwrap_or(1.0);
+        seconds >= value as f64 * unit
     }
 
     /// `key` without the deadline: what is left are labels.
     pub(crate) fn clear(self, key: Key) -> Key {
-        self.in_seconds.clear(self.value.clear(key))
+        self.unit.clear(self.value.clear(key))
     }
 }
 
@@ -310,24 +317,42 @@ mod tests {
     }
 
     #[test]
-    fn deadlines_travel_in_the_key_in_milliseconds_or_seconds() {
+    fn deadlines_travel_in_the_key_never_later_than_they_are() {
         const BEFORE: Field = Field::first(40);
-        const DEADLINE: DeadlineField = DeadlineField::after(BEFORE, 24);
+        // The gRPC client's layout: 22 bits, microseconds up to 1 s.
+        const DEADLINE: DeadlineField = DeadlineField::after(BEFORE, 22);
         let key = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert("grpc-timeout", value.parse().expect("a header value"));
             DEADLINE.set(BEFORE.set(Key(0), 77), &headers)
         };
-        // 100 ms less its tenth: 90 ms.
-        let short = key("100m");
-        assert!(!DEADLINE.passed(short, 0.089));
-        assert!(DEADLINE.passed(short, 0.090));
-        assert_eq!(BEFORE.get(short), 77, "the other fields are left alone");
-        assert_eq!(DEADLINE.clear(short), BEFORE.set(Key(0), 77));
-        // 10 hours do not fit in 23 bits of milliseconds: seconds, less 20 ms, rounded up.
-        let long = key("10H");
-        assert!(!DEADLINE.passed(long, 35_998.0));
-        assert!(DEADLINE.passed(long, 36_000.0));
+        // The deadline `deadline` gives (the timeout less a tenth, at most 20 ms), within
+        // a thousandth of it, and never after it.
+        for (value, timeout) in [
+            ("1500000n", 0.0015),
+            ("500000n", 0.0005),
+            ("100m", 0.1),
+            ("999m", 0.999),
+            ("2S", 2.0),
+            ("30M", 1800.0),
+            ("1H", 3600.0),
+            ("10H", 36_000.0),
+        ] {
+            let timeout: f64 = timeout;
+            let exact = timeout - (timeout / 10.0).min(0.02);
+            let key = key(value);
+            assert!(
+                DEADLINE.passed(key, exact),
+                "{value}: not passed at {exact}"
+            );
+            assert!(
+                !DEADLINE.passed(key, exact * 0.999),
+                "{value}: passed at {}",
+                exact * 0.999
+            );
+            assert_eq!(BEFORE.get(key), 77, "the other fields are left alone");
+            assert_eq!(DEADLINE.clear(key), BEFORE.set(Key(0), 77));
+        }
         // Past what seconds hold: the longest the field holds.
         let longest = key("99999999H");
         assert!(!DEADLINE.passed(longest, 1e6));
@@ -335,7 +360,7 @@ mod tests {
         let none = DEADLINE.set(Key(0), &HeaderMap::new());
         assert!(!DEADLINE.passed(none, 1e9));
         let zero = key("0S");
-        assert!(DEADLINE.passed(zero, 0.001), "a deadline already past");
+        assert!(DEADLINE.passed(zero, 0.000_001), "a deadline already past");
     }
 
     #[test]

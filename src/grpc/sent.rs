@@ -13,7 +13,7 @@ use super::encode::{CallLabels, encode_durations};
 use crate::classify::Classify;
 use crate::histogram::Buckets;
 use crate::record::{
-    End, Family, Field, Guard, Histograms, Key, Method, ReadEnd, Recorder, RequestBytes,
+    CallFamily, End, Field, Guard, Histograms, Key, Method, ReadEnd, Recorder, RequestBytes,
     RequestFacts, Shared, Table, UrlScheme, error_id,
 };
 
@@ -104,7 +104,7 @@ impl ClientCalls {
     }
 }
 
-impl Family for ClientCalls {
+impl CallFamily for ClientCalls {
     const ACTIVE_SLOTS: usize = 0;
     const FIRST_CUSTOM_ERROR: u8 = code::FIRST_CUSTOM_ERROR;
 

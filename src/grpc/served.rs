@@ -16,7 +16,7 @@ use super::encode::{CallLabels, encode_durations};
 use crate::classify::Classify;
 use crate::histogram::Buckets;
 use crate::record::{
-    End, Family, Field, Guard, Histograms, Key, Method, ReadEnd, Recorder, RequestBytes,
+    CallFamily, End, Field, Guard, Histograms, Key, Method, ReadEnd, Recorder, RequestBytes,
     RequestFacts, Shared, Table, error_id,
 };
 
@@ -78,6 +78,12 @@ pub(crate) const NAMED_BY_STATUS: usize = 32;
 /// slot taken (that many methods not yet named in flight at once), or for a name longer
 /// than [`MAX_PENDING_NAME`], the call is `_OTHER` if it was not served, and in the
 /// overflow series if it was (its name was not kept).
+///
+/// The pending slots are behind one mutex, taken at the start and at the end of each
+/// call to a method not yet named: the only lock on any family's request path. A real
+/// method takes it until its first call is served; a flood of made-up methods takes it
+/// for every call, which serialises those calls' bookkeeping (a few slot comparisons)
+/// and leaves the calls to named methods, which never take it, unaffected.
 pub(crate) struct ServerCalls {
     /// Full methods to their ids: the named methods.
     methods: Table<Box<str>, u32>,
@@ -244,7 +250,7 @@ impl ServerCalls {
     }
 }
 
-impl Family for ServerCalls {
+impl CallFamily for ServerCalls {
     const ACTIVE_SLOTS: usize = 1;
     const FIRST_CUSTOM_ERROR: u8 = code::FIRST_CUSTOM_ERROR;
 
@@ -274,12 +280,13 @@ impl Family for ServerCalls {
     }
 
     /// A call cancelled by the engine (its future or body dropped) is `CANCELLED`, or
-    /// `DEADLINE_EXCEEDED` past its `grpc-timeout`. A call that started pending gets its
+    /// `DEADLINE_EXCEEDED` past its `grpc-timeout`; an inner error the classifier calls
+    /// `cancelled` keeps that name, past the deadline or not. A call that started pending gets its
     /// method's id now (see [`ServerCalls`]): this is where its slot is released.
     fn series_key(&self, key: Key, end: End) -> Option<Key> {
         let error = match end.error {
             error_id::NONE => Code::Unknown.error_id(),
-            error_id::CANCELLED if DEADLINE.passed(key, end.seconds) => {
+            error_id::CANCELLED if !end.inner_error && DEADLINE.passed(key, end.seconds) => {
                 Code::DeadlineExceeded.error_id()
             }
             error_id::CANCELLED => Code::Cancelled.error_id(),

@@ -13,7 +13,7 @@ use super::labels::{ActiveLabels, SeriesKey, SeriesLabels};
 use crate::exemplar::ExemplarSlot;
 use crate::exemplar::splice::{self, FamilyExemplars};
 use crate::histogram::HistogramCore;
-use crate::record::{Family, Method, OverflowLabels, Recorder, Series, UrlScheme};
+use crate::record::{CallFamily, Method, OverflowLabels, Recorder, Series, UrlScheme};
 
 /// One histogram family: its descriptor, and which histogram of a series it encodes.
 struct HistogramFamily {

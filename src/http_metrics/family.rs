@@ -21,7 +21,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::labels::{Names, SeriesKey};
 use crate::exemplar::{TraceContext, TraceContextSource};
-use crate::record::{End, Family, Key, Method, Recorder, Table, UrlScheme, error_id};
+use crate::record::{CallFamily, End, Key, Method, Recorder, Table, UrlScheme, error_id};
 
 /// The route id of routes beyond the cardinality limit: their series overflow.
 pub(crate) const OVERFLOW_ROUTE: u32 = u32::MAX;
@@ -255,7 +255,7 @@ impl ServerRequests {
     }
 }
 
-impl Family for ServerRequests {
+impl CallFamily for ServerRequests {
     const ACTIVE_SLOTS: usize = Method::COUNT * UrlScheme::COUNT;
 
     #[inline]

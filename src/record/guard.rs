@@ -45,7 +45,6 @@ impl RequestFacts {
             0
         };
         let method = match method {
-            Method::Get => 0,
             Method::Head => Self::HEAD,
             Method::Connect => Self::CONNECT,
             _ => 0,
@@ -186,7 +185,7 @@ impl Guard {
 
     /// Replaces the key the call carries to its end: a family notes in it what the
     /// response told (gRPC: that the method's handler answered). The key must keep the
-    /// in-flight gauge ([`Family::active_slot`](super::Family::active_slot)) it started
+    /// in-flight gauge ([`CallFamily::active_slot`](super::CallFamily::active_slot)) it started
     /// with: the gauge is taken back down by the key at the end.
     #[inline]
     pub(crate) fn set_key(&mut self, key: Key) {

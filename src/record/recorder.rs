@@ -13,7 +13,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::guard::Call;
 use super::table::Table;
-use super::{End, Family, Key, error_id};
+use super::{CallFamily, End, Key, error_id};
 use crate::classify::ErrorType;
 use crate::exemplar::ExemplarSlot;
 use crate::histogram::{Buckets, HistogramCore, NativeBuckets};
@@ -123,7 +123,7 @@ pub(crate) struct Recorder<P> {
     epoch: Instant,
 }
 
-impl<P: Family> Recorder<P> {
+impl<P: CallFamily> Recorder<P> {
     pub(crate) fn new(family: P, histograms: Histograms) -> Self {
         Self {
             family,
@@ -257,7 +257,7 @@ pub(crate) trait Sink: Send + Sync {
     fn error_id(&self, error: &ErrorType) -> u8;
 }
 
-impl<P: Family> Sink for Recorder<P> {
+impl<P: CallFamily> Sink for Recorder<P> {
     #[inline]
     fn finish(&self, call: &Call) {
         Recorder::finish(self, call);
@@ -268,7 +268,7 @@ impl<P: Family> Sink for Recorder<P> {
     }
 }
 
-impl<P: Family> Collector for Recorder<P> {
+impl<P: CallFamily> Collector for Recorder<P> {
     fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         P::encode(self, encoder)
     }
@@ -290,7 +290,7 @@ pub(crate) struct Shared<P> {
 #[repr(align(128))]
 pub(crate) struct Handle(pub(super) Arc<dyn Sink>);
 
-impl<P: Family> Shared<P> {
+impl<P: CallFamily> Shared<P> {
     pub(crate) fn new(recorder: Arc<Recorder<P>>) -> Self {
         let handles = (0..shard_count())
             .map(|_| Arc::new(Handle(recorder.clone())))
@@ -351,7 +351,7 @@ mod tests {
 
     const N: Field = Field::first(16);
 
-    impl Family for Numbers {
+    impl CallFamily for Numbers {
         const ACTIVE_SLOTS: usize = 1;
 
         fn active_slot(_: Key) -> usize {
