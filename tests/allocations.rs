@@ -194,9 +194,11 @@ fn native_histograms_and_exemplars_allocate_nothing_per_request() {
     let mut bare = service_fn(handler::<Full<Bytes>>);
     let baseline = traced_allocations_of_1000(&mut bare);
     let mut registry = Registry::default();
-    let mut service = HttpMetricsLayer::builder()
-        .native_histograms(true)
-        .exemplars(true)
+    let builder = HttpMetricsLayer::builder().exemplars(true);
+    // Native histograms exist only with `protobuf`.
+    #[cfg(feature = "protobuf")]
+    let builder = builder.native_histograms(true);
+    let mut service = builder
         .build(&mut registry)
         .expect("valid options")
         .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))
