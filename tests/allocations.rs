@@ -166,7 +166,8 @@ fn excluded_requests_allocate_nothing() {
     let baseline = allocations_of_1000(&mut bare, b"payload");
     // Excluded by exact path, by prefix and by route template: each decided before
     // anything is recorded, and none allocates, whatever the request size mode.
-    let exclusions: [(&str, fn(HttpMetricsBuilder) -> HttpMetricsBuilder); 3] = [
+    type Exclude = fn(HttpMetricsBuilder) -> HttpMetricsBuilder;
+    let exclusions: [(&str, Exclude); 3] = [
         ("path", |builder| builder.exclude_path("/jobs/1")),
         ("prefix", |builder| builder.exclude_prefix("/jobs/")),
         ("route", |builder| builder.exclude_route("/jobs/{id}")),
