@@ -178,6 +178,21 @@ impl Guard {
         self.call.error = error;
     }
 
+    /// The key the call carries to its end.
+    #[inline]
+    pub(crate) fn key(&self) -> Key {
+        self.call.key
+    }
+
+    /// Replaces the key the call carries to its end: a family notes in it what the
+    /// response told (gRPC: that the method's handler answered). The key must keep the
+    /// in-flight gauge ([`Family::active_slot`](super::Family::active_slot)) it started
+    /// with: the gauge is taken back down by the key at the end.
+    #[inline]
+    pub(crate) fn set_key(&mut self, key: Key) {
+        self.call.key = key;
+    }
+
     /// Counts streamed bytes; true once the known length is reached.
     #[inline]
     pub(crate) fn add_response_bytes(&mut self, bytes: usize) -> bool {

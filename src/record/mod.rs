@@ -105,7 +105,9 @@ pub(crate) trait Family: fmt::Debug + Send + Sync + Sized + 'static {
     /// The key of the series a call that started with `key` and ended as `end` is
     /// recorded in: only the labels the family's metrics have, statuses that mean the
     /// same made one. `None`: the overflow series. The key a call starts with may carry
-    /// more than labels (gRPC's deadline): what the family needs at its end.
+    /// more than labels (gRPC's deadline, or a slot holding the name of a method not yet
+    /// named): what the family needs at its end. Called exactly once per call, when it
+    /// ends: a family may release there what the call's key holds.
     fn series_key(&self, key: Key, end: End) -> Option<Key>;
 
     /// The family's metric families, from the recorder's tables, at scrape time.
