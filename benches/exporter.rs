@@ -62,10 +62,13 @@ fn registry(label_sets: usize) -> Arc<Registry> {
 /// label set (with a sampled `traceparent`).
 fn registry_with(label_sets: usize, native: bool, requests: usize) -> Arc<Registry> {
     let mut registry = Registry::default();
-    let layer = HttpMetricsLayer::builder()
+    let builder = HttpMetricsLayer::builder()
         .max_series(label_sets)
-        .native_histograms(native)
-        .exemplars(native)
+        .exemplars(native);
+    // Native histograms exist only with `protobuf`, where `bench_native` asks for them.
+    #[cfg(feature = "protobuf")]
+    let builder = builder.native_histograms(native);
+    let layer = builder
         .build(&mut registry)
         .expect("valid options")
         .route_label(PathAsRoute);

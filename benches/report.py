@@ -57,6 +57,7 @@ CONFIGS = [
     "tower_prometheus_full_options",
     # With --features task-metrics only.
     "tower_prometheus_task_metrics",
+    # With --features protobuf only.
     "tower_prometheus_native_exemplars",
     "tower_prometheus_axum_preset",
     "axum_prometheus",

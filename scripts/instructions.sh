@@ -13,8 +13,8 @@
 #                                                 (A/B: --save before, change, --against before)
 #
 # Installs what it needs when it is missing: valgrind (apt-get) and gungraun-runner at the
-# version of gungraun in Cargo.lock (cargo install). About a minute of valgrind on top of two
-# release builds of the bench (default features, and with `task-metrics`).
+# version of gungraun in Cargo.lock (cargo install). About a minute of valgrind on top of three
+# release builds of the bench (default features, with `task-metrics`, with `protobuf`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +60,10 @@ trap 'rm -f "$run"' EXIT
 cargo bench --bench request_instructions -- --output-format=json --parallel=auto >"$run"
 cargo bench --bench request_instructions --features task-metrics -- --output-format=json \
     --parallel=auto '*::tower_prometheus_task_metrics' >>"$run"
+# Native histograms need feature `protobuf` (without it, `native_histograms` is a build
+# error): compiled in, it is on no request path, but it is no default user's build either.
+cargo bench --bench request_instructions --features protobuf -- --output-format=json \
+    --parallel=auto '*::tower_prometheus_native_exemplars' >>"$run"
 
 # Counts depend on the compiler, the C library's allocator and valgrind: the baseline
 # records them, and the report says when this run's differ.

@@ -17,13 +17,35 @@
 //! - If encoding fails (a custom collector returned an error), the answer is
 //!   `500 Internal Server Error`, never a panic.
 //!
-//! The registry is encoded on the calling task, without holding any lock that request
-//! recording waits for.
+//! ## Scrape storms
+//!
+//! As Go's `promhttp` bounds them with `HandlerOpts.MaxRequestsInFlight`, at most
+//! [`max_requests_in_flight`](Exporter::max_requests_in_flight) scrapes are served at
+//! once (40 by default); the ones beyond get `503 Service Unavailable` at once, without
+//! encoding anything.
+//!
+//! Scrapes that come together share one encode of the registry per format and
+//! compression (coalescing), and how fresh a shared answer is stays what it would be
+//! alone: a scrape is only given an encode that *started after it arrived*, so its
+//! answer holds everything recorded before its request came. Scrapes arriving while an
+//! encode runs wait (holding no thread) for the next one, which starts as soon as the
+//! running one ends and serves all of them: however many come at once, the registry is
+//! encoded at most twice for them.
+//!
+//! Inside a Tokio runtime (feature `runtime`, on by default), the encode and its
+//! compression run on Tokio's blocking pool (`spawn_blocking`), so a scrape holds no
+//! worker thread while the registry is encoded; the request's task only waits. Outside
+//! one (or without the feature), the encode runs in the `poll` of the scrape that
+//! starts it: that poll holds its thread for one encode of the registry, never more.
+//!
+//! No lock that request recording waits for is held while the registry is encoded.
+
+mod scrape;
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -35,6 +57,7 @@ use prometheus_client::registry::Registry;
 use tower_service::Service;
 
 use crate::exemplar::splice::{capturing, patch_openmetrics};
+use scrape::{Body, Encoded, Kind, Scrape, Scrapes};
 
 /// The `Content-Type` of OpenMetrics text 1.0.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -48,6 +71,9 @@ pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 /// carries native histograms.
 pub const PROTOBUF_CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// The default of [`Exporter::max_requests_in_flight`].
+const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 40;
 
 /// Serves a [`Registry`] in the format the scraper asks for.
 ///
@@ -91,12 +117,24 @@ pub const PROTOBUF_CONTENT_TYPE: &str =
 ///
 /// On a port of its own, which is what public services should do so that the internet
 /// cannot read their metrics, see `examples/separate_port.rs` in the repository.
+///
+/// # Scrape storms
+///
+/// At most [`max_requests_in_flight`](Self::max_requests_in_flight) scrapes are served at
+/// once; beyond, `503 Service Unavailable` at once. Scrapes that come together share one
+/// encode per format and compression, and each is answered by an encode that started
+/// after it arrived: its answer holds everything recorded before its request. Inside a
+/// Tokio runtime (feature `runtime`), the encode runs on the blocking pool, so no worker
+/// thread is held by it; elsewhere the scrape that starts it encodes in its `poll`, for
+/// one encode of the registry at most.
+///
+/// Clones share the bound and the encodes; two exporters made by two calls of
+/// [`Exporter::new`] or [`Metrics::exporter`](crate::Metrics::exporter) share neither.
 #[derive(Clone, Debug)]
 pub struct Exporter {
     registry: Arc<Registry>,
-    /// The length of the last exposition: the next one is encoded into a buffer that
-    /// size, not grown by doubling (and copying) from empty.
-    last_len: Arc<AtomicUsize>,
+    scrapes: Arc<Scrapes>,
+    max_in_flight: usize,
 }
 
 impl Exporter {
@@ -104,85 +142,206 @@ impl Exporter {
     pub fn new(registry: Arc<Registry>) -> Self {
         Self {
             registry,
-            last_len: Arc::default(),
+            scrapes: Arc::default(),
+            max_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
         }
     }
 
-    /// The response to a request with this method and these headers.
-    fn respond(&self, method: &Method, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    /// At most `max` scrapes are served at once, counted over this exporter and its
+    /// clones (Go's `promhttp.HandlerOpts.MaxRequestsInFlight`); more get
+    /// `503 Service Unavailable` at once, without encoding anything. `0` removes the
+    /// bound. `405` answers are not counted.
+    ///
+    /// Defaults to 40, node_exporter's `--web.max-requests`: far more than the few
+    /// Prometheus servers and people with `curl` that scrape at once. Scrapes within the
+    /// bound share encodes and wait holding no thread, so the bound is about how many
+    /// may wait, not about CPU.
+    ///
+    /// ```
+    /// let metrics = tower_prometheus::Metrics::new();
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route_service("/metrics", metrics.exporter().max_requests_in_flight(4));
+    /// ```
+    pub fn max_requests_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
+    /// The future answering a request with this method and these headers.
+    fn respond(&self, method: &Method, headers: &HeaderMap) -> ExporterFuture {
         if method != Method::GET && method != Method::HEAD {
             let mut response = plain(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "only GET and HEAD are allowed\n",
+                Bytes::from_static(b"only GET and HEAD are allowed\n"),
             );
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return response;
+            return ExporterFuture::ready(response);
         }
-        let negotiated = negotiate(headers);
-        let last_len = self.last_len.load(Ordering::Relaxed);
-        let Some(encoded) = encode(&self.registry, negotiated.format, last_len) else {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the metrics could not be encoded\n",
+        let Some(admitted) = self.scrapes.admit(self.max_in_flight) else {
+            let message = format!(
+                "the limit of scrapes in flight ({}) is reached, try again later\n",
+                self.max_in_flight
             );
+            return ExporterFuture::ready(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Bytes::from(message),
+            ));
         };
-        self.last_len.store(encoded.len(), Ordering::Relaxed);
-        let (body, gzipped) = compress(encoded, headers);
-        let content_type = negotiated.content_type();
-        let mut builder = Response::builder()
-            .header(header::CONTENT_TYPE, content_type)
-            .header(header::CONTENT_LENGTH, body.len())
-            .header(header::VARY, "accept, accept-encoding");
-        if gzipped {
-            builder = builder.header(header::CONTENT_ENCODING, "gzip");
+        let negotiated = negotiate(headers);
+        let body = match negotiated.format {
+            Format::OpenMetrics100 | Format::OpenMetrics001 => Body::OpenMetrics,
+            Format::Text004 | Format::Text100 => Body::Text,
+            Format::Protobuf => Body::Protobuf,
+        };
+        let kind = Kind {
+            body,
+            gzip: cfg!(feature = "gzip") && accepts_gzip(headers),
+        };
+        ExporterFuture {
+            state: FutureState::Scrape {
+                scrape: admitted.scrape(self.registry.clone(), kind),
+                content_type: negotiated.content_type(),
+                head: method == Method::HEAD,
+            },
         }
-        let body = if method == Method::HEAD {
-            Bytes::new()
-        } else {
-            Bytes::from(body)
-        };
-        builder
-            .body(Full::new(body))
-            .expect("static header names and values are valid")
     }
 }
 
 impl<B> Service<Request<B>> for Exporter {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Future = ExporterFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ready(Ok(self.respond(request.method(), request.headers())))
+        self.respond(request.method(), request.headers())
     }
 }
 
-/// The registry in `format`, into a buffer of about `last_len` bytes; `None` when a
+/// The response future of [`Exporter`]: ready at once for a `405` or a `503`; otherwise
+/// ready when an encode that started after the request arrived has ended (see
+/// [scrape storms](Exporter#scrape-storms)). Dropping it before gives its place among
+/// the scrapes in flight back.
+#[derive(Debug)]
+pub struct ExporterFuture {
+    state: FutureState,
+}
+
+#[derive(Debug)]
+enum FutureState {
+    Ready(Option<Response<Full<Bytes>>>),
+    Scrape {
+        scrape: Scrape,
+        content_type: String,
+        head: bool,
+    },
+}
+
+impl ExporterFuture {
+    fn ready(response: Response<Full<Bytes>>) -> Self {
+        Self {
+            state: FutureState::Ready(Some(response)),
+        }
+    }
+}
+
+impl Future for ExporterFuture {
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let response = match &mut this.state {
+            FutureState::Ready(response) => response.take(),
+            FutureState::Scrape {
+                scrape,
+                content_type,
+                head,
+            } => {
+                let Poll::Ready(encoded) = scrape.poll_encoded(cx) else {
+                    return Poll::Pending;
+                };
+                let response = answer(encoded, content_type, *head);
+                // The scrape (and its place among those in flight) goes now, not when
+                // the future is dropped.
+                this.state = FutureState::Ready(None);
+                Some(response)
+            }
+        };
+        // Polled again after `Ready`: a 500 rather than a panic.
+        Poll::Ready(Ok(response.unwrap_or_else(|| {
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Bytes::from_static(b"the response was already given\n"),
+            )
+        })))
+    }
+}
+
+/// The answer carrying an encoded body.
+fn answer(encoded: Encoded, content_type: &str, head: bool) -> Response<Full<Bytes>> {
+    let Some((body, gzipped)) = encoded else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Bytes::from_static(b"the metrics could not be encoded\n"),
+        );
+    };
+    let mut builder = Response::builder()
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::VARY, "accept, accept-encoding");
+    // Built from constants and the escaping schemes we know: always a valid value.
+    if let Ok(content_type) = HeaderValue::from_str(content_type) {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    if gzipped {
+        builder = builder.header(header::CONTENT_ENCODING, "gzip");
+    }
+    let body = if head { Bytes::new() } else { body };
+    builder
+        .body(Full::new(body))
+        .expect("static header names and values are valid")
+}
+
+/// The registry as `kind`, into a buffer of about `last_len` bytes, compressed if `kind`
+/// says so, and the length before compression; `None` when a collector failed.
+fn encode(registry: &Registry, kind: Kind, last_len: usize) -> (Encoded, usize) {
+    let Some(body) = encode_body(registry, kind.body, last_len) else {
+        return (None, 0);
+    };
+    let len = body.len();
+    let (body, gzipped) = if kind.gzip {
+        compress(body)
+    } else {
+        (body, false)
+    };
+    (Some((Bytes::from(body), gzipped)), len)
+}
+
+/// The registry as `body`, into a buffer of about `last_len` bytes; `None` when a
 /// collector failed.
 ///
 /// The HTTP layers' exemplars are left aside by their collectors while the registry is
 /// encoded (`prometheus-client` 0.26 has no public way to build its exemplars), then
-/// added to the OpenMetrics `_bucket` lines and the protobuf buckets.
-fn encode(registry: &Registry, format: Format, last_len: usize) -> Option<Vec<u8>> {
+/// added to the OpenMetrics `_bucket` lines and the protobuf buckets. The capture is per
+/// thread: this runs on one thread from start to end.
+fn encode_body(registry: &Registry, body: Body, last_len: usize) -> Option<Vec<u8>> {
     let mut text = String::with_capacity(last_len + last_len / 8);
-    match format {
-        Format::OpenMetrics100 | Format::OpenMetrics001 => {
+    match body {
+        Body::OpenMetrics => {
             let (encoded, exemplars) = capturing(|| text::encode(&mut text, registry));
             encoded.ok()?;
             text = patch_openmetrics(text, &exemplars);
         }
-        Format::Text004 | Format::Text100 => prometheus_text::encode(&mut text, registry).ok()?,
+        Body::Text => prometheus_text::encode(&mut text, registry).ok()?,
         #[cfg(feature = "protobuf")]
-        Format::Protobuf => return encode_protobuf(registry, last_len),
+        Body::Protobuf => return encode_protobuf(registry, last_len),
         #[cfg(not(feature = "protobuf"))]
         // `negotiate` offers protobuf only with the feature.
-        Format::Protobuf => return None,
+        Body::Protobuf => return None,
     }
     Some(text.into_bytes())
 }
@@ -203,8 +362,8 @@ fn encode_protobuf(registry: &Registry, last_len: usize) -> Option<Vec<u8>> {
     Some(body)
 }
 
-fn plain(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(message.as_bytes())));
+fn plain(status: StatusCode, message: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(message));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -357,7 +516,6 @@ fn negotiate(headers: &HeaderMap) -> Negotiated {
 
 /// Whether `Accept-Encoding` allows gzip: `gzip` (or `x-gzip`) with `q` > 0, or `*`
 /// with `q` > 0 and no explicit `gzip;q=0`.
-#[cfg_attr(not(feature = "gzip"), allow(dead_code))]
 fn accepts_gzip(headers: &HeaderMap) -> bool {
     let (mut gzip, mut any) = (None, None);
     for (coding, _, q) in weighted(headers, header::ACCEPT_ENCODING) {
@@ -370,14 +528,11 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
     gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
-/// The body, gzipped when the client accepts it; the flag says whether it was.
+/// The body gzipped; the flag says whether it is (if gzip failed, it is not).
 #[cfg(feature = "gzip")]
-fn compress(body: Vec<u8>, headers: &HeaderMap) -> (Vec<u8>, bool) {
+fn compress(body: Vec<u8>) -> (Vec<u8>, bool) {
     use std::io::Write as _;
 
-    if !accepts_gzip(headers) {
-        return (body, false);
-    }
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(body.len() / 4),
         flate2::Compression::fast(),
@@ -390,7 +545,7 @@ fn compress(body: Vec<u8>, headers: &HeaderMap) -> (Vec<u8>, bool) {
 }
 
 #[cfg(not(feature = "gzip"))]
-fn compress(body: Vec<u8>, _headers: &HeaderMap) -> (Vec<u8>, bool) {
+fn compress(body: Vec<u8>) -> (Vec<u8>, bool) {
     (body, false)
 }
 
@@ -599,7 +754,7 @@ mod tests {
                 .header(header::ACCEPT, value)
                 .body(())
                 .expect("a valid request");
-            let Ok(response) = exporter.call(request).into_inner();
+            let Ok(response) = ready_now(exporter.call(request));
             assert!(!response.status().is_server_error(), "{accept:?}");
             let types: Vec<_> = response
                 .headers()
@@ -649,6 +804,69 @@ mod tests {
             Poll::Ready(output) => output,
             Poll::Pending => panic!("a Full body is ready at once"),
         }
+    }
+
+    /// A collector counting its encodes, writing their number.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl prometheus_client::collector::Collector for Counting {
+        fn encode(
+            &self,
+            mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+        ) -> Result<(), std::fmt::Error> {
+            use prometheus_client::encoding::EncodeMetric as _;
+
+            let number = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let gauge = prometheus_client::metrics::gauge::ConstGauge::new(number as i64);
+            let metric =
+                encoder.encode_descriptor("encode", "Its number", None, gauge.metric_type())?;
+            gauge.encode(metric)
+        }
+    }
+
+    fn body_of(response: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt as _;
+
+        let Ok(body) = ready_now(response.into_body().collect());
+        String::from_utf8(body.to_bytes().to_vec()).expect("UTF-8")
+    }
+
+    /// Outside a runtime, the scrape polled first encodes in its `poll` (ready at once),
+    /// and the scrapes that arrived before that encode started take its body without
+    /// encoding again; one arriving after it started gets an encode of its own. The
+    /// in-flight places are given back as each is answered.
+    #[test]
+    fn without_a_runtime_scrapes_that_arrived_together_share_an_encode() {
+        let counting = Arc::new(Counting::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(counting.clone()));
+        let mut exporter = Exporter::new(Arc::new(registry)).max_requests_in_flight(3);
+        let get = || Request::get("/metrics").body(()).expect("a valid request");
+
+        let (a, b, c) = (
+            exporter.call(get()),
+            exporter.call(get()),
+            exporter.call(get()),
+        );
+        let Ok(refused) = ready_now(exporter.call(get()));
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        for future in [a, b, c] {
+            let Ok(response) = ready_now(future);
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(body_of(response).contains("\nencode 1\n"));
+        }
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let Ok(next) = ready_now(exporter.call(get()));
+        assert!(body_of(next).contains("\nencode 2\n"));
+        // A future polled again after its answer gives a 500, not a panic.
+        let mut again = exporter.call(get());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(std::pin::Pin::new(&mut again).poll(&mut cx).is_ready());
+        let Poll::Ready(Ok(response)) = std::pin::Pin::new(&mut again).poll(&mut cx) else {
+            panic!("ready again");
+        };
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub use connections::{ConnectionMetrics, MeteredListener};
 pub use error::Error;
 pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use exporter::{
-    Exporter, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
+    Exporter, ExporterFuture, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE,
+    PROTOBUF_CONTENT_TYPE,
 };
 #[cfg(feature = "heap")]
 pub use heap::{CountingAllocator, HeapCollector};

@@ -121,7 +121,15 @@ impl Metrics {
         self.connections.listener(listener)
     }
 
-    /// The `/metrics` service serving this registry.
+    /// The `/metrics` service serving this registry. Each call gives an exporter of its
+    /// own (its clones share its bound on scrapes in flight and its encodes): mount one
+    /// and let the router clone it. Its options are its builder methods:
+    ///
+    /// ```
+    /// let metrics = tower_prometheus::Metrics::new();
+    /// let exporter = metrics.exporter().max_requests_in_flight(4);
+    /// let app: axum::Router = axum::Router::new().route_service("/metrics", exporter);
+    /// ```
     pub fn exporter(&self) -> Exporter {
         Exporter::new(self.registry.clone())
     }

@@ -14,8 +14,8 @@ use http_body::Body as _;
 use http_body_util::Full;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service, service_fn};
-use tower_prometheus::HttpMetricsLayer;
 use tower_prometheus::http_metrics::{ReadBytes, RequestBody};
+use tower_prometheus::{HttpMetricsBuilder, HttpMetricsLayer};
 
 struct Counting;
 
@@ -160,6 +160,47 @@ fn no_allocation_per_request_once_the_label_set_exists() {
     }
 }
 
+#[test]
+fn excluded_requests_allocate_nothing() {
+    let mut bare = service_fn(handler::<Full<Bytes>>);
+    let baseline = allocations_of_1000(&mut bare, b"payload");
+    // Excluded by exact path, by prefix and by route template: each decided before
+    // anything is recorded, and none allocates, whatever the request size mode.
+    type Exclude = fn(HttpMetricsBuilder) -> HttpMetricsBuilder;
+    let exclusions: [(&str, Exclude); 3] = [
+        ("path", |builder| builder.exclude_path("/jobs/1")),
+        ("prefix", |builder| builder.exclude_prefix("/jobs/")),
+        ("route", |builder| builder.exclude_route("/jobs/{id}")),
+    ];
+    for (by, exclude) in exclusions {
+        let mut registry = Registry::default();
+        let layer = exclude(HttpMetricsLayer::builder().exemplars(true))
+            .build(&mut registry)
+            .expect("valid options")
+            .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"));
+        let mut declared = layer.clone().layer(service_fn(handler::<Full<Bytes>>));
+        assert_eq!(
+            allocations_of_1000(&mut declared, b"payload"),
+            baseline,
+            "no allocation in 1,000 requests excluded by {by} (ContentLength)"
+        );
+        let mut read = layer
+            .request_size(ReadBytes)
+            .layer(service_fn(handler::<RequestBody<Full<Bytes>>>));
+        assert_eq!(
+            allocations_of_1000(&mut read, b"payload"),
+            baseline,
+            "no allocation in 1,000 requests excluded by {by} (ReadBytes)"
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(
+            !text.contains("http_server_request_duration_seconds_count{"),
+            "excluded by {by}, nothing recorded: {text}"
+        );
+    }
+}
+
 /// 1,000 requests with a sampled `traceparent` through `service`, after one to warm up.
 fn traced_allocations_of_1000<S, B>(service: &mut S) -> u64
 where
@@ -194,9 +235,11 @@ fn native_histograms_and_exemplars_allocate_nothing_per_request() {
     let mut bare = service_fn(handler::<Full<Bytes>>);
     let baseline = traced_allocations_of_1000(&mut bare);
     let mut registry = Registry::default();
-    let mut service = HttpMetricsLayer::builder()
-        .native_histograms(true)
-        .exemplars(true)
+    let builder = HttpMetricsLayer::builder().exemplars(true);
+    // Native histograms exist only with `protobuf`.
+    #[cfg(feature = "protobuf")]
+    let builder = builder.native_histograms(true);
+    let mut service = builder
         .build(&mut registry)
         .expect("valid options")
         .route_fn(|_: &Request<Full<Bytes>>| Some("/jobs/{id}"))

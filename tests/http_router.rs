@@ -1073,6 +1073,103 @@ async fn nested_services_get_the_route_of_their_mount() {
     );
 }
 
+/// Wrapped around the whole `Router` (not added with `Router::layer`), the layer runs
+/// before axum matched a route: axum's routes get no label, the mounts declared with
+/// `nested_service` keep theirs (found from the path), and excluding one of axum's
+/// routes by template excludes nothing.
+#[tokio::test]
+async fn around_the_whole_router_only_declared_mounts_keep_their_route() {
+    let metrics = Metrics::builder()
+        .http(
+            HttpMetricsLayer::builder()
+                .nested_service("/static")
+                .exclude_route("/health"),
+        )
+        .build()
+        .expect("valid options");
+    let files = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(axum::response::Response::new(Body::from("file")))
+    });
+    let router = Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .route("/health", get(|| async { "ok" }))
+        .nest_service("/static", files);
+    let app = tower::Layer::layer(&metrics.http_layer(), router);
+    for path in [
+        "/static/css/app.css",
+        "/static/js/app.js",
+        "/static",
+        "/hello/x",
+        "/health",
+        "/nope",
+    ] {
+        let response = app
+            .clone()
+            .oneshot(get_request(path))
+            .await
+            .expect("infallible");
+        response.into_body().collect().await.expect("the body");
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(
+            &samples,
+            DURATION_COUNT,
+            &labels(Some("/static/{*path}"), "GET", "200")
+        ),
+        Some(2.0),
+        "the declared mount keeps its route"
+    );
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &labels(None, "GET", "200")),
+        Some(3.0),
+        "/static, /hello/x and /health: no route, and /health not excluded"
+    );
+    assert_eq!(
+        value(&samples, DURATION_COUNT, &labels(None, "GET", "404")),
+        Some(1.0)
+    );
+    let routes: Vec<&str> = find(&samples, DURATION_COUNT, &[])
+        .iter()
+        .filter_map(|sample| sample.labels.get("http_route").map(String::as_str))
+        .collect();
+    assert_eq!(routes, ["/static/{*path}"]);
+
+    // The same router with `Router::layer`: every route labelled, /health excluded.
+    let metrics = Metrics::builder()
+        .http(
+            HttpMetricsLayer::builder()
+                .nested_service("/static")
+                .exclude_route("/health"),
+        )
+        .build()
+        .expect("valid options");
+    let files = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(axum::response::Response::new(Body::from("file")))
+    });
+    let router = Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .route("/health", get(|| async { "ok" }))
+        .nest_service("/static", files)
+        .layer(metrics.http_layer());
+    for path in ["/static/css/app.css", "/hello/x", "/health"] {
+        send(router.clone(), get_request(path)).await;
+    }
+    let samples = scrape(&metrics);
+    for route in ["/static/{*path}", "/hello/{name}"] {
+        assert_eq!(
+            value(&samples, DURATION_COUNT, &labels(Some(route), "GET", "200")),
+            Some(1.0),
+            "{route}"
+        );
+    }
+    assert_eq!(
+        total(&samples, DURATION_COUNT, &[]),
+        2.0,
+        "/health excluded"
+    );
+}
+
 /// A route closure may return a label borrowed from the request: axum's matched path,
 /// else the template of a mount (this did not compile when closures had to return
 /// `&'static str`).

@@ -278,3 +278,122 @@ async fn exemplars_are_served_in_openmetrics_and_protobuf_only() {
     assert_eq!(fast.sample_count, 4);
     assert!(fast.bucket.iter().all(|b| b.exemplar.is_none()));
 }
+
+/// Exemplars are spliced into the exposition after `prometheus-client` encoded it
+/// (`src/exemplar/splice.rs`): on every kind of bucket, a finite one, `+Inf`, and the
+/// overflow series' (past the cardinality limit), the OpenMetrics text stays what the
+/// reference parser accepts, each exemplar beside the bucket its value falls in, and the
+/// protobuf messages carry the same ones.
+#[tokio::test]
+async fn exemplars_on_every_kind_of_bucket_pass_the_reference_parser() {
+    let metrics = Metrics::builder()
+        .http(
+            HttpMetricsLayer::builder()
+                .exclude_path("/metrics")
+                .duration_buckets([0.5, 0.6])
+                .max_series(1)
+                .native_histograms(true)
+                .exemplars(true),
+        )
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let app = Router::new()
+        .route("/fast", get(|| async { "fast" }))
+        .route(
+            "/slow",
+            get(|| async {
+                // Past the last bound: the `+Inf` bucket, whatever the machine.
+                tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+                "slow"
+            }),
+        )
+        .route_service("/metrics", metrics.exporter())
+        .layer(metrics.http_layer());
+    let trace = |n: u8| format!("{n:02x}{}", &TRACE[2..]);
+    // `/fast` takes the one series the limit allows; `/slow` goes to the overflow series.
+    get_with(
+        &app,
+        "/fast",
+        &[("traceparent", &format!("00-{}-{SPAN}-01", trace(1)))],
+    )
+    .await;
+    get_with(
+        &app,
+        "/slow",
+        &[("traceparent", &format!("00-{}-{SPAN}-01", trace(2)))],
+    )
+    .await;
+
+    let (_, openmetrics) = get_with(
+        &app,
+        "/metrics",
+        &[("accept", "application/openmetrics-text; version=1.0.0")],
+    )
+    .await;
+    let openmetrics = String::from_utf8(openmetrics).expect("UTF-8");
+    common::python_openmetrics_check(&openmetrics);
+    let lines: Vec<&str> = openmetrics
+        .lines()
+        .filter(|line| line.contains(" # {"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{openmetrics}");
+    for line in &lines {
+        let le = line
+            .split("le=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("le");
+        let value: f64 = line
+            .rsplit(' ')
+            .nth(1)
+            .expect("a value")
+            .parse()
+            .expect("a number");
+        // In the first bucket whose bound holds the value.
+        let (bound, below): (f64, f64) = match le {
+            "+Inf" => (f64::INFINITY, 0.6),
+            "0.6" => (0.6, 0.5),
+            "0.5" => (0.5, 0.0),
+            other => panic!("a bucket of its own: {other}"),
+        };
+        assert!(value <= bound && value > below, "{line}");
+    }
+    let overflow = lines
+        .iter()
+        .find(|line| line.contains("otel_metric_overflow=\"true\""))
+        .unwrap_or_else(|| panic!("an exemplar on the overflow series: {openmetrics}"));
+    assert!(overflow.contains("le=\"+Inf\""), "{overflow}");
+    assert!(overflow.contains(&trace(2)), "{overflow}");
+    let fast = lines
+        .iter()
+        .find(|line| line.contains("http_route=\"/fast\""))
+        .unwrap_or_else(|| panic!("an exemplar on /fast's series: {openmetrics}"));
+    assert!(fast.contains(&trace(1)), "{fast}");
+
+    // The same exemplars in protobuf: on the classic bucket of their value.
+    let (_, body) = get_with(&app, "/metrics", &[("accept", PROMETHEUS_NATIVE_ACCEPT)]).await;
+    let families = decode(&body);
+    let family = families
+        .iter()
+        .find(|family| family.name == DURATION)
+        .expect("the duration family");
+    let mut found = Vec::new();
+    for metric in &family.metric {
+        let histogram = metric.histogram.as_ref().expect("a histogram");
+        for bucket in &histogram.bucket {
+            if let Some(exemplar) = &bucket.exemplar {
+                assert!(exemplar.value <= bucket.upper_bound, "{bucket:?}");
+                found.push((bucket.upper_bound, exemplar.label[0].value.clone()));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(found.len(), 2, "{family:#?}");
+    assert_eq!(found[0].1, trace(1));
+    assert_eq!(
+        (found[1].0, found[1].1.as_str()),
+        (f64::INFINITY, trace(2).as_str())
+    );
+}

@@ -571,3 +571,137 @@ async fn a_classifiers_panic_is_a_panic_and_inner_errors_stay_500() {
     }
     assert_eq!(total(&samples, "http_server_active_requests", &[]), 0.0);
 }
+
+/// The client layer labels a request with the port it is sent to: the URI's, else the
+/// scheme's default, 443 for `https` (a client layer once labelled every request
+/// without a port `80`, the scheme dropped from its key).
+#[tokio::test]
+async fn the_client_layer_labels_the_port_of_the_scheme() {
+    let metrics = tower_prometheus::Metrics::builder()
+        .process(false)
+        .runtime(false)
+        .build()
+        .expect("valid options");
+    let client = metrics
+        .client_layer()
+        .layer(service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }));
+    for uri in [
+        "https://api.example.com/a",
+        "https://api.example.com/b",
+        "http://api.example.com/a",
+        "https://api.example.com:8443/a",
+    ] {
+        let request = Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        let response = client.clone().oneshot(request).await.expect("infallible");
+        response.into_body().collect().await.expect("the body");
+    }
+    let samples = parse(&prometheus_text(metrics.registry()));
+    let count = |port: &str| {
+        value(
+            &samples,
+            "http_client_request_duration_seconds_count",
+            &[
+                ("http_request_method", "GET"),
+                ("server_address", "api.example.com"),
+                ("server_port", port),
+                ("http_response_status_code", "200"),
+            ],
+        )
+    };
+    assert_eq!(count("443"), Some(2.0));
+    assert_eq!(count("80"), Some(1.0));
+    assert_eq!(count("8443"), Some(1.0));
+}
+
+/// gRPC calls through the HTTP layer end like any request: an inner error, a panic in
+/// the service and a body that fails are each recorded once in the RPC family, `UNKNOWN`
+/// with what happened as `error_type` (the conventions' code of a call that ended without
+/// a status), and the calls in flight go back to 0. A call that failed before its
+/// handler answered names no method (`_OTHER`); the one whose handler answered with a
+/// response stream names it.
+#[tokio::test]
+async fn grpc_calls_that_fail_panic_or_break_their_body_are_recorded_once() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A gRPC response stream that fails after its head.
+    struct FailingBody;
+    impl http_body::Body for FailingBody {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(Some(Err(std::io::Error::other("stream broke"))))
+        }
+    }
+
+    let call = || {
+        Request::post("/pkg.Svc/Method")
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request")
+    };
+    let mut registry = Registry::default();
+    let layer = HttpMetricsLayer::new(&mut registry);
+
+    let failing = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+        Err::<Response<Full<Bytes>>, _>(std::io::Error::other("down"))
+    }));
+    failing.oneshot(call()).await.expect_err("the inner error");
+
+    let panicking = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+        if true {
+            panic!("handler bug");
+        }
+        Ok::<_, std::io::Error>(Response::new(Full::new(Bytes::new())))
+    }));
+    let task = tokio::spawn(panicking.oneshot(call()));
+    assert!(task.await.expect_err("the task panicked").is_panic());
+
+    let breaking = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+        let mut response = Response::new(FailingBody);
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        Ok::<_, std::io::Error>(response)
+    }));
+    let response = breaking.oneshot(call()).await.expect("a response head");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect_err("the body error");
+
+    let samples = parse(&prometheus_text(&registry));
+    let calls = |method: &str, error_type: &str| {
+        value(
+            &samples,
+            "rpc_server_call_duration_seconds_count",
+            &[
+                ("rpc_system_name", "grpc"),
+                ("rpc_method", method),
+                ("rpc_response_status_code", "UNKNOWN"),
+                ("error_type", error_type),
+            ],
+        )
+    };
+    assert_eq!(calls("_OTHER", "_OTHER"), Some(1.0), "the inner error");
+    assert_eq!(calls("_OTHER", "panic"), Some(1.0), "the panic");
+    assert_eq!(calls("pkg.Svc/Method", "body_error"), Some(1.0), "the body");
+    assert_eq!(
+        total(&samples, "rpc_server_call_duration_seconds_count", &[]),
+        3.0
+    );
+    assert_eq!(
+        total(&samples, "http_server_request_duration_seconds_count", &[]),
+        0.0
+    );
+    assert_eq!(total(&samples, "rpc_server_active_calls", &[]), 0.0);
+}

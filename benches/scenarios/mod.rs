@@ -83,7 +83,9 @@ pub enum Config {
     #[cfg(feature = "task-metrics")]
     TowerPrometheusTaskMetrics,
     /// Ours with native histograms and exemplars on, every request with a sampled
-    /// `traceparent`.
+    /// `traceparent` (feature `protobuf`, without which native histograms are a build
+    /// error).
+    #[cfg(feature = "protobuf")]
     TowerPrometheusNativeExemplars,
     /// Ours with `naming(Naming::AxumPrometheus)`: in-flight gauges per route.
     TowerPrometheusAxumPreset,
@@ -94,28 +96,21 @@ pub enum Config {
 }
 
 impl Config {
-    /// Every configuration, in the order of the tables.
-    #[cfg(not(feature = "task-metrics"))]
-    pub const ALL: [Config; 12] = [
-        Config::Bare,
-        Config::Floor,
-        Config::FloorTraced,
-        Config::FloorBodySizes,
-        Config::FloorShared,
-        Config::TowerPrometheus,
-        Config::TowerPrometheusDurationOnly,
-        Config::TowerPrometheusFullOptions,
-        Config::TowerPrometheusNativeExemplars,
-        Config::TowerPrometheusAxumPreset,
-        Config::AxumPrometheus,
-        Config::HandWritten,
-    ];
+    /// Every configuration, in the order of the tables: those that need a feature
+    /// (`task-metrics`, `protobuf`) only with it. `scripts/instructions.sh` builds with
+    /// each such feature apart, so that the other scenarios show what the crate's
+    /// default features cost.
+    pub const ALL: [Config; Self::LIST.len()] = {
+        let mut all = [Config::Bare; Self::LIST.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Self::LIST[i];
+            i += 1;
+        }
+        all
+    };
 
-    /// Every configuration, in the order of the tables (`scripts/instructions.sh` builds
-    /// with `task-metrics`, so that the other scenarios show that the option costs
-    /// nothing when off).
-    #[cfg(feature = "task-metrics")]
-    pub const ALL: [Config; 13] = [
+    const LIST: &[Config] = &[
         Config::Bare,
         Config::Floor,
         Config::FloorTraced,
@@ -124,7 +119,9 @@ impl Config {
         Config::TowerPrometheus,
         Config::TowerPrometheusDurationOnly,
         Config::TowerPrometheusFullOptions,
+        #[cfg(feature = "protobuf")]
         Config::TowerPrometheusNativeExemplars,
+        #[cfg(feature = "task-metrics")]
         Config::TowerPrometheusTaskMetrics,
         Config::TowerPrometheusAxumPreset,
         Config::AxumPrometheus,
@@ -144,6 +141,7 @@ impl Config {
             Config::TowerPrometheusFullOptions => "tower_prometheus_full_options",
             #[cfg(feature = "task-metrics")]
             Config::TowerPrometheusTaskMetrics => "tower_prometheus_task_metrics",
+            #[cfg(feature = "protobuf")]
             Config::TowerPrometheusNativeExemplars => "tower_prometheus_native_exemplars",
             Config::TowerPrometheusAxumPreset => "tower_prometheus_axum_preset",
             Config::AxumPrometheus => "axum_prometheus",
@@ -186,6 +184,7 @@ impl Config {
                  its route's tokio-metrics `TaskMonitor` (clock reads and atomics on the \
                  route's monitor each poll, its waker state allocated each request)"
             }
+            #[cfg(feature = "protobuf")]
             Config::TowerPrometheusNativeExemplars => {
                 "ours with `native_histograms(true)` and `exemplars(true)`, body sizes on, \
                  every request with a sampled `traceparent` header (which the client sets: \
@@ -214,6 +213,7 @@ impl Config {
             | Config::TowerPrometheusFullOptions
             | Config::TowerPrometheusAxumPreset => Some(Config::FloorBodySizes),
             // The floor sent the same requests, a sampled `traceparent` included.
+            #[cfg(feature = "protobuf")]
             Config::TowerPrometheusNativeExemplars => Some(Config::FloorTraced),
             _ => None,
         }
@@ -243,6 +243,7 @@ fn task_metrics() -> Metrics {
 }
 
 /// The options of [`Config::TowerPrometheusNativeExemplars`].
+#[cfg(feature = "protobuf")]
 fn native_exemplars() -> Metrics {
     Metrics::builder()
         .http(
@@ -322,6 +323,7 @@ impl App {
             Config::TowerPrometheusFullOptions => Shared::Ours(full_options()),
             #[cfg(feature = "task-metrics")]
             Config::TowerPrometheusTaskMetrics => Shared::Ours(task_metrics()),
+            #[cfg(feature = "protobuf")]
             Config::TowerPrometheusNativeExemplars => Shared::Ours(native_exemplars()),
             Config::TowerPrometheusAxumPreset => Shared::Ours(axum_preset()),
             Config::AxumPrometheus => Shared::AxumPrometheus(Box::new(axum_prometheus())),
@@ -336,11 +338,13 @@ impl App {
 
     /// Whether this configuration's requests carry a sampled `traceparent`.
     fn traced(&self) -> Option<HeaderValue> {
-        matches!(
-            self.config,
-            Config::TowerPrometheusNativeExemplars | Config::FloorTraced
-        )
-        .then(|| HeaderValue::from_static(TRACEPARENT))
+        let traced = match self.config {
+            Config::FloorTraced => true,
+            #[cfg(feature = "protobuf")]
+            Config::TowerPrometheusNativeExemplars => true,
+            _ => false,
+        };
+        traced.then(|| HeaderValue::from_static(TRACEPARENT))
     }
 
     /// A client of this configuration's [`router`](Self::router) on the axum path.

@@ -12,7 +12,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::histogram::Buckets;
 use crate::record::{
-    End, Family, Field, Guard, Histograms, Key, Method, OverflowLabels, Recorder, RequestBytes,
+    CallFamily, End, Field, Guard, Histograms, Key, Method, OverflowLabels, Recorder, RequestBytes,
     RequestFacts, Shared, Table, UrlScheme, encode_server, error_id,
 };
 
@@ -87,7 +87,7 @@ impl ClientRequests {
     }
 }
 
-impl Family for ClientRequests {
+impl CallFamily for ClientRequests {
     const ACTIVE_SLOTS: usize = 0;
 
     fn active_slot(_: Key) -> usize {

@@ -13,7 +13,7 @@ use super::future::{BoxError, BoxErrors};
 use super::layer::ClientMetricsLayer;
 use crate::classify::Classify;
 use crate::grpc::ClientCalls;
-use crate::record::{Family, ReadHead, ResponseBody, ResponseFuture, UrlScheme};
+use crate::record::{CallFamily, ReadHead, ResponseBody, ResponseFuture, UrlScheme};
 
 /// Records the requests it sends through the inner client; made by
 /// [`ClientMetricsLayer`]. Its error is the inner one, boxed.

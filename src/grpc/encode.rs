@@ -7,7 +7,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::{Code, SYSTEM};
-use crate::record::{Family, Key, OverflowLabels, Recorder, UrlScheme, encode_server, error_id};
+use crate::record::{
+    CallFamily, Key, OverflowLabels, Recorder, UrlScheme, encode_server, error_id,
+};
 
 /// The labels of one series of a gRPC duration histogram.
 pub(super) struct CallLabels<'a> {
@@ -73,19 +75,20 @@ pub(super) fn status_labels<'a>(
 }
 
 /// The gRPC code a client reports for a call that failed with this `error_type`
-/// (the values of the client layer's default classifier, `ClientErrors`).
+/// (the values of the client layer's default classifier, `ClientErrors`, whose docs
+/// have the table; a code's name is that code, before this is reached).
 fn code_of_error(error_type: &str) -> Code {
     match error_type {
-        "connection_refused" | "connect_error" => Code::Unavailable,
+        "connection_refused" | "connect_error" | "keepalive_timeout" => Code::Unavailable,
         "timeout" => Code::DeadlineExceeded,
-        "cancelled" => Code::Cancelled,
+        "cancelled" | "connection_closed" => Code::Cancelled,
         _ => Code::Unknown,
     }
 }
 
 /// Encodes the duration histogram `name` of a gRPC recorder, each series labelled by
 /// `labels`.
-pub(super) fn encode_durations<'r, P: Family>(
+pub(super) fn encode_durations<'r, P: CallFamily>(
     recorder: &'r Recorder<P>,
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,

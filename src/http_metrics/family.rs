@@ -21,7 +21,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::labels::{Names, SeriesKey};
 use crate::exemplar::{TraceContext, TraceContextSource};
-use crate::record::{End, Family, Key, Method, Recorder, Table, UrlScheme, error_id};
+use crate::record::{CallFamily, End, Key, Method, Recorder, Table, UrlScheme, error_id};
 
 /// The route id of routes beyond the cardinality limit: their series overflow.
 pub(crate) const OVERFLOW_ROUTE: u32 = u32::MAX;
@@ -271,7 +271,7 @@ impl ServerRequests {
     }
 }
 
-impl Family for ServerRequests {
+impl CallFamily for ServerRequests {
     const ACTIVE_SLOTS: usize = Method::COUNT * UrlScheme::COUNT;
 
     #[inline]
@@ -304,11 +304,11 @@ impl Family for ServerRequests {
         if key.route() == OVERFLOW_ROUTE {
             return None;
         }
-        let status = match (end.status, end.error) {
-            _ if end.inner_error => 500,
-            (0, error_id::CANCELLED) => 499,
-            (0, _) => 500,
-            (status, _) => status,
+        // An inner error has no response: its status is 0 too.
+        let status = match end.status {
+            0 if end.error == error_id::CANCELLED && !end.inner_error => 499,
+            0 => 500,
+            status => status,
         };
         let key = key
             .finish(status, end.error)

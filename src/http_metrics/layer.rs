@@ -74,9 +74,35 @@ impl<R, C, M> HttpMetricsLayer<R, C, M> {
     /// `None` when the request matched no route. It may return a label borrowed from the
     /// request. The cardinality limit caps the damage if it returns raw paths anyway.
     ///
-    /// A named function must return `Option<&str>` (borrowed from the request), not
-    /// `Option<&'static str>`, even when every label it returns is a literal: rustc
-    /// refuses the latter with "one type is more general than the other".
+    /// A named function must be declared to return `Option<&str>` (borrowed from the
+    /// request, the lifetime elided), even when every label it returns is a literal.
+    /// One declared `-> Option<&'static str>` is refused with "one type is more general
+    /// than the other": a function's declared return type must be the bound's exactly
+    /// (`Option<&'a str>` for the request's `'a`), where a closure's return value
+    /// converts. No bound accepts both without losing what makes closures work: rustc
+    /// infers a closure's signature (a label borrowed from the request) only from an
+    /// `Fn` bound such as this one. Wrap a `'static` function in a closure:
+    ///
+    /// ```
+    /// use http::Request;
+    /// use hyper::body::Incoming;
+    /// use prometheus_client::registry::Registry;
+    /// use tower_prometheus::HttpMetricsLayer;
+    ///
+    /// /// The accepted signature: `Option<&str>`, borrowed from the request.
+    /// fn route(request: &Request<Incoming>) -> Option<&str> {
+    ///     request.uri().path().starts_with("/users/").then_some("/users/{id}")
+    /// }
+    ///
+    /// /// Refused as `route_fn(static_route)`: wrapped in a closure, accepted.
+    /// fn static_route(request: &Request<Incoming>) -> Option<&'static str> {
+    ///     request.uri().path().starts_with("/files/").then_some("/files/{*path}")
+    /// }
+    ///
+    /// let layer = HttpMetricsLayer::new(&mut Registry::default());
+    /// let named = layer.clone().route_fn(route);
+    /// let wrapped = layer.route_fn(|request: &Request<Incoming>| static_route(request));
+    /// ```
     ///
     /// ```
     /// use axum::extract::MatchedPath;
@@ -292,11 +318,14 @@ impl HttpMetricsBuilder {
     /// Whether the duration histogram records native (exponential) buckets beside the
     /// classic ones. Defaults to `false`.
     ///
-    /// They are served only in the Prometheus protobuf format (feature `protobuf`), which
-    /// Prometheus asks for when its native histograms are on; the text formats keep the
-    /// classic buckets. On, each series holds [`NativeBuckets::len`] + 1 more counters
-    /// per shard (1.5 KiB per shard with the default range), and a request costs about
-    /// 140 more instructions (`benches/README.md`, "Native histograms and exemplars").
+    /// They are served only in the Prometheus protobuf format, which Prometheus asks for
+    /// when its native histograms are on; the text formats keep the classic buckets. So
+    /// this setter exists only with the feature `protobuf`: without it, a call is a
+    /// build error that names the feature, rather than memory spent on buckets that no
+    /// scrape could carry. On, each series holds [`NativeBuckets::len`] + 1 more
+    /// counters per shard (1.5 KiB per shard with the default range), and a request
+    /// costs about 140 more instructions (`benches/README.md`, "Native histograms and
+    /// exemplars").
     ///
     /// ```
     /// use prometheus_client::registry::Registry;
@@ -307,16 +336,48 @@ impl HttpMetricsBuilder {
     ///     .build(&mut Registry::default())?;
     /// # Ok::<(), tower_prometheus::Error>(())
     /// ```
+    #[cfg(feature = "protobuf")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "protobuf")))]
     pub fn native_histograms(mut self, enabled: bool) -> Self {
         self.native_histograms = enabled;
         self
     }
 
+    /// Without the feature `protobuf`: a build error naming the feature. Not public API.
+    #[cfg(not(feature = "protobuf"))]
+    #[doc(hidden)]
+    pub fn native_histograms<T: needs_protobuf::NeedsProtobuf>(self, enabled: T) -> Self {
+        let _ = enabled;
+        self
+    }
+
     /// The resolution and range of the native duration buckets, when
     /// [`native_histograms`](Self::native_histograms) is on. Defaults to
-    /// [`NativeBuckets::duration_seconds`]: schema 3, 7.6 µs to 128 s.
+    /// [`NativeBuckets::duration_seconds`]: schema 3, 7.6 µs to 128 s. Exists only with
+    /// the feature `protobuf`, as `native_histograms` does.
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use tower_prometheus::{HttpMetricsLayer, NativeBuckets};
+    ///
+    /// let layer = HttpMetricsLayer::builder()
+    ///     .native_histograms(true)
+    ///     .native_buckets(NativeBuckets::new(0, 0.001, 64.0)?)
+    ///     .build(&mut Registry::default())?;
+    /// # Ok::<(), tower_prometheus::Error>(())
+    /// ```
+    #[cfg(feature = "protobuf")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "protobuf")))]
     pub fn native_buckets(mut self, buckets: NativeBuckets) -> Self {
         self.native_buckets = buckets;
+        self
+    }
+
+    /// Without the feature `protobuf`: a build error naming the feature. Not public API.
+    #[cfg(not(feature = "protobuf"))]
+    #[doc(hidden)]
+    pub fn native_buckets<T: needs_protobuf::NeedsProtobuf>(self, buckets: T) -> Self {
+        let _ = buckets;
         self
     }
 
@@ -769,4 +830,20 @@ pub(crate) struct Recorders {
     /// The task monitors of the routes, when the layer has them (`tasks.rs`).
     #[cfg(feature = "task-metrics")]
     pub(crate) tasks: Option<Arc<super::tasks::Monitors>>,
+}
+
+/// What makes the native histogram setters a build error without the feature
+/// `protobuf`.
+#[cfg(not(feature = "protobuf"))]
+mod needs_protobuf {
+    /// Implemented by no type: the setters that need the feature `protobuf` take an
+    /// argument bound by it when the feature is off, so that a call fails to build with
+    /// this message (rather than "no method named …", which would not say why).
+    #[diagnostic::on_unimplemented(
+        message = "`native_histograms` and `native_buckets` need the feature `protobuf` of tower-prometheus",
+        label = "native buckets are served only in the Prometheus protobuf format",
+        note = "turn it on in Cargo.toml: tower-prometheus = {{ version = \"0.1\", features = [\"protobuf\"] }}"
+    )]
+    #[allow(unreachable_pub)] // Sealed: public in a private module.
+    pub trait NeedsProtobuf {}
 }

@@ -60,7 +60,10 @@ use crate::Error;
 ///
 /// - **availability**: a request recorded with a 5xx status. The layer records an `Err`
 ///   of the inner service and a panic as 500. Cancelled requests (499: the client left)
-///   are not errors.
+///   are not errors, nor are 4xx answers (408 included: the client's lateness). The
+///   server's own timeout is one when it answers 503 and the layer is outside it
+///   (tower-http's `TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, ..)`;
+///   see [the crate docs](crate#where-the-layer-goes-in-a-tower-http-stack)).
 /// - **latency**: a request whose duration (to the end of its response body) is above the
 ///   threshold, whatever its status.
 ///

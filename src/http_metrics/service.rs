@@ -18,7 +18,7 @@ use super::tasks;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::grpc::ServerCalls;
 use crate::record::{
-    Family, Guard, Method, ReadHead, RequestBytes, RequestFacts, ResponseBody, ResponseFuture,
+    CallFamily, Guard, Method, ReadHead, RequestBytes, RequestFacts, ResponseBody, ResponseFuture,
     UrlScheme,
 };
 

@@ -122,7 +122,7 @@ mod on {
     }
 
     /// One counter family: its descriptor, and the value it takes from a monitor.
-    struct Family {
+    struct CounterFamily {
         name: &'static str,
         help: &'static str,
         unit: Option<Unit>,
@@ -134,62 +134,62 @@ mod on {
         Seconds(Duration),
     }
 
-    const COUNTERS: &[Family] = &[
-        Family {
+    const COUNTERS: &[CounterFamily] = &[
+        CounterFamily {
             name: "tokio_task_polls",
             help: "Polls of HTTP request futures (the handler, up to the response head), by route.",
             unit: None,
             value: |m| Value::Count(m.total_poll_count),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_poll",
             help: "Time spent polling HTTP request futures, by route: time the handler held its worker thread, in seconds.",
             unit: Some(Unit::Seconds),
             value: |m| Value::Seconds(m.total_poll_duration),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_slow_polls",
             help: "Polls of HTTP request futures that took at least the slow-poll threshold, by route.",
             unit: None,
             value: |m| Value::Count(m.total_slow_poll_count),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_slow_poll",
             help: "Time spent in slow polls of HTTP request futures, by route, in seconds.",
             unit: Some(Unit::Seconds),
             value: |m| Value::Seconds(m.total_slow_poll_duration),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_scheduled",
             help: "Times HTTP request futures were woken and then polled, by route.",
             unit: None,
             value: |m| Value::Count(m.total_scheduled_count),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_scheduled",
             help: "Scheduling delay of HTTP request futures, by route: time from a wake-up to the next poll, in seconds.",
             unit: Some(Unit::Seconds),
             value: |m| Value::Seconds(m.total_scheduled_duration),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_long_delays",
             help: "Scheduling delays of HTTP request futures of at least the long-delay threshold, by route.",
             unit: None,
             value: |m| Value::Count(m.total_long_delay_count),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_long_delay",
             help: "Time HTTP request futures spent in long scheduling delays, by route, in seconds.",
             unit: Some(Unit::Seconds),
             value: |m| Value::Seconds(m.total_long_delay_duration),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_idles",
             help: "Times HTTP request futures went idle (waiting on I/O, a timer or another task) and were woken, by route.",
             unit: None,
             value: |m| Value::Count(m.total_idled_count),
         },
-        Family {
+        CounterFamily {
             name: "tokio_task_idle",
             help: "Time HTTP request futures spent idle (from the end of a poll to the next wake-up), by route, in seconds.",
             unit: Some(Unit::Seconds),

@@ -79,6 +79,30 @@ impl<B, C> ResponseBody<B, C> {
     }
 }
 
+/// An empty body that records nothing: what tower-http's `TimeoutLayer` and
+/// `CorsLayer` answer with when they wrap the layer (they need `Default` bodies), a
+/// response the layer never saw.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{Router, routing::get};
+/// use http::StatusCode;
+/// use tower::ServiceBuilder;
+/// use tower_http::timeout::TimeoutLayer;
+///
+/// let metrics = tower_prometheus::Metrics::new();
+/// let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
+///     ServiceBuilder::new()
+///         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(10)))
+///         .layer(metrics.http_layer()),
+/// );
+/// ```
+impl<B: Default, C> Default for ResponseBody<B, C> {
+    fn default() -> Self {
+        Self::new(B::default(), None, None)
+    }
+}
+
 impl<B, C> ResponseBody<B, C>
 where
     B: Body,

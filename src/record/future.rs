@@ -48,7 +48,7 @@ impl<F, C> ResponseFuture<F, C> {
     }
 
     /// The future of a recorded call, its response head read by `read_head` (the
-    /// family's [`Family::read_head`](super::Family::read_head)), instrumented with a
+    /// family's [`CallFamily::read_head`](super::CallFamily::read_head)), instrumented with a
     /// task monitor if it has one. Each arm builds the whole future, so the inner one
     /// is moved into it once.
     #[inline(always)]

@@ -1,6 +1,6 @@
 //! The recording engine: what every family of the crate (HTTP served, gRPC served and
 //! sent, HTTP sent) records its calls into. It knows HTTP messages, which every one of
-//! them is, and nothing of routes, gRPC or clients: those are [`Family`] types in their
+//! them is, and nothing of routes, gRPC or clients: those are [`CallFamily`] types in their
 //! own modules.
 //!
 //! # A call, from start to series
@@ -9,24 +9,26 @@
 //!    [`Key`] (its own layout of [`Field`]s), counts it in flight with
 //!    [`Shared::start`], and makes the [`Guard`] that will record it exactly once.
 //! 2. The [`ResponseFuture`] runs the inner future. When the response head arrives, the
-//!    family's [`Family::read_head`] classifies it (the user's classifier for HTTP, the
+//!    family's [`CallFamily::read_head`] classifies it (the user's classifier for HTTP, the
 //!    `grpc-status` for gRPC), and the guard moves into the [`ResponseBody`].
 //! 3. The call ends at the first of: the end of the body (its trailers read by the
 //!    family), a head with no body to follow, an inner error, a body error, a panic in
 //!    the inner code, or the future or body dropped. The guard then hands the
-//!    [`Recorder`] the key, an [`End`] (the status, if a response came, and an error id)
-//!    and the [`Observation`] (durations, sizes, trace).
-//! 4. The recorder takes the call out of its in-flight gauge, asks the family for the
-//!    series of that key and end ([`Family::series_key`]: `None` sends it to the overflow
-//!    series), finds or creates the series in its lock-free [`Table`] within the
+//!    [`Recorder`] what it carried (its `Call`: the key, start time, status, error id,
+//!    sizes and trace), which the recorder reads in place.
+//! 4. The recorder reads the clock, takes the call out of its in-flight gauge, asks the
+//!    family for the series of that key and [`End`] ([`CallFamily::series_key`]: `None` sends
+//!    it to the overflow series), finds or creates the series in its lock-free [`Table`] within the
 //!    cardinality limit, and observes into its sharded histograms.
 //! 5. At scrape time, the family encodes its families from the recorder's tables
-//!    ([`Family::encode`]): names, labels, types.
+//!    ([`CallFamily::encode`]): names, labels, types.
 //!
 //! The exact rules of "finished", as users read them, are in the module docs of
 //! [`http_metrics`](crate::http_metrics).
 //!
-//! Hot-path rules: nothing on it takes a lock, allocates once a series exists, or writes
+//! Hot-path rules (of every family's calls; the one exception is the gRPC family of calls
+//! served, whose calls to a method it has not named yet take a short lock, see
+//! `grpc/served.rs`): nothing on it takes a lock, allocates once a series exists, or writes
 //! to memory another thread writes at the same time but its own shard of the in-flight
 //! and histogram cells ([`sharded`](crate::sharded)); a family's decisions are made once
 //! per call, on packed integers.
@@ -59,7 +61,7 @@ pub(crate) use guard::{Guard, RequestFacts, request_bytes_counter};
 pub(crate) use key::{Field, Key};
 pub use labels::UrlScheme;
 pub(crate) use labels::{Method, OVERFLOW_LABEL, OverflowLabels, encode_server};
-pub(crate) use recorder::{ActiveGauges, Histograms, Observation, Recorder, Series, Shared};
+pub(crate) use recorder::{ActiveGauges, Histograms, Recorder, Series, Shared};
 pub(crate) use table::Table;
 pub(crate) use tasks::Monitor;
 
@@ -69,9 +71,12 @@ pub(crate) use tasks::Monitor;
 /// Implemented by one type per protocol and side, each in its own module:
 /// `http_metrics::ServerRequests`, `grpc::ServerCalls`, `grpc::ClientCalls` and
 /// `client_metrics::ClientRequests`. The engine calls it with the family's type known
-/// (no dispatch) everywhere but at the end of a call, where one virtual call
-/// ([`Recorder`]'s `Sink`) reaches the family's recorder from the guard.
-pub(crate) trait Family: fmt::Debug + Send + Sync + Sized + 'static {
+/// (no dispatch) everywhere but through a guard, which is one type whatever its family:
+/// its head and trailers are read through function pointers the family chose
+/// ([`ReadHead`], [`ReadEnd`]), and its end reaches the family's recorder through a trait
+/// object ([`Recorder`]'s `Sink`, one virtual call per call, and one more to intern a
+/// classifier's `error_type` on a failure).
+pub(crate) trait CallFamily: fmt::Debug + Send + Sync + Sized + 'static {
     /// How many in-flight gauges the family keeps (HTTP: one per method and scheme);
     /// 0 when it publishes none, which spares its calls the two atomic adds.
     const ACTIVE_SLOTS: usize;
@@ -122,7 +127,9 @@ pub(crate) trait Family: fmt::Debug + Send + Sync + Sized + 'static {
     /// The key of the series a call that started with `key` and ended as `end` is
     /// recorded in: only the labels the family's metrics have, statuses that mean the
     /// same made one. `None`: the overflow series. The key a call starts with may carry
-    /// more than labels (gRPC's deadline): what the family needs at its end.
+    /// more than labels (gRPC's deadline, or a slot holding the name of a method not yet
+    /// named): what the family needs at its end. Called exactly once per call, when it
+    /// ends: a family may release there what the call's key holds.
     fn series_key(&self, key: Key, end: End) -> Option<Key>;
 
     /// The family's metric families, from the recorder's tables, at scrape time.
@@ -146,7 +153,7 @@ pub(crate) struct End {
 }
 
 /// How a response head is read: set the verdict on the guard, and say how the body's
-/// end is read if the head leaves the verdict to it. [`Family::read_head`] of a family,
+/// end is read if the head leaves the verdict to it. [`CallFamily::read_head`] of a family,
 /// chosen when the call starts.
 pub(crate) type ReadHead<C> = fn(&C, &mut Guard, StatusCode, &HeaderMap) -> Option<ReadEnd<C>>;
 
@@ -157,7 +164,7 @@ pub(crate) type ReadEnd<C> = fn(&C, &mut Guard, Option<&HeaderMap>);
 /// The reading of HTTP responses: the classifier's verdict on the head, and on the
 /// trailers when it leaves the verdict to them.
 #[inline]
-pub(crate) fn classified_head<C: Classify<E>, E>(
+fn classified_head<C: Classify<E>, E>(
     classify: &C,
     guard: &mut Guard,
     status: StatusCode,
@@ -184,7 +191,7 @@ fn classified_end<C: Classify<E>, E>(
 }
 
 /// The errors of a call as small numbers: the engine's own, then a family's
-/// ([`Family::FIRST_CUSTOM_ERROR`]), then the classifier's values, interned by the
+/// ([`CallFamily::FIRST_CUSTOM_ERROR`]), then the classifier's values, interned by the
 /// recorder up to a limit.
 pub(crate) mod error_id {
     /// Not a failure (a family may still call it one: a 5xx status).
