@@ -648,7 +648,8 @@ impl HttpMetricsBuilder {
         self.max_series
     }
 
-    /// The naming preset chosen.
+    /// The naming preset chosen, which the connection metrics follow.
+    #[cfg(feature = "connections")]
     pub(crate) fn naming_value(&self) -> Naming {
         self.naming
     }
