@@ -303,3 +303,174 @@ async fn the_wrong_layer_order_gives_no_exemplar_not_a_wrong_one() {
         .count();
     assert_eq!((servers, spans.len()), (3, 4), "{spans:#?}");
 }
+
+/// gRPC served: a real tonic server on 127.0.0.1, tower-http's `TraceLayer` for gRPC
+/// outside the HTTP metrics layer, which records the calls as
+/// `rpc_server_call_duration_seconds`.
+mod grpc {
+    use std::convert::Infallible;
+    use std::task::{Context, Poll};
+
+    use http::uri::PathAndQuery;
+    use tonic::codegen::BoxFuture;
+    use tonic::transport::{Channel, Server};
+    use tower::ServiceBuilder;
+
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Message {
+        #[prost(uint32, tag = "1")]
+        n: u32,
+    }
+
+    /// `test.Echo/Unary`, written as tonic's code generator writes a service.
+    #[derive(Clone)]
+    struct Echo;
+
+    impl tonic::server::NamedService for Echo {
+        const NAME: &'static str = "test.Echo";
+    }
+
+    struct Unary;
+
+    impl tonic::server::UnaryService<Message> for Unary {
+        type Response = Message;
+        type Future = BoxFuture<tonic::Response<Message>, tonic::Status>;
+
+        fn call(&mut self, request: tonic::Request<Message>) -> Self::Future {
+            Box::pin(async move { Ok(tonic::Response::new(request.into_inner())) })
+        }
+    }
+
+    impl<B> tower::Service<http::Request<B>> for Echo
+    where
+        B: http_body::Body + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Infallible>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<B>) -> Self::Future {
+            let codec = tonic_prost::ProstCodec::<Message, Message>::default();
+            Box::pin(async move { Ok(tonic::server::Grpc::new(codec).unary(Unary, request).await) })
+        }
+    }
+
+    /// The server's span of a call: `otel.kind` server, named by its method.
+    fn call_span<B>(request: &http::Request<B>) -> tracing::Span {
+        let method = request.uri().path().trim_start_matches('/');
+        let span = tracing::info_span!(
+            "call",
+            otel.kind = "server",
+            otel.name = method,
+            rpc.method = method,
+        );
+        let caller = TraceContextPropagator::new().extract(&Headers(request.headers()));
+        span.set_parent(caller)
+            .expect("a span of the OpenTelemetry layer");
+        span
+    }
+
+    #[tokio::test]
+    async fn grpc_calls_served_get_the_exemplars_of_their_server_spans() {
+        let tracing = Tracing::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = HttpMetricsLayer::builder()
+            .exemplars(true)
+            .trace_context(CurrentSpan)
+            .build(&mut registry)
+            .expect("valid options");
+        let exporter = Exporter::new(std::sync::Arc::new(registry));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("a bound address");
+        let server = Server::builder()
+            .layer(
+                ServiceBuilder::new()
+                    .layer(TraceLayer::new_for_grpc().make_span_with(call_span))
+                    .layer(metrics),
+            )
+            .add_service(Echo)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        tokio::spawn(async move { server.await.expect("the server runs") });
+
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect()
+            .await
+            .expect("connect to the test server");
+        let mut client = tonic::client::Grpc::new(channel);
+        let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+        for with_caller in [false, true] {
+            let mut request = tonic::Request::new(Message { n: 1 });
+            if with_caller {
+                request
+                    .metadata_mut()
+                    .insert("traceparent", traceparent.parse().expect("ASCII"));
+            }
+            client.ready().await.expect("ready");
+            let codec = tonic_prost::ProstCodec::<Message, Message>::default();
+            client
+                .unary(
+                    request,
+                    PathAndQuery::from_static("/test.Echo/Unary"),
+                    codec,
+                )
+                .await
+                .expect("an answer");
+        }
+        // The server ends a call (and its span) when its response stream has ended, on
+        // its own schedule: wait for both server spans, at most 10 s. (hyper's and h2's
+        // own spans are exported too: no filter here.)
+        let servers = || {
+            let mut spans = tracing.spans();
+            spans.retain(|span| span.span_kind == SpanKind::Server);
+            spans
+        };
+        let mut spans = servers();
+        for _ in 0..1000 {
+            if spans.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            spans = servers();
+        }
+        assert_eq!(spans.len(), 2, "{spans:#?}");
+
+        let openmetrics = scrape(&exporter).await;
+        let exemplars: Vec<(TraceId, SpanId)> = openmetrics
+            .lines()
+            .filter(|line| line.starts_with("rpc_server_call_duration_seconds_bucket{"))
+            .filter_map(|line| {
+                let exemplar = line.split_once(" # {")?.1;
+                let hex = |name: &str| {
+                    let start = exemplar.find(&format!("{name}=\""))? + name.len() + 2;
+                    exemplar.get(start..start + exemplar[start..].find('"')?)
+                };
+                Some((
+                    TraceId::from_hex(hex("trace_id")?).expect("hex"),
+                    SpanId::from_hex(hex("span_id")?).expect("hex"),
+                ))
+            })
+            .collect();
+        // Both calls fell in the same bucket within a second: the first one's exemplar.
+        assert_eq!(exemplars.len(), 1, "{openmetrics}");
+        let (trace, span) = exemplars[0];
+        let named = spans
+            .iter()
+            .find(|s| s.span_context.trace_id() == trace && s.span_context.span_id() == span)
+            .unwrap_or_else(|| panic!("no exported span {trace} {span}: {spans:#?}"));
+        assert_eq!(named.span_kind, SpanKind::Server);
+        assert_eq!(named.name, "test.Echo/Unary");
+        // The first call came without a caller: a trace of the service's own.
+        assert_eq!(named.parent_span_id, SpanId::INVALID, "{named:?}");
+        assert_ne!(trace, TraceId::from_hex(CALLER_TRACE).expect("hex"));
+    }
+}
