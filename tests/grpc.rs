@@ -157,7 +157,7 @@ fn call(code: Code, messages: u32, delay_ms: u64) -> Call {
 
 async fn unary<T>(
     grpc: &mut tonic::client::Grpc<T>,
-    path: &'static str,
+    path: &str,
     call: Request<Call>,
 ) -> Result<Reply, Status>
 where
@@ -170,7 +170,8 @@ where
         .await
         .map_err(|error| Status::unknown(error.into().to_string()))?;
     let codec = tonic_prost::ProstCodec::<Call, Reply>::default();
-    grpc.unary(call, PathAndQuery::from_static(path), codec)
+    let path: PathAndQuery = path.parse().expect("a valid path");
+    grpc.unary(call, path, codec)
         .await
         .map(Response::into_inner)
 }
@@ -313,6 +314,15 @@ async fn a_deadline_that_expires_is_deadline_exceeded() {
     let metrics = Metrics::new();
     let addr = start(&metrics).await;
     let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    // A method is named once a call of it is served (a call that ends unanswered is
+    // `_OTHER` until then): one served call first.
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
     let mut request = Request::new(call(Code::Ok, 0, 5_000));
     request.set_timeout(Duration::from_millis(200));
     let status = unary(&mut grpc, "/test.Echo/Unary", request)
@@ -324,7 +334,7 @@ async fn a_deadline_that_expires_is_deadline_exceeded() {
         matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
         "{status:?}"
     );
-    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 1.0).await;
+    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 2.0).await;
     assert_eq!(
         served(&samples, "test.Echo/Unary", "DEADLINE_EXCEEDED"),
         1.0
@@ -341,6 +351,15 @@ async fn a_client_that_cancels_is_cancelled() {
     let metrics = Metrics::new();
     let addr = start(&metrics).await;
     let channel = channel(addr).await;
+    // Named by a served call first (see `a_deadline_that_expires_is_deadline_exceeded`).
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
     let task = tokio::spawn(async move {
         let mut grpc = tonic::client::Grpc::new(channel);
         unary(
@@ -352,7 +371,7 @@ async fn a_client_that_cancels_is_cancelled() {
     });
     until(&metrics, "the call is in flight", |s| in_flight(s) == 1.0).await;
     task.abort();
-    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 1.0).await;
+    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 2.0).await;
     assert_eq!(served(&samples, "test.Echo/Unary", "CANCELLED"), 1.0);
     assert_eq!(error_type(&samples, "test.Echo/Unary", "CANCELLED"), None);
     assert_eq!(in_flight(&samples), 0.0);
@@ -468,6 +487,240 @@ async fn unknown_methods_are_other_and_plain_http_stays_http() {
     );
     assert_eq!(in_flight(&samples), 0.0);
     common::promtool_check_metrics(&common::prometheus_text(metrics.registry()));
+}
+
+/// Issue 26, point 1: every path a client sent was interned, even answered
+/// `UNIMPLEMENTED`, in a table capped at `max_series` and never emptied: made-up methods
+/// filled it, and the real methods were then recorded in the overflow series only.
+#[tokio::test]
+async fn made_up_methods_do_not_take_the_real_methods_places() {
+    let metrics = Metrics::builder()
+        .http(tower_prometheus::HttpMetricsLayer::builder().max_series(20))
+        .build()
+        .expect("valid options");
+    let addr = start(&metrics).await;
+    let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    for n in 0..100 {
+        let path = format!("/made.Up/Method{n}");
+        let status = unary(&mut grpc, &path, Request::new(call(Code::Ok, 0, 0)))
+            .await
+            .expect_err("no such method");
+        assert_eq!(status.code(), Code::Unimplemented, "{path}");
+    }
+    // The real methods after them: a unary call that fails (a status alone), one that
+    // succeeds, and a stream the client drops half-way.
+    let status = unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::NotFound, 0, 0)),
+    )
+    .await
+    .expect_err("NOT_FOUND");
+    assert_eq!(status.code(), Code::NotFound);
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
+    grpc.ready().await.expect("the channel is ready");
+    let mut stream = grpc
+        .server_streaming(
+            Request::new(call(Code::Ok, 1_000, 5)),
+            PathAndQuery::from_static("/test.Echo/Stream"),
+            tonic_prost::ProstCodec::<Call, Reply>::default(),
+        )
+        .await
+        .expect("the stream starts")
+        .into_inner();
+    stream.message().await.expect("a message");
+    drop(stream);
+
+    let samples = until(&metrics, "103 calls served", |s| total_served(s) == 103.0).await;
+    assert_eq!(served(&samples, "_OTHER", "UNIMPLEMENTED"), 100.0);
+    assert_eq!(served(&samples, "test.Echo/Unary", "NOT_FOUND"), 1.0);
+    assert_eq!(served(&samples, "test.Echo/Unary", "OK"), 1.0);
+    assert_eq!(served(&samples, "test.Echo/Stream", "CANCELLED"), 1.0);
+    let overflow = common::find(&samples, SERVED, &[("otel_metric_overflow", "true")]);
+    assert!(overflow.is_empty(), "{overflow:?}");
+    let methods: std::collections::BTreeSet<&str> = common::find(&samples, SERVED, &[])
+        .iter()
+        .filter_map(|sample| sample.labels.get("rpc_method").map(String::as_str))
+        .collect();
+    assert_eq!(
+        methods.into_iter().collect::<Vec<_>>(),
+        ["_OTHER", "test.Echo/Stream", "test.Echo/Unary"]
+    );
+}
+
+/// How a raw HTTP/2 client ends the unary call it started.
+#[derive(Clone, Copy, Debug)]
+enum Break {
+    /// RST_STREAM with this code, after the HEADERS and `bytes` bytes of a message whose
+    /// length prefix announced 100.
+    Reset(h2::Reason, usize),
+    /// END_STREAM after `bytes` bytes of that message: the stream ends inside it.
+    Truncate(usize),
+}
+
+/// Starts a unary call to `test.Echo/Unary` over a raw HTTP/2 connection, waits until
+/// the server has it in flight, and breaks it as `how` says.
+async fn break_a_call(metrics: &Metrics, addr: SocketAddr, how: Break) {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the test server");
+    let (client, connection) = h2::client::handshake(tcp)
+        .await
+        .expect("an HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("the connection is ready");
+    let request = http::Request::post(format!("http://{addr}/test.Echo/Unary"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("a valid request");
+    let (response, mut stream) = client
+        .send_request(request, false)
+        .expect("the request is sent");
+    let bytes = match how {
+        Break::Reset(_, bytes) | Break::Truncate(bytes) => bytes,
+    };
+    // Not compressed, 100 bytes announced, `bytes` sent.
+    let mut message = vec![0, 0, 0, 0, 100];
+    message.resize(5 + bytes, 0);
+    let before = total_served(&scrape(metrics));
+    if bytes > 0 {
+        stream
+            .send_data(bytes::Bytes::from(message), false)
+            .expect("data is sent");
+    }
+    until(metrics, "the call is in flight", |s| in_flight(s) == 1.0).await;
+    match how {
+        Break::Reset(reason, _) => stream.send_reset(reason),
+        Break::Truncate(_) => stream
+            .send_data(bytes::Bytes::new(), true)
+            .expect("the end is sent"),
+    }
+    until(metrics, "the call is finished", |s| {
+        total_served(s) == before + 1.0
+    })
+    .await;
+    drop((response, stream, client));
+    connection.abort();
+}
+
+/// Issue 26, point 2: a client that resets a unary call in the middle of its message
+/// made tonic answer `INTERNAL` ("Missing request message.", "Unexpected EOF decoding
+/// stream.", "h2 protocol error: error reading a body from connection"), which the
+/// layer recorded as the server's error, and which paged. It is the client's doing:
+/// `CANCELLED`, without `error_type`.
+#[tokio::test]
+async fn a_call_the_client_breaks_mid_message_is_cancelled() {
+    let metrics = Metrics::new();
+    let addr = start(&metrics).await;
+    let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    // Named by a served call first.
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
+    let breaks = [
+        Break::Reset(h2::Reason::CANCEL, 10),
+        Break::Reset(h2::Reason::NO_ERROR, 10),
+        Break::Reset(h2::Reason::CANCEL, 0),
+        Break::Reset(h2::Reason::NO_ERROR, 0),
+        Break::Reset(h2::Reason::INTERNAL_ERROR, 10),
+        Break::Reset(h2::Reason::PROTOCOL_ERROR, 10),
+        Break::Truncate(10),
+        Break::Truncate(0),
+    ];
+    for how in breaks {
+        break_a_call(&metrics, addr, how).await;
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(
+        total_served(&samples),
+        1.0 + breaks.len() as f64,
+        "{samples:#?}"
+    );
+    assert_eq!(
+        served(&samples, "test.Echo/Unary", "CANCELLED"),
+        breaks.len() as f64,
+        "{samples:#?}"
+    );
+    assert_eq!(error_type(&samples, "test.Echo/Unary", "CANCELLED"), None);
+    // A call the handler itself fails stays the server's error.
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Internal, 0, 0)),
+    )
+    .await
+    .expect_err("INTERNAL");
+    let samples = until(&metrics, "the INTERNAL call", |s| {
+        served(s, "test.Echo/Unary", "INTERNAL") == 1.0
+    })
+    .await;
+    assert_eq!(
+        error_type(&samples, "test.Echo/Unary", "INTERNAL").as_deref(),
+        Some("INTERNAL")
+    );
+}
+
+/// Issue 26, point 7: tonic reads `grpc-timeout: +100m` as 100 ms (Rust's integer
+/// parsing takes the `+`) and ends the call then; the layer did not read it, and
+/// recorded the call `CANCELLED` instead of `DEADLINE_EXCEEDED`.
+#[tokio::test]
+async fn a_deadline_tonic_reads_with_a_plus_is_deadline_exceeded() {
+    let metrics = Metrics::new();
+    let addr = start(&metrics).await;
+    let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+    unary(
+        &mut grpc,
+        "/test.Echo/Unary",
+        Request::new(call(Code::Ok, 0, 0)),
+    )
+    .await
+    .expect("served");
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the test server");
+    let (client, connection) = h2::client::handshake(tcp)
+        .await
+        .expect("an HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("the connection is ready");
+    let request = http::Request::post(format!("http://{addr}/test.Echo/Unary"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "+100m")
+        .body(())
+        .expect("a valid request");
+    let (response, mut stream) = client
+        .send_request(request, false)
+        .expect("the request is sent");
+    let message = prost::Message::encode_to_vec(&call(Code::Ok, 0, 5_000));
+    let mut frame = vec![0];
+    frame.extend((message.len() as u32).to_be_bytes());
+    frame.extend(message);
+    stream
+        .send_data(bytes::Bytes::from(frame), true)
+        .expect("the message is sent");
+    let response = response.await.expect("an answer");
+    // tonic's server answers its own timeout with a status alone.
+    let status = response.headers().get("grpc-status").cloned();
+    assert!(status.is_some(), "{response:?}");
+    let samples = until(&metrics, "the call is finished", |s| total_served(s) == 2.0).await;
+    assert_eq!(
+        served(&samples, "test.Echo/Unary", "DEADLINE_EXCEEDED"),
+        1.0,
+        "{samples:#?}"
+    );
+    connection.abort();
 }
 
 #[tokio::test]
@@ -604,6 +857,180 @@ async fn client_layer_records_grpc_statuses_timeouts_and_refused_connections() {
     );
     // The server saw 4 of them (the timed-out one as DEADLINE_EXCEEDED or CANCELLED).
     until(&server, "4 calls served", |s| total_served(s) == 4.0).await;
+}
+
+/// Issue 31, point 5: a call past the deadline its client sent was `DEADLINE_EXCEEDED`
+/// on the server and `CANCELLED` on the client, when the client's timer is not inside
+/// the layer: here a client without one (hyper-util's, which tonic's `Channel` is not:
+/// its server enforces the deadline and answers `CANCELLED`, "Timeout expired"), and a
+/// caller's own timer outside the layer, of the deadline it sent.
+#[tokio::test]
+async fn client_layer_records_a_call_past_its_deadline_as_its_server_does() {
+    let server = Metrics::new();
+    let addr = start(&server).await;
+    let client = Metrics::new();
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<tonic::body::Body>();
+    let service = tower::ServiceBuilder::new()
+        .layer(client.client_layer())
+        .service(hyper);
+    let origin: http::Uri = format!("http://{addr}").parse().expect("a valid URI");
+    let mut grpc = tonic::client::Grpc::with_origin(service, origin);
+    // The server's timer.
+    let mut request = Request::new(call(Code::Ok, 0, 5_000));
+    request.set_timeout(Duration::from_millis(200));
+    let status = unary(&mut grpc, "/test.Echo/Unary", request)
+        .await
+        .expect_err("the deadline passes");
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    // The caller's timer, outside the layer, of the deadline it sent.
+    let mut request = Request::new(call(Code::Ok, 0, 5_000));
+    request.set_timeout(Duration::from_millis(200));
+    let made = unary(&mut grpc, "/test.Echo/Unary", request);
+    tokio::time::timeout(Duration::from_millis(200), made)
+        .await
+        .expect_err("the caller gives up");
+    // Cancelled well before its deadline: cancelled.
+    let mut request = Request::new(call(Code::Ok, 0, 5_000));
+    request.set_timeout(Duration::from_secs(60));
+    let made = unary(&mut grpc, "/test.Echo/Unary", request);
+    tokio::time::timeout(Duration::from_millis(100), made)
+        .await
+        .expect_err("the caller gives up");
+    let samples = until(&client, "3 calls made", |s| {
+        common::total(s, CALLED, &[]) == 3.0
+    })
+    .await;
+    let code = |code: &'static str| {
+        [
+            ("rpc_method", "test.Echo/Unary"),
+            ("rpc_response_status_code", code),
+        ]
+    };
+    assert_eq!(
+        one(&samples, CALLED, &code("DEADLINE_EXCEEDED")),
+        (2.0, Some("DEADLINE_EXCEEDED".to_owned())),
+        "{samples:#?}"
+    );
+    assert_eq!(
+        one(&samples, CALLED, &code("CANCELLED")),
+        (1.0, Some("CANCELLED".to_owned()))
+    );
+}
+
+/// How a stand-in server at 127.0.0.1 treats the calls made to it.
+#[derive(Clone, Copy, Debug)]
+enum Misbehaving {
+    /// Nothing listens: the connection is refused.
+    Absent,
+    /// It accepts each connection and closes it at once.
+    AcceptsThenCloses,
+    /// It takes the call (HTTP/2), then dies: the connection closes with the call in
+    /// flight.
+    DiesWithTheCallInFlight,
+    /// It answers the call with RST_STREAM and this code.
+    Resets(h2::Reason),
+}
+
+/// Starts a stand-in server that behaves as `how` says; its address.
+async fn misbehaving(how: Misbehaving) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("a bound address");
+    if let Misbehaving::Absent = how {
+        return addr;
+    }
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Misbehaving::AcceptsThenCloses = how {
+                    return;
+                }
+                let Ok(mut connection) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = connection.accept().await {
+                    match how {
+                        Misbehaving::Resets(reason) => respond.send_reset(reason),
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A tonic code as the specification spells it (`DeadlineExceeded`: `DEADLINE_EXCEEDED`).
+fn code_name(code: Code) -> String {
+    let mut name = String::new();
+    for (n, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && n > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+/// Issue 26, point 7: the client's metrics said another code than tonic gave the
+/// calling code: a server that accepts and closes the connection, or dies with a call
+/// in flight, was `UNAVAILABLE` (`connect_error`) though tonic says `CANCELLED` or
+/// `UNKNOWN` ("transport error") and the connection was made. The code recorded is
+/// tonic's, for each way a server can fail a call.
+#[tokio::test]
+async fn client_layer_records_the_code_tonic_returns() {
+    let cases = [
+        (Misbehaving::Absent, "connection_refused"),
+        (Misbehaving::AcceptsThenCloses, "connection_closed"),
+        (Misbehaving::DiesWithTheCallInFlight, "connection_error"),
+        (
+            Misbehaving::Resets(h2::Reason::REFUSED_STREAM),
+            "UNAVAILABLE",
+        ),
+        (Misbehaving::Resets(h2::Reason::INTERNAL_ERROR), "INTERNAL"),
+        (
+            Misbehaving::Resets(h2::Reason::ENHANCE_YOUR_CALM),
+            "RESOURCE_EXHAUSTED",
+        ),
+    ];
+    for (how, expected_error) in cases {
+        let addr = misbehaving(how).await;
+        let metrics = Metrics::new();
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect_lazy();
+        let mut grpc = tonic::client::Grpc::new(
+            tower::ServiceBuilder::new()
+                .layer(metrics.client_layer().server_address(addr.to_string()))
+                .service(channel),
+        );
+        let status = unary(
+            &mut grpc,
+            "/test.Echo/Unary",
+            Request::new(call(Code::Ok, 0, 0)),
+        )
+        .await
+        .expect_err("the server fails the call");
+        let samples = until(&metrics, "the call", |s| {
+            common::total(s, CALLED, &[]) == 1.0
+        })
+        .await;
+        let found = common::find(&samples, CALLED, &[]);
+        let labels = &found[0].labels;
+        assert_eq!(
+            labels.get("rpc_response_status_code"),
+            Some(&code_name(status.code())),
+            "{how:?}: tonic returned {status:?}; {labels:?}"
+        );
+        assert_eq!(
+            labels.get("error_type").map(String::as_str),
+            Some(expected_error),
+            "{how:?}: {status:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -240,7 +240,11 @@
       // rpc_server_call_duration_seconds, OpenTelemetry RPC conventions in both presets.
       // Calls with an error_type are the server's failures (UNKNOWN, DEADLINE_EXCEEDED,
       // UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS, panics); client errors such as
-      // INVALID_ARGUMENT or ALREADY_EXISTS and cancelled calls have none.
+      // INVALID_ARGUMENT or ALREADY_EXISTS and cancelled calls (calls the client reset
+      // mid-request included) have none. UNIMPLEMENTED on rpc_method="_OTHER" is a
+      // client calling a method the server does not have, which any client can do at
+      // will: it does not count. The two selectors of the errors are disjoint by
+      // rpc_method, so `or` adds them.
       {
         name: 'grpc',
         rules: [
@@ -254,7 +258,13 @@
               ) > 0.05
               and
               %(all)s > 0.05
-            ||| % { errors: grpcCalls('{error_type!=""}'), all: grpcCalls() },
+            ||| % {
+              errors: '(%s or %s)' % [
+                grpcCalls('{error_type!="", rpc_method!="_OTHER"}'),
+                grpcCalls('{error_type!="", error_type!="UNIMPLEMENTED", rpc_method="_OTHER"}'),
+              ],
+              all: grpcCalls(),
+            },
             'page',
             '{{ $labels.job }}: {{ $value | humanizePercentage }} of {{ $labels.rpc_method }} calls fail',
             'For 5 minutes, more than 5% of the gRPC calls to {{ $labels.rpc_method }} served by {{ $labels.job }} have ended with a server error (see rpc_response_status_code on the gRPC calls dashboard).',

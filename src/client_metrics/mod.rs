@@ -21,17 +21,29 @@
 //!
 //! The inner service's errors are classified by [`ClientErrors`] unless
 //! [`classify`](ClientMetricsLayer::classify) gives another
-//! [`Classify`](crate::http_metrics::Classify): `connection_refused`, `timeout`,
-//! `connect_error`, `_OTHER`, found in the error's `source()` chain without depending on
-//! tonic or hyper-util (see [`ClientErrors`]). A gRPC call that failed so gets the code a
-//! gRPC client reports for it: `UNAVAILABLE` for connection errors, `DEADLINE_EXCEEDED`
-//! for timeouts, `UNKNOWN` otherwise. The layer's service returns the inner error boxed
+//! [`Classify`](crate::http_metrics::Classify): `connection_refused`, `connect_error`,
+//! `timeout`, `connection_closed`, `connection_error`, `keepalive_timeout`, a gRPC code
+//! found in the chain, `_OTHER`, read from the error's `source()` chain without depending
+//! on tonic, hyper or hyper-util (see [`ClientErrors`]). A gRPC call that failed so gets
+//! the code tonic's client returns for that error: `UNAVAILABLE` when the connection could
+//! not be made, `CANCELLED` when it closed before the call was answered, `UNKNOWN` when
+//! it broke with the call in flight, `DEADLINE_EXCEEDED` for timeouts (where tonic says
+//! `CANCELLED`; see below). The layer's service returns the inner error boxed
 //! (`Box<dyn Error + Send + Sync>`, what tower's middleware returns): tonic's clients take
 //! it as they are, and the original error is a `downcast_ref` away.
 //!
-//! Put timeouts (`tower::timeout`, tonic's `Endpoint::timeout` or a call's
-//! `set_timeout`) *inside* the layer, so that it sees their error: a timeout outside it
-//! drops the call, which is then `cancelled`.
+//! # Deadlines
+//!
+//! A gRPC call's deadline is its `grpc-timeout` header (tonic's `Request::set_timeout`).
+//! A call past it is `DEADLINE_EXCEEDED`, as its server records it, however the client
+//! gave up: tonic's `Channel` timer (inside the layer: its error is `timeout`), a timer of
+//! the caller outside the layer (the call is dropped), or none (the server ends the call:
+//! tonic's server answers its own timeout `CANCELLED`). The same tolerance as the
+//! server's applies: a call dropped within a tenth of the timeout (at most 20 ms) before
+//! it counts as past it, since a timer outside the layer started first. Other timeouts
+//! (`tower::timeout`, tonic's `Endpoint::timeout`) are seen as `timeout` inside the
+//! layer; outside it, a call they drop before its `grpc-timeout` is `cancelled`
+//! (`CANCELLED`).
 //!
 //! # Server address and port
 //!

@@ -66,6 +66,37 @@ impl Code {
             .map(|(code, _)| *code)
     }
 
+    /// The code whose name is `name` in camel case, as tonic's `Code` spells it in its
+    /// `Debug` form (`DeadlineExceeded`).
+    pub(crate) fn from_camel_case(name: &str) -> Option<Self> {
+        CODES.iter().map(|(code, _)| *code).find(|code| {
+            let mut words = code.as_str().bytes().filter(|byte| *byte != b'_');
+            let mut camel = name.bytes();
+            loop {
+                match (words.next(), camel.next()) {
+                    (None, None) => return true,
+                    (Some(a), Some(b)) if a.eq_ignore_ascii_case(&b) => {}
+                    _ => return false,
+                }
+            }
+        })
+    }
+
+    /// The code tonic's client gives an HTTP/2 error with this code (`REFUSED_STREAM`,
+    /// as h2's `Reason` spells it in its `Debug` form), as the gRPC specification maps
+    /// them (`doc/PROTOCOL-HTTP2.md`, "Errors").
+    pub(crate) fn of_h2_reason(reason: &str) -> Self {
+        match reason {
+            "NO_ERROR" | "PROTOCOL_ERROR" | "INTERNAL_ERROR" | "FLOW_CONTROL_ERROR"
+            | "SETTINGS_TIMEOUT" | "COMPRESSION_ERROR" | "CONNECT_ERROR" => Self::Internal,
+            "REFUSED_STREAM" => Self::Unavailable,
+            "CANCEL" => Self::Cancelled,
+            "ENHANCE_YOUR_CALM" => Self::ResourceExhausted,
+            "INADEQUATE_SECURITY" => Self::PermissionDenied,
+            _ => Self::Unknown,
+        }
+    }
+
     /// Its name, as `rpc_response_status_code` spells it.
     pub(crate) fn as_str(self) -> &'static str {
         CODES[self as usize].1
@@ -138,6 +169,15 @@ mod tests {
             assert_eq!(Code::of_error_id(code.error_id()), Some(*code));
         }
         assert_eq!(Code::from_number(17), None);
+        assert_eq!(
+            Code::from_camel_case("DeadlineExceeded"),
+            Some(Code::DeadlineExceeded)
+        );
+        assert_eq!(Code::from_camel_case("Ok"), Some(Code::Ok));
+        assert_eq!(Code::from_camel_case("Deadline"), None);
+        assert_eq!(Code::from_camel_case("DeadlineExceededX"), None);
+        assert_eq!(Code::of_h2_reason("REFUSED_STREAM"), Code::Unavailable);
+        assert_eq!(Code::of_h2_reason("Reason(0x99)"), Code::Unknown);
         assert_eq!(Code::of_error_id(FIRST_CUSTOM_ERROR), None);
         assert_eq!(Code::of_error_id(error_id::CANCELLED), None);
     }

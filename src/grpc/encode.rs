@@ -77,12 +77,13 @@ pub(super) fn status_labels<'a>(
 }
 
 /// The gRPC code a client reports for a call that failed with this `error_type`
-/// (the values of the client layer's default classifier, `ClientErrors`).
+/// (the values of the client layer's default classifier, `ClientErrors`, whose docs
+/// have the table; a code's name is that code, before this is reached).
 fn code_of_error(error_type: &str) -> Code {
     match error_type {
-        "connection_refused" | "connect_error" => Code::Unavailable,
+        "connection_refused" | "connect_error" | "keepalive_timeout" => Code::Unavailable,
         "timeout" => Code::DeadlineExceeded,
-        "cancelled" => Code::Cancelled,
+        "cancelled" | "connection_closed" => Code::Cancelled,
         _ => Code::Unknown,
     }
 }

@@ -38,14 +38,20 @@ pub(crate) const FAMILIES: [&str; 3] = [
     "rpc_client_call_duration_seconds",
 ];
 
-/// How long after its start a call's deadline passes, from its `grpc-timeout` header (at
-/// most 8 digits and a unit: `H`, `M`, `S`, `m`, `u`, `n`), less a tenth of the timeout
-/// (at most 20 ms): the client and tonic's own timer (outside the layer) started it a
-/// little earlier, and cancel the call when their clock says so.
+/// How long after its start a call's deadline passes, from its `grpc-timeout` header,
+/// less a tenth of the timeout (at most 20 ms): the client and tonic's own timer
+/// (outside the layer) started it a little earlier, and cancel the call when their clock
+/// says so; a caller's timer outside the client layer too.
+///
+/// The value is read as tonic reads it, which is what applies the deadline: at most 8
+/// characters of a decimal number, optionally after a `+` (Rust's integer parsing, a
+/// little more than the specification's digits), then a unit: `H`, `M`, `S`, `m`, `u`,
+/// `n`.
 pub(crate) fn deadline(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.as_bytes();
-    let (unit, digits) = value.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+    let (unit, number) = value.split_last()?;
+    let digits = number.strip_prefix(b"+").unwrap_or(number);
+    if digits.is_empty() || number.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let n = digits
@@ -146,14 +152,15 @@ pub(crate) fn full_method(path: &str) -> &str {
 /// Reads a gRPC response head into the guard, as a gRPC client does: its `grpc-status`
 /// when it has one (a trailers-only response), the code of its HTTP status when that is
 /// not 200, else the trailers decide ([`read_end`]). The classifier has no say: a gRPC
-/// call's verdict is its status (the classifier still names inner errors).
-pub(crate) fn read_head<C>(
+/// call's verdict is its status (the classifier still names inner errors). `SERVER`:
+/// read on the server's side ([`status`]).
+pub(crate) fn read_head<C, const SERVER: bool>(
     _: &C,
     guard: &mut Guard,
     status: StatusCode,
     headers: &HeaderMap,
 ) -> Option<ReadEnd<C>> {
-    if let Some(code) = Code::from_headers(headers) {
+    if let Some(code) = self::status::<SERVER>(headers) {
         guard.fail(code.error_id());
         return None;
     }
@@ -161,16 +168,82 @@ pub(crate) fn read_head<C>(
         guard.fail(Code::from_http(status).error_id());
         return None;
     }
-    Some(read_end::<C>)
+    Some(read_end::<C, SERVER>)
 }
 
 /// Reads the end of a gRPC response body: the `grpc-status` of its trailers; `UNKNOWN`
 /// without one.
-fn read_end<C>(_: &C, guard: &mut Guard, trailers: Option<&HeaderMap>) {
-    let code = trailers
-        .and_then(Code::from_headers)
-        .unwrap_or(Code::Unknown);
+fn read_end<C, const SERVER: bool>(_: &C, guard: &mut Guard, trailers: Option<&HeaderMap>) {
+    let code = trailers.and_then(status::<SERVER>).unwrap_or(Code::Unknown);
     guard.fail(code.error_id());
+}
+
+/// The status in a response head or trailers. On the server's side (`SERVER`), a status
+/// that says the client's request stream broke or ended before its message
+/// ([`request_broke`]) is `CANCELLED`: the client gave up on the call, whatever code the
+/// server answered with, and an error a client causes at will is not the server's.
+fn status<const SERVER: bool>(headers: &HeaderMap) -> Option<Code> {
+    let code = Code::from_headers(headers)?;
+    if SERVER && code != Code::Ok && request_broke(headers) {
+        return Some(Code::Cancelled);
+    }
+    Some(code)
+}
+
+/// The `grpc-message`s of tonic's server for a call whose request stream broke or ended
+/// before a whole message: what it answers a client that reset its stream in the middle
+/// of the request (RST_STREAM `CANCEL` or `NO_ERROR`: hyper ends the request body as if
+/// it had ended; any other reason, or a connection lost: the body fails), or that ended
+/// it early. The layer cannot see the reset itself: the body is the inner service's
+/// (wrapping it would change the request type users' services take), and hyper checks
+/// for a reset only while the service's future is pending, while tonic answers in the
+/// poll that saw the body end. `tests/grpc.rs` sends such resets as raw HTTP/2 frames to a
+/// real tonic server, so that a tonic release that words them otherwise fails there.
+const BROKEN_REQUEST: [&str; 3] = [
+    // A unary call's request stream ended without a message.
+    "Missing request message.",
+    // It ended inside a message (its length prefix announced more).
+    "Unexpected EOF decoding stream.",
+    // The request body failed: a reset with an error code, a connection lost.
+    "h2 protocol error: error reading a body from connection",
+];
+
+/// Whether the `grpc-message` of `headers` (percent-encoded, as the specification says)
+/// is one of [`BROKEN_REQUEST`].
+fn request_broke(headers: &HeaderMap) -> bool {
+    let Some(message) = headers.get("grpc-message") else {
+        return false;
+    };
+    let message = message.as_bytes();
+    BROKEN_REQUEST
+        .iter()
+        .any(|text| percent_decoded_starts_with(message, text.as_bytes()))
+}
+
+/// Whether `encoded`, its `%XX` escapes decoded, starts with `prefix`.
+fn percent_decoded_starts_with(encoded: &[u8], prefix: &[u8]) -> bool {
+    let hex = |digit: u8| (digit as char).to_digit(16).map(|n| n as u8);
+    let mut rest = encoded;
+    for expected in prefix {
+        let byte = match rest {
+            [b'%', high, low, tail @ ..] => match (hex(*high), hex(*low)) {
+                (Some(high), Some(low)) => {
+                    rest = tail;
+                    high << 4 | low
+                }
+                _ => return false,
+            },
+            [byte, tail @ ..] => {
+                rest = tail;
+                *byte
+            }
+            [] => return false,
+        };
+        if byte != *expected {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -195,6 +268,45 @@ mod tests {
             .body(())
             .expect("a valid request");
         assert!(!is_grpc(&get));
+    }
+
+    #[test]
+    fn broken_requests_are_cancelled_on_the_server_side_only() {
+        let headers = |code: &str, message: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-status", code.parse().expect("a header value"));
+            headers.insert("grpc-message", message.parse().expect("a header value"));
+            headers
+        };
+        for message in [
+            "Missing%20request%20message.",
+            "Missing request message.",
+            "Unexpected%20EOF%20decoding%20stream.",
+            "h2%20protocol%20error:%20error%20reading%20a%20body%20from%20connection",
+            "h2%20protocol%20error%3A%20error%20reading%20a%20body%20from%20connection",
+        ] {
+            let broken = headers("13", message);
+            assert_eq!(status::<true>(&broken), Some(Code::Cancelled), "{message}");
+            assert_eq!(status::<false>(&broken), Some(Code::Internal), "{message}");
+        }
+        for (code, message, expected) in [
+            ("13", "Missing%20request", Code::Internal),
+            ("13", "as%2", Code::Internal),
+            ("13", "%zzMissing", Code::Internal),
+            ("13", "", Code::Internal),
+            ("0", "Missing%20request%20message.", Code::Ok),
+            (
+                "2",
+                "Unexpected%20EOF%20decoding%20stream.",
+                Code::Cancelled,
+            ),
+        ] {
+            assert_eq!(
+                status::<true>(&headers(code, message)),
+                Some(expected),
+                "{code} {message}"
+            );
+        }
     }
 
     #[test]
@@ -234,12 +346,29 @@ mod tests {
             deadline(&headers)
         };
         assert_eq!(deadline("100m"), Some(Duration::from_millis(90)));
+        // tonic applies a `+` before the number (issue 26, point 7).
+        assert_eq!(deadline("+100m"), Some(Duration::from_millis(90)));
+        assert_eq!(
+            deadline("+9999999n"),
+            Some(Duration::from_nanos(9_999_999 - 999_999))
+        );
         assert_eq!(deadline("1S"), Some(Duration::from_millis(980)));
         assert_eq!(
             deadline("2H"),
             Some(Duration::from_secs(7200) - Duration::from_millis(20))
         );
-        for bad in ["", "m", "123456789m", "10x", "-1m", "1.5S"] {
+        for bad in [
+            "",
+            "m",
+            "+m",
+            "123456789m",
+            "+12345678m",
+            "++1m",
+            "1+m",
+            "10x",
+            "-1m",
+            "1.5S",
+        ] {
             assert_eq!(deadline(bad), None, "{bad:?}");
         }
     }

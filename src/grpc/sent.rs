@@ -7,6 +7,7 @@ use http::{HeaderMap, Request, StatusCode};
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
+use super::DeadlineField;
 use super::code::{self, Code};
 use super::encode::{CallLabels, encode_durations};
 use crate::classify::Classify;
@@ -23,6 +24,8 @@ const SERVER: Field = Field::after(SCHEME, 16);
 const METHOD: Field = Field::after(SERVER, 16);
 /// Set when the server or the method was beyond the cardinality limit.
 const OVERFLOW: Field = Field::after(METHOD, 1);
+/// The call's deadline (its `grpc-timeout`), until it ends.
+const DEADLINE: DeadlineField = DeadlineField::after(OVERFLOW, 22);
 
 /// The family of gRPC calls made: the server called and the full method.
 pub(crate) struct ClientCalls {
@@ -94,6 +97,7 @@ impl ClientCalls {
             (Some(server), Some(method)) => METHOD.set(SERVER.set(key, server), method),
             _ => OVERFLOW.set(key, 1),
         };
+        let key = DEADLINE.set(key, request.headers());
         let handle = shared.start(key);
         let facts = RequestFacts::new(request.version(), Method::Post);
         Guard::new(handle, start, key, facts, RequestBytes::Unknown, None)
@@ -118,11 +122,13 @@ impl Family for ClientCalls {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Option<ReadEnd<C>> {
-        super::read_head(classify, guard, status, headers)
+        super::read_head::<C, false>(classify, guard, status, headers)
     }
 
-    /// A call the caller dropped is `CANCELLED`. The scheme stays: the server's default
-    /// port depends on it.
+    /// A call the caller dropped is `CANCELLED`; past the deadline the client sent
+    /// (`grpc-timeout`), a call cancelled so, or answered `CANCELLED` (tonic's server
+    /// answers its own timeout so), is `DEADLINE_EXCEEDED`, as its server records it.
+    /// The scheme stays: the server's default port depends on it.
     fn series_key(&self, key: Key, end: End) -> Option<Key> {
         if OVERFLOW.get(key) != 0 {
             return None;
@@ -132,7 +138,12 @@ impl Family for ClientCalls {
             error_id::CANCELLED => Code::Cancelled.error_id(),
             error => error,
         };
-        Some(ERROR.set(key, u64::from(error)))
+        let error = if error == Code::Cancelled.error_id() && DEADLINE.passed(key, end.seconds) {
+            Code::DeadlineExceeded.error_id()
+        } else {
+            error
+        };
+        Some(ERROR.set(DEADLINE.clear(key), u64::from(error)))
     }
 
     fn encode(recorder: &Recorder<Self>, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {

@@ -274,11 +274,11 @@ impl Family for ServerRequests {
         if key.route() == OVERFLOW_ROUTE {
             return None;
         }
-        let status = match (end.status, end.error) {
-            _ if end.inner_error => 500,
-            (0, error_id::CANCELLED) => 499,
-            (0, _) => 500,
-            (status, _) => status,
+        // An inner error has no response: its status is 0 too.
+        let status = match end.status {
+            0 if end.error == error_id::CANCELLED && !end.inner_error => 499,
+            0 => 500,
+            status => status,
         };
         let key = key
             .finish(status, end.error)

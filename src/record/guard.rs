@@ -8,7 +8,7 @@ use std::time::Instant;
 use http::StatusCode;
 
 use super::recorder::Handle;
-use super::{End, Key, Method, Observation, error_id};
+use super::{Key, Method, error_id};
 use crate::classify::ErrorType;
 use crate::exemplar::TraceContext;
 
@@ -63,17 +63,9 @@ impl RequestFacts {
 /// error, or its own `Drop` (a dropped future or body, or a panic unwinding through).
 pub(crate) struct Guard {
     recorder: Arc<Handle>,
-    start: Instant,
-    key: Key,
-    request_bytes: RequestBytes,
-    /// The response's status code; 0 until the response head arrived.
-    status: u16,
-    /// The verdict so far ([`error_id`]).
-    error: u8,
+    /// What the recorder reads when the call ends.
+    call: Call,
     request: RequestFacts,
-    response_bytes: u64,
-    /// The request's trace context, for an exemplar.
-    trace: Option<TraceContext>,
     /// The body length hyper will send over HTTP/1.x (`Content-Length`, or an exact
     /// size hint; `u64::MAX` when unknown, and over HTTP/2): hyper stops polling a body
     /// once that many bytes are written, whether or not the body has said it ended.
@@ -83,8 +75,35 @@ pub(crate) struct Guard {
     /// time, the request was cancelled, whatever else is unwinding on this thread.
     pub(crate) polling: bool,
     finished: bool,
+}
+
+/// A call as the guard carries it to its end, where the recorder reads it in place
+/// ([`Sink::finish`](super::recorder::Sink::finish)): nothing is copied into arguments.
+pub(crate) struct Call {
+    pub(crate) start: Instant,
+    pub(crate) key: Key,
+    pub(crate) request_bytes: RequestBytes,
+    /// The response's status code; 0 until the response head arrived.
+    pub(crate) status: u16,
+    /// The verdict so far ([`error_id`]).
+    pub(crate) error: u8,
     /// Set when the inner service returned an error instead of a response.
-    inner_error: bool,
+    pub(crate) inner_error: bool,
+    pub(crate) response_bytes: u64,
+    /// The request's trace context, for an exemplar.
+    pub(crate) trace: Option<TraceContext>,
+}
+
+impl Call {
+    /// The request size to observe: `None` when it is not known.
+    #[inline]
+    pub(crate) fn request_bytes(&self) -> Option<u64> {
+        match &self.request_bytes {
+            RequestBytes::Unknown => None,
+            RequestBytes::Declared(bytes) => Some(*bytes),
+            RequestBytes::Counted(bytes) => Some(bytes.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Guard {
@@ -100,18 +119,20 @@ impl Guard {
     ) -> Self {
         Self {
             recorder,
-            start,
-            key,
-            request_bytes,
-            status: 0,
-            error: error_id::NONE,
+            call: Call {
+                start,
+                key,
+                request_bytes,
+                status: 0,
+                error: error_id::NONE,
+                inner_error: false,
+                response_bytes: 0,
+                trace,
+            },
             request,
-            response_bytes: 0,
-            trace,
             expected_bytes: u64::MAX,
             polling: false,
             finished: false,
-            inner_error: false,
         }
     }
 
@@ -131,37 +152,52 @@ impl Guard {
     }
 
     pub(crate) fn request_bytes(&self) -> &RequestBytes {
-        &self.request_bytes
+        &self.call.request_bytes
     }
 
     pub(crate) fn responded(&mut self, status: StatusCode, expected_bytes: Option<u64>) {
-        self.status = status.as_u16();
+        self.call.status = status.as_u16();
         self.expected_bytes = expected_bytes.unwrap_or(u64::MAX);
     }
 
     /// Notes the classifier's verdict, a failure of this type or none (a success); a
     /// later one replaces it.
     pub(crate) fn classified(&mut self, error: Option<&ErrorType>) {
-        self.error = error.map_or(error_id::NONE, |error| self.recorder.0.error_id(error));
+        self.call.error = error.map_or(error_id::NONE, |error| self.recorder.0.error_id(error));
     }
 
     /// Notes that the inner service returned an error, of this type (the classifier's
     /// name for it), instead of a response.
     pub(crate) fn inner_error(&mut self, error: &ErrorType) {
         self.classified(Some(error));
-        self.inner_error = true;
+        self.call.inner_error = true;
     }
 
     /// Notes a failure the family identified itself (an [`error_id`] of its own).
     pub(crate) fn fail(&mut self, error: u8) {
-        self.error = error;
+        self.call.error = error;
+    }
+
+    /// The key the call carries to its end.
+    #[inline]
+    pub(crate) fn key(&self) -> Key {
+        self.call.key
+    }
+
+    /// Replaces the key the call carries to its end: a family notes in it what the
+    /// response told (gRPC: that the method's handler answered). The key must keep the
+    /// in-flight gauge ([`Family::active_slot`](super::Family::active_slot)) it started
+    /// with: the gauge is taken back down by the key at the end.
+    #[inline]
+    pub(crate) fn set_key(&mut self, key: Key) {
+        self.call.key = key;
     }
 
     /// Counts streamed bytes; true once the known length is reached.
     #[inline]
     pub(crate) fn add_response_bytes(&mut self, bytes: usize) -> bool {
-        self.response_bytes = self.response_bytes.saturating_add(bytes as u64);
-        self.response_bytes >= self.expected_bytes
+        self.call.response_bytes = self.call.response_bytes.saturating_add(bytes as u64);
+        self.call.response_bytes >= self.expected_bytes
     }
 
     /// Records the call with the verdict so far, or with the engine's own `error`
@@ -172,33 +208,10 @@ impl Guard {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        let error = match error {
-            error_id::NONE => self.error,
-            error => error,
-        };
-        let request_bytes = match &self.request_bytes {
-            RequestBytes::Unknown => None,
-            RequestBytes::Declared(bytes) => Some(*bytes),
-            RequestBytes::Counted(bytes) => Some(bytes.load(Ordering::Relaxed)),
-        };
-        let end = Instant::now();
-        let seconds = end.saturating_duration_since(self.start).as_secs_f64();
-        self.recorder.0.finish(
-            self.key,
-            End {
-                status: self.status,
-                error,
-                inner_error: self.inner_error,
-                seconds,
-            },
-            &Observation {
-                seconds,
-                end,
-                request_bytes,
-                response_bytes: self.response_bytes,
-                trace: self.trace,
-            },
-        );
+        if error != error_id::NONE {
+            self.call.error = error;
+        }
+        self.recorder.0.finish(&self.call);
     }
 }
 
@@ -223,7 +236,7 @@ impl Drop for Guard {
         if !self.finished {
             self.finish_dropped();
         }
-        if matches!(self.request_bytes, RequestBytes::Counted(_)) {
+        if matches!(self.call.request_bytes, RequestBytes::Counted(_)) {
             self.recycle_request_bytes();
         }
     }
@@ -237,7 +250,7 @@ impl Guard {
     #[inline(never)]
     fn recycle_request_bytes(&mut self) {
         if let RequestBytes::Counted(counter) =
-            std::mem::replace(&mut self.request_bytes, RequestBytes::Unknown)
+            std::mem::replace(&mut self.call.request_bytes, RequestBytes::Unknown)
         {
             recycle_counter(counter);
         }

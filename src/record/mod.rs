@@ -16,9 +16,9 @@
 //!    the inner code, or the future or body dropped. The guard then hands the
 //!    [`Recorder`] the key, an [`End`] (the status, if a response came, and an error id)
 //!    and the [`Observation`] (durations, sizes, trace).
-//! 4. The recorder takes the call out of its in-flight gauge, asks the family for the
-//!    series of that key and end ([`Family::series_key`]: `None` sends it to the overflow
-//!    series), finds or creates the series in its lock-free [`Table`] within the
+//! 4. The recorder reads the clock, takes the call out of its in-flight gauge, asks the
+//!    family for the series of that key and [`End`] ([`Family::series_key`]: `None` sends
+//!    it to the overflow series), finds or creates the series in its lock-free [`Table`] within the
 //!    cardinality limit, and observes into its sharded histograms.
 //! 5. At scrape time, the family encodes its families from the recorder's tables
 //!    ([`Family::encode`]): names, labels, types.
@@ -59,7 +59,7 @@ pub(crate) use guard::{Guard, RequestFacts, request_bytes_counter};
 pub(crate) use key::{Field, Key};
 pub use labels::UrlScheme;
 pub(crate) use labels::{Method, OVERFLOW_LABEL, OverflowLabels, encode_server};
-pub(crate) use recorder::{Histograms, Observation, Recorder, Series, Shared};
+pub(crate) use recorder::{Histograms, Recorder, Series, Shared};
 pub(crate) use table::Table;
 pub(crate) use tasks::Monitor;
 
@@ -105,7 +105,9 @@ pub(crate) trait Family: fmt::Debug + Send + Sync + Sized + 'static {
     /// The key of the series a call that started with `key` and ended as `end` is
     /// recorded in: only the labels the family's metrics have, statuses that mean the
     /// same made one. `None`: the overflow series. The key a call starts with may carry
-    /// more than labels (gRPC's deadline): what the family needs at its end.
+    /// more than labels (gRPC's deadline, or a slot holding the name of a method not yet
+    /// named): what the family needs at its end. Called exactly once per call, when it
+    /// ends: a family may release there what the call's key holds.
     fn series_key(&self, key: Key, end: End) -> Option<Key>;
 
     /// The family's metric families, from the recorder's tables, at scrape time.

@@ -11,10 +11,11 @@ use std::time::Instant;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
+use super::guard::Call;
 use super::table::Table;
 use super::{End, Family, Key, error_id};
 use crate::classify::ErrorType;
-use crate::exemplar::{ExemplarSlot, TraceContext};
+use crate::exemplar::ExemplarSlot;
 use crate::histogram::{Buckets, HistogramCore, NativeBuckets};
 use crate::sharded::{ShardedCells, shard_count, thread_shard};
 
@@ -72,24 +73,28 @@ impl Series {
         }
     }
 
-    /// Records one call; `epoch` is the recorder's, for the exemplars' clock.
-    #[inline]
-    fn observe(&self, thread: usize, observation: &Observation, epoch: Instant) {
-        let bucket = self.duration.observe_at(thread, observation.seconds);
-        if let Some(context) = observation.trace {
+    /// Records one call that lasted `seconds` and ended at `end`; `epoch` is the
+    /// recorder's, for the exemplars' clock. Inlined into the recorder's `finish`: a
+    /// call of its own cost 10 instructions per request.
+    #[inline(always)]
+    fn observe(&self, thread: usize, call: &Call, seconds: f64, end: Instant, epoch: Instant) {
+        let bucket = self.duration.observe_at(thread, seconds);
+        if let Some(context) = call.trace {
             if let (Some(slots), Some(bucket)) = (&self.exemplars, bucket) {
                 if let Some(slot) = slots.get(bucket) {
-                    let now = observation.end.saturating_duration_since(epoch);
+                    let now = end.saturating_duration_since(epoch);
                     let millis = now.as_secs() * 1000 + u64::from(now.subsec_millis());
-                    slot.offer(context, observation.seconds, millis);
+                    slot.offer(context, seconds, millis);
                 }
             }
         }
-        if let (Some(histogram), Some(bytes)) = (&self.request_size, observation.request_bytes) {
-            histogram.observe_at(thread, bytes as f64);
+        if let Some(histogram) = &self.request_size {
+            if let Some(bytes) = call.request_bytes() {
+                histogram.observe_at(thread, bytes as f64);
+            }
         }
         if let Some(histogram) = &self.response_size {
-            histogram.observe_at(thread, observation.response_bytes as f64);
+            histogram.observe_at(thread, call.response_bytes as f64);
         }
     }
 
@@ -97,20 +102,6 @@ impl Series {
     pub(crate) fn is_empty(&self) -> bool {
         self.duration.count() == 0
     }
-}
-
-/// What one finished call adds to its series.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Observation {
-    pub(crate) seconds: f64,
-    /// `None` when the size is unknown (a declared length that was not declared).
-    pub(crate) request_bytes: Option<u64>,
-    pub(crate) response_bytes: u64,
-    /// The call's trace, when exemplars are on and it had one.
-    pub(crate) trace: Option<TraceContext>,
-    /// When the call finished (the clock read that gave `seconds`): the exemplars'
-    /// clock, so that deciding whether a slot is due reads no clock of its own.
-    pub(crate) end: Instant,
 }
 
 /// The series, in-flight gauges and error types of one family `P`.
@@ -173,21 +164,29 @@ impl<P: Family> Recorder<P> {
     /// worker and finish on another, so a scrape can see a decrement before its
     /// increment: the families show values below zero as zero.
     #[inline]
-    fn finish(&self, key: Key, end: End, observation: &Observation) {
+    fn finish(&self, call: &Call) {
+        let end = Instant::now();
+        let seconds = end.saturating_duration_since(call.start).as_secs_f64();
         let thread = thread_shard();
         if P::ACTIVE_SLOTS > 0 {
             self.active
-                .at(thread, P::active_slot(key))
+                .at(thread, P::active_slot(call.key))
                 .fetch_sub(1, Ordering::Relaxed);
         }
-        let series = match self.family.series_key(key, end) {
+        let ended = End {
+            status: call.status,
+            error: call.error,
+            inner_error: call.inner_error,
+            seconds,
+        };
+        let series = match self.family.series_key(call.key, ended) {
             None => &self.overflow,
             Some(key) => self
                 .series
                 .get_or_insert(&key, |_| (key, Series::new(&self.histograms)))
                 .unwrap_or(&self.overflow),
         };
-        series.observe(thread, observation, self.epoch);
+        series.observe(thread, call, seconds, end, self.epoch);
     }
 
     /// The id of a classifier's `error_type`: the engine's and the family's own names
@@ -252,7 +251,7 @@ impl<P: Family> Recorder<P> {
 /// a layer records (HTTP and gRPC calls through one server).
 pub(crate) trait Sink: Send + Sync {
     /// Records a finished call ([`Recorder::finish`]).
-    fn finish(&self, key: Key, end: End, observation: &Observation);
+    fn finish(&self, call: &Call);
 
     /// The id of a classifier's value ([`Recorder::error_id`]).
     fn error_id(&self, error: &ErrorType) -> u8;
@@ -260,8 +259,8 @@ pub(crate) trait Sink: Send + Sync {
 
 impl<P: Family> Sink for Recorder<P> {
     #[inline]
-    fn finish(&self, key: Key, end: End, observation: &Observation) {
-        Recorder::finish(self, key, end, observation);
+    fn finish(&self, call: &Call) {
+        Recorder::finish(self, call);
     }
 
     fn error_id(&self, error: &ErrorType) -> u8 {
@@ -344,7 +343,7 @@ impl std::fmt::Debug for Handle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Field;
+    use crate::record::{Field, RequestBytes};
 
     /// A family of one label, `n`, and the overflow past n = 100.
     #[derive(Debug)]
@@ -374,13 +373,16 @@ mod tests {
         }
     }
 
-    fn observation() -> Observation {
-        Observation {
-            seconds: 0.1,
-            request_bytes: None,
+    fn call(key: Key) -> Call {
+        Call {
+            start: Instant::now(),
+            key,
+            request_bytes: RequestBytes::Unknown,
+            status: 200,
+            error: error_id::NONE,
+            inner_error: false,
             response_bytes: 0,
             trace: None,
-            end: Instant::now(),
         }
     }
 
@@ -391,16 +393,10 @@ mod tests {
             Histograms::duration(Buckets::duration_seconds(), 3),
         );
         let shared = Shared::new(Arc::new(recorder));
-        let end = End {
-            status: 200,
-            error: error_id::NONE,
-            inner_error: false,
-            seconds: 0.1,
-        };
         for n in [1, 2, 2, 3, 4, 101] {
             let key = N.set(Key(0), n);
             let handle = shared.start(key);
-            handle.0.finish(key, end, &observation());
+            handle.0.finish(&call(key));
         }
         let series = shared.sorted_series();
         let counts: Vec<(u64, u64)> = series

@@ -45,8 +45,8 @@ impl<K: Hash + Eq, V> Table<K, V> {
         }
     }
 
-    /// The value of `key`, if it is in the table.
-    #[cfg(test)]
+    /// The value of `key`, if it is in the table: a lookup that never inserts.
+    #[inline]
     pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,

@@ -31,6 +31,15 @@ pub const INSTALL: &str =
 ///
 /// When a tool is missing.
 pub fn require(tools: &[&str]) {
+    require_from(tools, INSTALL);
+}
+
+/// Fails the test, naming `install`, unless every one of `tools` is on `PATH`.
+///
+/// # Panics
+///
+/// When a tool is missing.
+pub fn require_from(tools: &[&str], install: &str) {
     let missing: Vec<&str> = tools
         .iter()
         .copied()
@@ -38,12 +47,13 @@ pub fn require(tools: &[&str]) {
         .collect();
     assert!(
         missing.is_empty(),
-        "missing: {}. Install with: {INSTALL}",
+        "missing: {}. Install with: {install}",
         missing.join(", ")
     );
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
+/// The path of `tool` on `PATH`, if it is there.
+pub fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
