@@ -386,6 +386,7 @@ mod tests {
         ServerCalls::register(
             Buckets::duration_seconds(),
             max_series,
+            false,
             &mut Registry::default(),
         )
     }
