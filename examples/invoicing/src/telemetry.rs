@@ -320,6 +320,7 @@ impl Traces {
 pub fn init_tracing(otlp_endpoint: Option<&str>) -> Result<Traces, String> {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -346,15 +347,18 @@ pub fn init_tracing(otlp_endpoint: Option<&str>) -> Result<Traces, String> {
         }
         None => None,
     };
-    // The same filter for logs and spans: a span exported is one logs would show.
+    // Spans at `info` and above, whatever `RUST_LOG` keeps of the logs: the request spans
+    // are exported (and name the exemplars) with `RUST_LOG=warn` too, and the libraries'
+    // `debug` and `trace` spans (hyper's, h2's) are not.
     let spans = provider.as_ref().map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("invoicing"))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("invoicing"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     tracing_subscriber::registry()
         .with(spans)
-        .with(logs)
-        .with(filter)
+        .with(logs.with_filter(filter))
         .try_init()
         .map_err(|error| format!("cannot install the tracing subscriber: {error}"))?;
     Ok(Traces { provider })
