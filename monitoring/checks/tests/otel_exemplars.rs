@@ -203,7 +203,8 @@ fn exemplars_name_the_spans_the_app_exported() {
         let data = api.api(
             "query_exemplars",
             &[
-                ("query", "http_server_request_duration_seconds"),
+                // Classic buckets (OpenMetrics): the exemplars are on the `_bucket` series.
+                ("query", "http_server_request_duration_seconds_bucket"),
                 ("start", &(now - 300.0).to_string()),
                 ("end", &(now + 60.0).to_string()),
             ],
