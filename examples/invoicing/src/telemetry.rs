@@ -303,10 +303,10 @@ pub struct Traces {
 impl Traces {
     /// Exports the spans still buffered, then stops the exporter.
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(error) = provider.shutdown() {
-                tracing::warn!(%error, "the last spans were not all exported");
-            }
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "the last spans were not all exported");
         }
     }
 }
