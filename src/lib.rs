@@ -60,6 +60,9 @@ pub use client_metrics::ClientMetricsLayer;
 #[cfg(feature = "connections")]
 pub use connections::{ConnectionMetrics, MeteredListener};
 pub use error::Error;
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use exemplar::CurrentSpan;
 pub use exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use exporter::{
     Exporter, ExporterFuture, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE,

@@ -8,6 +8,8 @@
 //! OpenMetrics and protobuf expositions of the crate's [`Exporter`](crate::Exporter),
 //! by way of [`splice`].
 
+#[cfg(feature = "opentelemetry")]
+mod otel;
 pub(crate) mod splice;
 
 use std::fmt;
@@ -16,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Extensions, HeaderMap};
+
+#[cfg(feature = "opentelemetry")]
+pub use otel::CurrentSpan;
 
 /// A bucket's exemplar is replaced at most this often (milliseconds): a hot bucket's
 /// slot is written about once a second, not once a request, so that threads recording
@@ -64,6 +69,21 @@ impl TraceContext {
     /// Version `00` is exactly 55 bytes; a later version may append fields after a `-`,
     /// as the specification allows; version `ff` is invalid.
     pub fn from_traceparent(value: &[u8]) -> Option<Self> {
+        Self::parse_traceparent::<true>(value)
+    }
+
+    /// The ids of a well-formed `traceparent` header value, sampled or not: what a
+    /// caller sent, for checking a span against (`otel.rs`).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn from_any_traceparent(value: &[u8]) -> Option<Self> {
+        Self::parse_traceparent::<false>(value)
+    }
+
+    /// [`from_traceparent`](Self::from_traceparent), which requires the sampled flag
+    /// when `SAMPLED` is true; inlined into each, so that the default source's code is
+    /// what it was before the other existed.
+    #[inline(always)]
+    fn parse_traceparent<const SAMPLED: bool>(value: &[u8]) -> Option<Self> {
         // Fixed width: every field at a known offset, the 48 hex digits read eight at a
         // time (`hex8`), their validity folded into one flag checked once at the end.
         let (head, rest) = value.split_first_chunk::<55>()?;
@@ -89,7 +109,7 @@ impl TraceContext {
         if !(version_ok && flags_ok) || (b0 | b1 | b2 | b3 | b4 | b5) != 0 {
             return None;
         }
-        if version == 0xff || (version == 0 && !rest.is_empty()) || flags & 1 == 0 {
+        if version == 0xff || (version == 0 && !rest.is_empty()) || (SAMPLED && flags & 1 == 0) {
             return None;
         }
         let high = (u64::from(t0) << 32) | u64::from(t1);
@@ -179,41 +199,59 @@ const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent
 /// per request (when exemplars are on), in the service's `call`, with the request's
 /// headers and extensions.
 ///
-/// Implemented by [`Traceparent`] (the default) and by every closure
-/// `Fn(&HeaderMap, &Extensions) -> Option<TraceContext>`, as tower-http's hooks are. For
-/// an application whose trace context lives in the current `tracing` span (with
-/// `tracing-opentelemetry`), a closure reads it there; this crate does not depend on
-/// OpenTelemetry:
+/// Implemented by [`Traceparent`] (the default: the caller's trace, from the W3C header),
+/// by `CurrentSpan` (feature `opentelemetry`: the span this service records for the
+/// request, with `tracing-opentelemetry`), and by every closure
+/// `Fn(&HeaderMap, &Extensions) -> Option<TraceContext>`, as tower-http's hooks are.
+///
+/// A source of your own, say one that reads the current `tracing` span's OpenTelemetry
+/// context (what `CurrentSpan` does, with the checks its docs describe) and falls back
+/// on the header:
 ///
 /// ```
 /// use http::{Extensions, HeaderMap};
+/// use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+/// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 /// use prometheus_client::registry::Registry;
-/// use tower_prometheus::{HttpMetricsLayer, TraceContext, Traceparent, TraceContextSource};
+/// use tower_prometheus::{HttpMetricsLayer, TraceContext, TraceContextSource, Traceparent};
+/// use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+/// use tracing_subscriber::layer::SubscriberExt as _;
 ///
-/// /// With `tracing-opentelemetry` and `opentelemetry` 0.31, the body would be:
-/// /// ```ignore
-/// /// use opentelemetry::trace::TraceContextExt as _;
-/// /// use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-/// /// let context = tracing::Span::current().context();
-/// /// let span = context.span().span_context().clone();
-/// /// span.is_sampled().then(|| TraceContext::new(
-/// ///     u128::from_be_bytes(span.trace_id().to_bytes()),
-/// ///     u64::from_be_bytes(span.span_id().to_bytes()),
-/// /// )).flatten()
-/// /// ```
-/// /// Here, a stand-in: the trace a request id header names, else the `traceparent`.
 /// fn current_span(headers: &HeaderMap, extensions: &Extensions) -> Option<TraceContext> {
-///     let from_header = headers
-///         .get("x-trace-id")
-///         .and_then(|value| u128::from_str_radix(value.to_str().ok()?, 16).ok())
-///         .and_then(|trace| TraceContext::new(trace, 1));
-///     from_header.or_else(|| Traceparent.trace_context(headers, extensions))
+///     let context = tracing::Span::current().context();
+///     let span = context.span();
+///     let span = span.span_context();
+///     if span.is_sampled() {
+///         TraceContext::new(
+///             u128::from_be_bytes(span.trace_id().to_bytes()),
+///             u64::from_be_bytes(span.span_id().to_bytes()),
+///         )
+///     } else {
+///         Traceparent.trace_context(headers, extensions)
+///     }
 /// }
 ///
 /// let layer = HttpMetricsLayer::builder()
 ///     .exemplars(true)
 ///     .trace_context(current_span)
 ///     .build(&mut Registry::default())?;
+///
+/// // What it reads inside a span that tracing-opentelemetry exports: that span's ids.
+/// let exporter = InMemorySpanExporter::default();
+/// let provider = SdkTracerProvider::builder()
+///     .with_simple_exporter(exporter.clone())
+///     .build();
+/// let subscriber = tracing_subscriber::registry()
+///     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("doc")));
+/// let read = tracing::subscriber::with_default(subscriber, || {
+///     let span = tracing::info_span!("request");
+///     let _entered = span.enter();
+///     current_span(&HeaderMap::new(), &Extensions::new())
+/// });
+/// let exported = exporter.get_finished_spans().expect("spans");
+/// let read = read.expect("a sampled span");
+/// assert_eq!(read.trace_id().to_be_bytes(), exported[0].span_context.trace_id().to_bytes());
+/// assert_eq!(read.span_id().to_be_bytes(), exported[0].span_context.span_id().to_bytes());
 /// # Ok::<(), tower_prometheus::Error>(())
 /// ```
 pub trait TraceContextSource: Send + Sync + 'static {

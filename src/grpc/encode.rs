@@ -7,8 +7,10 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::{Code, SYSTEM};
+use crate::exemplar::ExemplarSlot;
+use crate::exemplar::splice::{self, FamilyExemplars};
 use crate::record::{
-    CallFamily, Key, OverflowLabels, Recorder, UrlScheme, encode_server, error_id,
+    CallFamily, Key, OverflowLabels, Recorder, Series, UrlScheme, encode_server, error_id,
 };
 
 /// The labels of one series of a gRPC duration histogram.
@@ -103,14 +105,34 @@ pub(super) fn encode_durations<'r, P: CallFamily>(
     let errors = recorder.error_names();
     let mut family =
         encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+    // The exemplars, for the exporter that encodes (`exemplar/splice.rs`).
+    let mut exemplars =
+        (recorder.histograms.exemplars && splice::is_capturing()).then(|| FamilyExemplars {
+            name: format!("{name}_{}", Unit::Seconds.as_str()),
+            buckets: overflow.duration.classic_buckets(),
+            metrics: Vec::with_capacity(series.len() + 1),
+        });
+    let mut keep = |s: &Series| {
+        if let Some(exemplars) = exemplars.as_mut() {
+            let slots = s.exemplars.as_deref().unwrap_or_default();
+            exemplars
+                .metrics
+                .push(slots.iter().map(ExemplarSlot::read).collect());
+        }
+    };
     for (key, s) in &series {
         s.duration
             .encode(&mut family.encode_family(&labels(*key, &errors))?)?;
+        keep(s);
     }
     if !overflow.is_empty() {
         overflow
             .duration
             .encode(&mut family.encode_family(&OverflowLabels)?)?;
+        keep(overflow);
+    }
+    if let Some(exemplars) = exemplars {
+        splice::leave(exemplars);
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use super::DeadlineField;
 use super::code::{self, Code};
 use super::encode::{CallLabels, encode_durations};
 use crate::classify::Classify;
+use crate::exemplar::TraceContext;
 use crate::histogram::Buckets;
 use crate::record::{
     CallFamily, End, Field, Guard, Histograms, Key, Method, ReadEnd, Recorder, RequestBytes,
@@ -118,10 +119,12 @@ struct PendingName {
 }
 
 impl ServerCalls {
-    /// A recorder of calls served, its families registered in `registry`.
+    /// A recorder of calls served, its families registered in `registry`; its duration
+    /// buckets keep exemplars when `exemplars` is true (the HTTP layer's option).
     pub(crate) fn register(
         buckets: Buckets,
         max_series: usize,
+        exemplars: bool,
         registry: &mut Registry,
     ) -> std::sync::Arc<Recorder<Self>> {
         let family = Self {
@@ -133,10 +136,11 @@ impl ServerCalls {
         };
         let other = family.method_id("_OTHER");
         debug_assert_eq!(other, OTHER_METHOD);
-        let recorder = std::sync::Arc::new(Recorder::new(
-            family,
-            Histograms::duration(buckets, max_series),
-        ));
+        let histograms = Histograms {
+            exemplars,
+            ..Histograms::duration(buckets, max_series)
+        };
+        let recorder = std::sync::Arc::new(Recorder::new(family, histograms));
         registry.register_collector(Box::new(recorder.clone()));
         recorder
     }
@@ -148,10 +152,16 @@ impl ServerCalls {
             .map_or(OVERFLOW_METHOD, |id| u64::from(*id))
     }
 
-    /// Starts recording a gRPC call that entered the HTTP layer at `start`: out of line,
-    /// so that the HTTP layer's path for other requests stays as short as it was.
+    /// Starts recording a gRPC call that entered the HTTP layer at `start`, with its
+    /// trace when exemplars are on: out of line, so that the HTTP layer's path for other
+    /// requests stays as short as it was.
     #[inline(never)]
-    pub(crate) fn start<B>(shared: &Shared<Self>, start: Instant, request: &Request<B>) -> Guard {
+    pub(crate) fn start<B>(
+        shared: &Shared<Self>,
+        start: Instant,
+        request: &Request<B>,
+        trace: Option<TraceContext>,
+    ) -> Guard {
         let path = super::full_method(request.uri().path());
         let method = match shared.family.methods.get(path) {
             Some(id) => METHOD.set(Key(0), u64::from(*id)),
@@ -160,7 +170,7 @@ impl ServerCalls {
         let key = DEADLINE.set(method, request.headers());
         let handle = shared.start(key);
         let facts = RequestFacts::new(request.version(), Method::Post);
-        Guard::new(handle, start, key, facts, RequestBytes::Unknown, None)
+        Guard::new(handle, start, key, facts, RequestBytes::Unknown, trace)
     }
 
     /// The key of a call to a method not named yet: pending, its name kept in a slot if
@@ -383,6 +393,7 @@ mod tests {
         ServerCalls::register(
             Buckets::duration_seconds(),
             max_series,
+            false,
             &mut Registry::default(),
         )
     }

@@ -384,7 +384,8 @@ impl HttpMetricsBuilder {
     /// Whether the duration histogram's buckets carry exemplars: the trace and span id
     /// (labels `trace_id` and `span_id`, as Go's `promhttp` and OpenTelemetry name them)
     /// of a recent request that fell into the bucket, with its duration and the time it
-    /// finished. Defaults to `false`.
+    /// finished; the same on `rpc_server_call_duration_seconds` for the gRPC calls the
+    /// layer records (see [`grpc`](Self::grpc)). Defaults to `false`.
     ///
     /// The trace comes from [`trace_context`](Self::trace_context), by default the W3C
     /// `traceparent` header when its sampled flag is set (a malformed one is ignored).
@@ -409,8 +410,10 @@ impl HttpMetricsBuilder {
 
     /// Where the trace context of a request comes from, for the
     /// [`exemplars`](Self::exemplars): a [`TraceContextSource`], such as a closure
-    /// `Fn(&HeaderMap, &Extensions) -> Option<TraceContext>` (an example reads the
-    /// current `tracing` span there). Defaults to [`Traceparent`].
+    /// `Fn(&HeaderMap, &Extensions) -> Option<TraceContext>`, or `CurrentSpan`
+    /// (feature `opentelemetry`: the span the service's `tracing-opentelemetry` records
+    /// for the request, which needs the tracing layer outside this one). Defaults to
+    /// [`Traceparent`].
     pub fn trace_context(mut self, source: impl TraceContextSource) -> Self {
         self.trace_context = TraceSource(Arc::new(source));
         self
@@ -799,6 +802,7 @@ impl HttpMetricsBuilder {
             Box::new(Shared::new(ServerCalls::register(
                 buckets,
                 self.max_series,
+                self.exemplars,
                 registry,
             )))
         });

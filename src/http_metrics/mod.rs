@@ -139,6 +139,9 @@ mod tasks;
 
 pub use crate::classify::{Classified, Classify, DefaultClassifier, ErrorType};
 pub use crate::error::SERIES_LIMIT;
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use crate::exemplar::CurrentSpan;
 pub use crate::exemplar::{TraceContext, TraceContextSource, Traceparent};
 pub use crate::record::{ResponseBody, ResponseFuture, UrlScheme};
 pub use labels::Naming;

@@ -107,7 +107,9 @@ where
         {
             // gRPC calls are recorded by their own family, the full method as the route.
             let read_head: ReadHead<C> = ServerCalls::read_head::<C, S::Error>;
-            Some((ServerCalls::start(grpc, start, &request), read_head, None))
+            let trace = http.family.trace_context(&request);
+            let guard = ServerCalls::start(grpc, start, &request, trace);
+            Some((guard, read_head, None))
         } else {
             let route = http
                 .family

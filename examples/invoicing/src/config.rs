@@ -85,6 +85,11 @@ pub struct Config {
     /// waits double from 250 ms up to it. At most 1 h.
     #[arg(long, env = "PDP_RETRY_MAX", default_value = "30s", value_parser = short_duration)]
     pub pdp_retry_max: Duration,
+    /// Where spans are exported, over OTLP/gRPC (`http://tempo:4317`); unset: they are
+    /// not, and the HTTP metrics' exemplars come from callers' `traceparent` headers
+    /// instead of the service's own spans.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// How the connections are served.
     #[command(flatten)]
     pub serve: ServeConfig,

@@ -75,6 +75,7 @@ impl AppState {
             config.metrics_enabled,
             config.metrics_naming.into(),
             config.slow_poll_threshold,
+            config.otlp_endpoint.is_some(),
         )?;
         let db = Db::connect(&config.database_url, telemetry.business.clone()).await?;
         let outbox = match &config.pdp_addr {

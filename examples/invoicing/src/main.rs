@@ -12,7 +12,8 @@
 //! in flight finish, the PDP submissions in flight are left for the next start, then the
 //! database is closed.
 //!
-//! Observability, all of it: `telemetry::init_tracing` (logs), `AppState::open` builds
+//! Observability, all of it: `telemetry::init_tracing` (logs, and spans over OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set), `AppState::open` builds
 //! the `Telemetry` (business metrics and `tower_prometheus::Metrics` on one registry),
 //! `app` puts the HTTP metrics layer on the router, and `metrics_app` serves `/metrics`
 //! on its own listener (`METRICS_ADDR`, `127.0.0.1:9100` by default; `api`: beside the
@@ -38,14 +39,25 @@ const METRICS_CONNECTIONS: u32 = 16;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::init_tracing();
-    match run(config).await {
+    let traces = match telemetry::init_tracing(config.otlp_endpoint.as_deref()) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("invoicing: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the service stopped on an error");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The spans of the last requests, before the runtime goes.
+    tokio::task::spawn_blocking(move || traces.shutdown())
+        .await
+        .ok();
+    code
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use axum::http::Request;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -28,7 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, MakeSpan};
 use tower_http::{LatencyUnit, trace::TraceLayer};
-use tower_prometheus::{Buckets, Histogram, Metrics};
+use tower_prometheus::{Buckets, CurrentSpan, Histogram, Metrics, Traceparent};
 use tower_prometheus::{HttpMetricsLayer, Naming, Objective};
 use tracing::{Level, Span};
 
@@ -214,15 +215,25 @@ impl Telemetry {
     /// `slow_poll_threshold`: they tell which route blocks the runtime.
     ///
     /// The routes' service level objectives are [`OBJECTIVES`].
+    ///
+    /// The duration buckets keep exemplars: the request's own span when `spans_exported`
+    /// (tower-prometheus's `CurrentSpan`, which needs the tracing layer outside the
+    /// metrics layer, as [`crate::app`] puts them), else a caller's sampled `traceparent`.
     pub fn new(
         enabled: bool,
         naming: Naming,
         slow_poll_threshold: std::time::Duration,
+        spans_exported: bool,
     ) -> Result<Self, tower_prometheus::Error> {
         let mut registry = Registry::default();
         let business = BusinessMetrics::register(&mut registry);
         let http = if enabled {
             let mut layer = HttpMetricsLayer::builder().naming(naming);
+            layer = if spans_exported {
+                layer.trace_context(CurrentSpan)
+            } else {
+                layer.trace_context(Traceparent)
+            };
             for (route, objective) in OBJECTIVES {
                 layer = layer.objective(route, objective);
             }
@@ -240,7 +251,7 @@ impl Telemetry {
                             .task_monitors(true)
                             .slow_poll_threshold(slow_poll_threshold)
                             // Native buckets for a Prometheus that asks for protobuf,
-                            // and exemplars from sampled `traceparent` headers.
+                            // and exemplars (their trace: above).
                             .native_histograms(true)
                             .exemplars(true),
                     )
@@ -283,16 +294,87 @@ pub const OBJECTIVES: [(&str, Objective); 7] = [
     ),
 ];
 
-/// Logs to stdout, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+/// The service's traces, when they are exported: flushed and stopped by [`Self::shutdown`].
+#[derive(Debug)]
+pub struct Traces {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Traces {
+    /// Exports the spans still buffered, then stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "the last spans were not all exported");
+        }
+    }
+}
+
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`); with an OTLP endpoint
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, gRPC, e.g. `http://tempo:4317`), the spans too, through
+/// tracing-opentelemetry and the OpenTelemetry SDK (service name `invoicing`; sampling as
+/// `OTEL_TRACES_SAMPLER` says, by default a caller's decision or every trace). Without
+/// one, nothing is exported and the OpenTelemetry layer is not installed. Must run inside
+/// the Tokio runtime: the exporter's channel is spawned on it.
+pub fn init_tracing(otlp_endpoint: Option<&str>) -> Result<Traces, String> {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    let logs = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
+    let provider = match otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig as _;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|error| format!("OTLP exporter to {endpoint}: {error}"))?;
+            Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name("invoicing")
+                            .build(),
+                    )
+                    .build(),
+            )
+        }
+        None => None,
+    };
+    // Spans at `info` and above, whatever `RUST_LOG` keeps of the logs: the request spans
+    // are exported (and name the exemplars) with `RUST_LOG=warn` too, and the libraries'
+    // `debug` and `trace` spans (hyper's, h2's) are not.
+    let spans = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("invoicing"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(spans)
+        .with(logs.with_filter(filter))
+        .try_init()
+        .map_err(|error| format!("cannot install the tracing subscriber: {error}"))?;
+    Ok(Traces { provider })
+}
+
+/// Reads a caller's trace context from the request headers (W3C `traceparent`).
+struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)?.to_str().ok()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
 }
 
 /// The static folders, mounted with `nest_service`, and their route templates.
@@ -325,24 +407,38 @@ impl RouteTemplate {
 }
 
 /// The span of a request: method, path, route template and request id, so that every log
-/// line of the request carries them.
+/// line of the request carries them; exported (with an OTLP endpoint) as the request's
+/// server span, named `METHOD route`, continuing the caller's trace when a `traceparent`
+/// came.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestSpan;
 
 impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
         let route = RouteTemplate::of(request);
         let request_id = request
             .headers()
             .get("x-request-id")
             .and_then(|value| value.to_str().ok());
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "request",
+            otel.kind = "server",
+            otel.name = %format_args!("{} {}", request.method(), route.unwrap_or("")),
             method = %request.method(),
             path = request.uri().path(),
             route,
+            http.route = route,
             request_id,
-        )
+        );
+        let caller = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .extract(&HeaderExtractor(request.headers()));
+        // Not an OpenTelemetry span (no OTLP endpoint, or filtered out): nothing to
+        // continue.
+        let _ = span.set_parent(caller);
+        span
     }
 }
 
