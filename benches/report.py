@@ -59,6 +59,7 @@ CONFIGS = [
     "tower_prometheus_task_metrics",
     # With --features protobuf only.
     "tower_prometheus_native_exemplars",
+    "tower_prometheus_axum_preset",
     "axum_prometheus",
     "hand_written_prometheus_client",
 ]
@@ -67,6 +68,7 @@ FLOOR_OF = {
     "tower_prometheus": "floor_body_sizes",
     "tower_prometheus_duration_only": "floor",
     "tower_prometheus_full_options": "floor_body_sizes",
+    "tower_prometheus_axum_preset": "floor_body_sizes",
     # The floor sent the same requests, a sampled `traceparent` included.
     "tower_prometheus_native_exemplars": "floor_traced",
 }

@@ -88,6 +88,7 @@ fn two_threads_config() -> LibraryBenchmarkConfig {
 #[bench::tower_prometheus_full_options(args = (Config::TowerPrometheusFullOptions), setup = axum_router)]
 #[cfg_attr(feature = "task-metrics", bench::tower_prometheus_task_metrics(args = (Config::TowerPrometheusTaskMetrics), setup = axum_router))]
 #[cfg_attr(feature = "protobuf", bench::tower_prometheus_native_exemplars(args = (Config::TowerPrometheusNativeExemplars), setup = axum_router))]
+#[bench::tower_prometheus_axum_preset(args = (Config::TowerPrometheusAxumPreset), setup = axum_router)]
 #[bench::axum_prometheus(args = (Config::AxumPrometheus), setup = axum_router)]
 #[bench::hand_written_prometheus_client(args = (Config::HandWritten), setup = axum_router)]
 fn axum_router_1_thread(mut connected: Connected<AxumClient>) -> Connected<AxumClient> {
@@ -106,6 +107,7 @@ fn axum_router_1_thread(mut connected: Connected<AxumClient>) -> Connected<AxumC
 #[bench::tower_prometheus_full_options(args = (Config::TowerPrometheusFullOptions), setup = hyper_server)]
 #[cfg_attr(feature = "task-metrics", bench::tower_prometheus_task_metrics(args = (Config::TowerPrometheusTaskMetrics), setup = hyper_server))]
 #[cfg_attr(feature = "protobuf", bench::tower_prometheus_native_exemplars(args = (Config::TowerPrometheusNativeExemplars), setup = hyper_server))]
+#[bench::tower_prometheus_axum_preset(args = (Config::TowerPrometheusAxumPreset), setup = hyper_server)]
 #[bench::axum_prometheus(args = (Config::AxumPrometheus), setup = hyper_server)]
 #[bench::hand_written_prometheus_client(args = (Config::HandWritten), setup = hyper_server)]
 fn hyper_server_1_thread(mut connected: Connected<HyperClient>) -> Connected<HyperClient> {
@@ -124,6 +126,7 @@ fn hyper_server_1_thread(mut connected: Connected<HyperClient>) -> Connected<Hyp
 #[bench::tower_prometheus_full_options(args = (Config::TowerPrometheusFullOptions), setup = App::new)]
 #[cfg_attr(feature = "task-metrics", bench::tower_prometheus_task_metrics(args = (Config::TowerPrometheusTaskMetrics), setup = App::new))]
 #[cfg_attr(feature = "protobuf", bench::tower_prometheus_native_exemplars(args = (Config::TowerPrometheusNativeExemplars), setup = App::new))]
+#[bench::tower_prometheus_axum_preset(args = (Config::TowerPrometheusAxumPreset), setup = App::new)]
 #[bench::axum_prometheus(args = (Config::AxumPrometheus), setup = App::new)]
 #[bench::hand_written_prometheus_client(args = (Config::HandWritten), setup = App::new)]
 fn axum_router_2_threads(app: App) {
@@ -148,6 +151,7 @@ fn axum_router_2_threads(app: App) {
 #[bench::tower_prometheus_full_options(args = (Config::TowerPrometheusFullOptions), setup = App::new)]
 #[cfg_attr(feature = "task-metrics", bench::tower_prometheus_task_metrics(args = (Config::TowerPrometheusTaskMetrics), setup = App::new))]
 #[cfg_attr(feature = "protobuf", bench::tower_prometheus_native_exemplars(args = (Config::TowerPrometheusNativeExemplars), setup = App::new))]
+#[bench::tower_prometheus_axum_preset(args = (Config::TowerPrometheusAxumPreset), setup = App::new)]
 #[bench::axum_prometheus(args = (Config::AxumPrometheus), setup = App::new)]
 #[bench::hand_written_prometheus_client(args = (Config::HandWritten), setup = App::new)]
 fn hyper_server_2_threads(app: App) {

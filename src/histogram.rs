@@ -438,13 +438,30 @@ impl HistogramCore {
     /// (the OpenMetrics encoder of `prometheus-client` expects it explicitly). The count
     /// is the sum of the buckets read, so the two always agree within one scrape.
     pub(crate) fn encode(&self, encoder: &mut MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.encode_with(&[], encoder)
+    }
+
+    /// Encodes this histogram and `others` added up, as one: their classic buckets (the
+    /// bounds must be the same: those of `self` are written) and their sums; native
+    /// buckets are this histogram's only.
+    pub(crate) fn encode_with(
+        &self,
+        others: &[&HistogramCore],
+        encoder: &mut MetricEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
         let bounds = self.buckets.bounds();
+        let bucket_sum = |bucket: usize| {
+            others
+                .iter()
+                .map(|other| other.cells.sum(bucket))
+                .fold(self.cells.sum(bucket), u64::wrapping_add)
+        };
         let pairs = bounds
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
             .enumerate()
-            .map(|(bucket, bound)| (bound, self.cells.sum(bucket)));
+            .map(|(bucket, bound)| (bound, bucket_sum(bucket)));
         // Usual bucket counts fit on the stack: a scrape of many series allocates
         // nothing per histogram.
         let mut stack = [(0.0, 0); 32];
@@ -461,13 +478,14 @@ impl HistogramCore {
             &heap
         };
         let count = pairs.iter().fold(0u64, |acc, (_, n)| acc.wrapping_add(*n));
+        let sum = self.sum() + others.iter().map(|other| other.sum()).sum::<f64>();
         let Some(native) = &self.native else {
-            return encoder.encode_histogram::<NoLabelSet>(self.sum(), count, pairs, None);
+            return encoder.encode_histogram::<NoLabelSet>(sum, count, pairs, None);
         };
         let zero = bounds.len() + 2;
         let (spans, deltas) = self.native_spans(native, zero + 1);
         encoder.encode_histogram_with_native::<NoLabelSet>(
-            self.sum(),
+            sum,
             count,
             pairs,
             None,

@@ -422,7 +422,7 @@ impl MetricsBuilder {
             not(any(feature = "process", feature = "runtime", feature = "heap")),
             allow(unused_mut)
         )]
-        let mut families: Vec<String> = self.http.names().families().into();
+        let mut families: Vec<String> = self.http.families();
         families.extend(self.http.task_families().iter().map(|f| f.to_string()));
         families.extend(crate::grpc::FAMILIES.iter().map(|f| f.to_string()));
         families.extend(
@@ -453,11 +453,7 @@ impl MetricsBuilder {
     /// The naming preset of the HTTP options, which the connection metrics follow.
     #[cfg(feature = "connections")]
     fn naming(&self) -> crate::Naming {
-        use crate::Naming;
-        [Naming::OpenTelemetry, Naming::PromClient]
-            .into_iter()
-            .find(|naming| std::ptr::eq(naming.names(), self.http.names()))
-            .unwrap_or_default()
+        self.http.naming_value()
     }
 
     /// Validates the options and registers the metrics.

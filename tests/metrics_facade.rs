@@ -663,6 +663,39 @@ fn names_clashing_with_other_families_are_refused_and_published_once() {
     assert!(!text.contains("http_server_active_requests"), "{text}");
 }
 
+/// With `Naming::AxumPrometheus`, the preset owns axum-prometheus' names: its own layer
+/// kept through the facade would publish a second family of each, so the facade refuses
+/// them and the preset's are the only ones in the scrape.
+#[test]
+fn the_axum_prometheus_preset_owns_its_names_in_the_facade() {
+    let metrics = Metrics::builder()
+        .process(false)
+        .runtime(false)
+        .http(
+            tower_prometheus::HttpMetricsLayer::builder()
+                .naming(tower_prometheus::Naming::AxumPrometheus),
+        )
+        .build()
+        .expect("valid options");
+    metrics::with_local_recorder(&metrics.recorder(), || {
+        let labels = [("method", "GET"), ("status", "200"), ("endpoint", "/x")];
+        counter!("axum_http_requests_total", &labels).increment(1);
+        histogram!("axum_http_requests_duration_seconds", &labels).record(0.1);
+        gauge!("axum_http_requests_pending", "method" => "GET", "endpoint" => "/x").increment(1);
+        histogram!("axum_http_response_body_size", "method" => "GET").record(10.0);
+    });
+    let refused = metrics.recorder().refused();
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    assert!(
+        refused
+            .iter()
+            .all(|message| message.contains("is a metric of tower-prometheus")),
+        "{refused:#?}"
+    );
+    let (text, _) = checked_scrape(&metrics);
+    assert!(!text.contains("axum_http"), "nothing recorded yet:\n{text}");
+}
+
 #[test]
 fn local_recorders_keep_their_metrics_apart() {
     let first = quiet(MetricsRecorder::builder());

@@ -20,15 +20,38 @@ static ALLOCATOR: tower_prometheus::CountingAllocator =
 
 const UNSTABLE_HEADING: &str = "\n### Tokio runtime with `RUSTFLAGS=\"--cfg tokio_unstable\"`";
 
-/// The metric names in the first column of the crate docs' "Published metrics" tables,
-/// for the features and cfg this test was built with.
-fn documented() -> BTreeSet<String> {
+/// The table of the `Naming::AxumPrometheus` names, checked against a scrape with it.
+const AXUM_PRESET_HEADING: &str = "\n### HTTP with `Naming::AxumPrometheus`";
+
+/// The crate docs' "Published metrics" section, and in it the `Naming::AxumPrometheus`
+/// table, apart.
+fn published_metrics() -> (String, String) {
     let docs = include_str!("../src/lib.md");
     let section = docs
         .split("\n## Published metrics")
         .nth(1)
         .expect("the crate docs have a Published metrics section");
     let section = section.split("\n## ").next().unwrap_or(section);
+    let (before, preset) = section
+        .split_once(AXUM_PRESET_HEADING)
+        .expect("the crate docs have a table of the axum-prometheus names");
+    let (preset, after) = preset.split_once("\n### ").unwrap_or((preset, ""));
+    (format!("{before}\n### {after}"), preset.to_owned())
+}
+
+/// The metric names in the first column of the tables of `tables`.
+fn first_column(tables: &str) -> impl Iterator<Item = &str> {
+    tables
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|name| name.contains('_') && !name.contains(' '))
+}
+
+/// The metric names in the first column of the crate docs' "Published metrics" tables,
+/// for the features and cfg this test was built with.
+fn documented() -> BTreeSet<String> {
+    let (section, _) = published_metrics();
     let (stable, unstable) = section
         .split_once(UNSTABLE_HEADING)
         .expect("the crate docs list the tokio_unstable metrics");
@@ -37,11 +60,7 @@ fn documented() -> BTreeSet<String> {
     } else {
         stable.to_owned()
     };
-    tables
-        .lines()
-        .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|rest| rest.split('`').next())
-        .filter(|name| name.contains('_') && !name.contains(' '))
+    first_column(&tables)
         .filter(|name| cfg!(feature = "heap") || !name.starts_with("rust_heap_"))
         .filter(|name| cfg!(feature = "connections") || !is_connection_metric(name))
         .filter(|name| {
@@ -172,6 +191,47 @@ async fn published_metrics_tables_match_the_exposition() {
         documented(),
         exposed,
         "the crate docs' tables list exactly the metrics a scrape shows"
+    );
+}
+
+/// The table of the `Naming::AxumPrometheus` names lists exactly the HTTP families a
+/// scrape with that preset shows (the others keep their names: the exposition without
+/// the HTTP families is the default one's).
+#[tokio::test]
+async fn the_axum_prometheus_table_matches_the_exposition() {
+    let http = |naming| {
+        tower_prometheus::HttpMetricsLayer::builder()
+            .naming(naming)
+            .objective(
+                "/hello/{name}",
+                tower_prometheus::Objective::availability(0.99),
+            )
+    };
+    let preset = Metrics::builder()
+        .http(http(tower_prometheus::Naming::AxumPrometheus))
+        .build()
+        .expect("valid options");
+    let default = Metrics::builder()
+        .http(http(tower_prometheus::Naming::OpenTelemetry))
+        .build()
+        .expect("valid options");
+    let (exposed, default) = (exposed(&preset).await, exposed(&default).await);
+    let (_, table) = published_metrics();
+    let documented: BTreeSet<String> = first_column(&table).map(str::to_owned).collect();
+    let preset_only: BTreeSet<String> = exposed.difference(&default).cloned().collect();
+    assert_eq!(
+        preset_only, documented,
+        "the preset's table lists its families"
+    );
+    let default_only: BTreeSet<&String> = default.difference(&exposed).collect();
+    assert!(
+        default_only
+            .iter()
+            .all(|name| name.starts_with("http_server_")
+                && !name.contains("connection")
+                && !name.contains("accept")
+                && !name.contains("handshake")),
+        "only the HTTP request families are renamed: {default_only:?}"
     );
 }
 

@@ -47,7 +47,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower::util::MapRequest;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_prometheus::{HttpMetricsLayer, Metrics};
+use tower_prometheus::{HttpMetricsLayer, Metrics, Naming};
 
 /// The route of every scenario.
 pub const ROUTE: &str = "/api/invoices/{id}";
@@ -87,6 +87,8 @@ pub enum Config {
     /// error).
     #[cfg(feature = "protobuf")]
     TowerPrometheusNativeExemplars,
+    /// Ours with `naming(Naming::AxumPrometheus)`: in-flight gauges per route.
+    TowerPrometheusAxumPreset,
     /// `axum-prometheus` 0.10.1's `PrometheusMetricLayer::pair()`.
     AxumPrometheus,
     /// The middleware one writes by hand with `prometheus-client`.
@@ -121,6 +123,7 @@ impl Config {
         Config::TowerPrometheusNativeExemplars,
         #[cfg(feature = "task-metrics")]
         Config::TowerPrometheusTaskMetrics,
+        Config::TowerPrometheusAxumPreset,
         Config::AxumPrometheus,
         Config::HandWritten,
     ];
@@ -140,6 +143,7 @@ impl Config {
             Config::TowerPrometheusTaskMetrics => "tower_prometheus_task_metrics",
             #[cfg(feature = "protobuf")]
             Config::TowerPrometheusNativeExemplars => "tower_prometheus_native_exemplars",
+            Config::TowerPrometheusAxumPreset => "tower_prometheus_axum_preset",
             Config::AxumPrometheus => "axum_prometheus",
             Config::HandWritten => "hand_written_prometheus_client",
         }
@@ -186,6 +190,10 @@ impl Config {
                  every request with a sampled `traceparent` header (which the client sets: \
                  its insertion is counted too)"
             }
+            Config::TowerPrometheusAxumPreset => {
+                "ours with `naming(Naming::AxumPrometheus)`: axum-prometheus' names, the \
+                 in-flight gauge per route and method (its group found from the route id)"
+            }
             Config::AxumPrometheus => "`axum_prometheus::PrometheusMetricLayer::pair()` (0.10.1)",
             Config::HandWritten => {
                 "`prometheus-client` by hand: `String` labels, `Family::get_or_create`, \
@@ -201,9 +209,9 @@ impl Config {
     pub fn floor(self) -> Option<Config> {
         match self {
             Config::TowerPrometheusDurationOnly => Some(Config::Floor),
-            Config::TowerPrometheus | Config::TowerPrometheusFullOptions => {
-                Some(Config::FloorBodySizes)
-            }
+            Config::TowerPrometheus
+            | Config::TowerPrometheusFullOptions
+            | Config::TowerPrometheusAxumPreset => Some(Config::FloorBodySizes),
             // The floor sent the same requests, a sampled `traceparent` included.
             #[cfg(feature = "protobuf")]
             Config::TowerPrometheusNativeExemplars => Some(Config::FloorTraced),
@@ -253,6 +261,14 @@ pub const TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static("tr
 
 /// The value of that header.
 pub const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// The options of [`Config::TowerPrometheusAxumPreset`].
+fn axum_preset() -> Metrics {
+    Metrics::builder()
+        .http(HttpMetricsLayer::builder().naming(Naming::AxumPrometheus))
+        .build()
+        .expect("valid options")
+}
 
 fn duration_only() -> Metrics {
     Metrics::builder()
@@ -309,6 +325,7 @@ impl App {
             Config::TowerPrometheusTaskMetrics => Shared::Ours(task_metrics()),
             #[cfg(feature = "protobuf")]
             Config::TowerPrometheusNativeExemplars => Shared::Ours(native_exemplars()),
+            Config::TowerPrometheusAxumPreset => Shared::Ours(axum_preset()),
             Config::AxumPrometheus => Shared::AxumPrometheus(Box::new(axum_prometheus())),
             Config::HandWritten => Shared::HandWritten(hand_written::Metrics::new()),
         };
@@ -347,13 +364,16 @@ impl App {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, metrics.registry())
             .expect("the registry encodes");
-        let route = format!("http_route=\"{ROUTE}\"");
+        let (count, route) = match self.config {
+            Config::TowerPrometheusAxumPreset => {
+                ("axum_http_requests_duration_seconds_count{", "endpoint")
+            }
+            _ => ("http_server_request_duration_seconds_count{", "http_route"),
+        };
+        let route = format!("{route}=\"{ROUTE}\"");
         Some(
             text.lines()
-                .filter(|line| {
-                    line.starts_with("http_server_request_duration_seconds_count{")
-                        && line.contains(&route)
-                })
+                .filter(|line| line.starts_with(count) && line.contains(&route))
                 .map(|line| {
                     let value = line.rsplit(' ').next().expect("a value");
                     value.parse::<u64>().expect("a count")

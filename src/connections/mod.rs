@@ -25,7 +25,9 @@
 //!
 //! Labels: `server_address` and `server_port` of the listener (a Unix socket has its path
 //! as the address, no port), and with `Naming::OpenTelemetry` `network_transport` (`tcp`,
-//! `unix`) and `network_type` (`ipv4`, `ipv6`). Listeners on one address share their
+//! `unix`) and `network_type` (`ipv4`, `ipv6`). `Naming::AxumPrometheus` keeps the
+//! `OpenTelemetry` names and labels here: axum-prometheus has no connection metrics to
+//! keep. Listeners on one address share their
 //! series; past 64 listeners, the others share one series labelled
 //! `otel_metric_overflow="true"`. Families appear once a listener is wrapped; the
 //! handshake histogram once a handshake is measured.

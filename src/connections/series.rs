@@ -36,7 +36,8 @@ pub(crate) struct Names {
 
 pub(crate) fn names(naming: Naming) -> &'static Names {
     match naming {
-        Naming::OpenTelemetry => &Names {
+        // axum-prometheus has no connection metrics: its users get the default names.
+        Naming::OpenTelemetry | Naming::AxumPrometheus => &Names {
             open: "http_server_open_connections",
             duration: "http_server_connection_duration",
             rejected: "http_server_rejected_connections",
@@ -191,5 +192,19 @@ impl Listeners {
             .clone();
         all.extend(self.overflow.get().cloned());
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_axum_prometheus_preset_keeps_the_default_connection_names() {
+        assert!(names(Naming::AxumPrometheus).otel_labels);
+        assert_eq!(
+            families(Naming::AxumPrometheus),
+            families(Naming::OpenTelemetry)
+        );
     }
 }

@@ -94,6 +94,8 @@ pub(crate) struct ServerRequests {
     excluded_prefixes: Vec<String>,
     /// Route templates to their ids, the excluded ones included.
     pub(crate) routes: Table<Box<str>, Route>,
+    /// The largest route id the route table gives (its capacity).
+    max_route_id: usize,
     /// The mounts of nested services, and their routes.
     nested: Box<[(Box<str>, Route)]>,
     /// axum's matched routes by the address of their template (`route_of`).
@@ -103,13 +105,14 @@ pub(crate) struct ServerRequests {
 
 impl ServerRequests {
     pub(crate) fn new(config: Config) -> Self {
+        let max_route_id =
+            config.max_routes + config.excluded_routes.len() + config.nested_services.len();
         let mut family = Self {
             names: config.names,
             grouped_status: config.grouped_status,
             exemplars: config.exemplars,
-            routes: Table::new(
-                config.max_routes + config.excluded_routes.len() + config.nested_services.len(),
-            ),
+            routes: Table::new(max_route_id),
+            max_route_id,
             nested: Box::new([]),
             #[cfg(feature = "axum")]
             matched: (0..MATCHED_SLOTS).map(|_| Default::default()).collect(),
@@ -240,6 +243,19 @@ impl ServerRequests {
             .trace_context(request.headers(), request.extensions())
     }
 
+    /// The in-flight gauge group of the requests on route `id` when the gauges are by
+    /// route: its id (0, no route, is the first group), the last one for routes beyond
+    /// the cardinality limit.
+    #[inline]
+    fn route_group(&self, id: u32) -> usize {
+        (id as usize).min(self.overflow_group())
+    }
+
+    /// The in-flight gauge group of the routes beyond the cardinality limit, by route.
+    pub(crate) fn overflow_group(&self) -> usize {
+        self.max_route_id + 1
+    }
+
     /// The route templates by id (`None` where an id has none: excluded routes have no
     /// id of their own), for the scrape.
     pub(crate) fn route_names(&self) -> Vec<Option<&str>> {
@@ -261,6 +277,20 @@ impl CallFamily for ServerRequests {
     #[inline]
     fn active_slot(key: Key) -> usize {
         SeriesKey(key).active_slot()
+    }
+
+    /// By route with `Naming::AxumPrometheus`: one group per route id, and one for the
+    /// routes beyond the limit.
+    fn active_groups(&self) -> usize {
+        if self.names.by_endpoint {
+            self.max_route_id + 1
+        } else {
+            0
+        }
+    }
+
+    fn active_group(&self, key: Key) -> usize {
+        self.route_group(SeriesKey(key).route())
     }
 
     /// 500 for a request the inner service failed (whatever the classifier calls its
@@ -313,8 +343,8 @@ mod tests {
     use super::*;
     use crate::http_metrics::labels::Naming;
 
-    fn family(max_routes: usize) -> ServerRequests {
-        ServerRequests::new(Config {
+    fn config(max_routes: usize) -> Config {
+        Config {
             names: Naming::OpenTelemetry.names(),
             grouped_status: false,
             exemplars: None,
@@ -323,7 +353,11 @@ mod tests {
             excluded_prefixes: vec!["/internal/".into()],
             excluded_routes: vec!["/events/{id}".into()],
             nested_services: vec!["/static".into()],
-        })
+        }
+    }
+
+    fn family(max_routes: usize) -> ServerRequests {
+        ServerRequests::new(config(max_routes))
     }
 
     #[test]
@@ -344,6 +378,44 @@ mod tests {
         }
         assert_eq!(family.route(Some("/e"), || "/e").id, OVERFLOW_ROUTE);
         assert_eq!(family.route(None, || "/a"), Route::NONE);
+    }
+
+    #[test]
+    fn in_flight_gauges_are_per_route_with_the_axum_prometheus_names() {
+        let start = |family: &ServerRequests, route: u32| {
+            let key =
+                SeriesKey::request(http::Version::HTTP_11, Method::Post, UrlScheme::Http, route);
+            (
+                family.active_group(key.0),
+                ServerRequests::active_slot(key.0),
+            )
+        };
+        let default = family(4);
+        assert_eq!(
+            default.active_groups(),
+            0,
+            "one group, by method and scheme"
+        );
+
+        let preset = ServerRequests::new(Config {
+            names: Naming::AxumPrometheus.names(),
+            ..config(4)
+        });
+        // Room for four routes, the excluded one and the nested service's: ids up to 6,
+        // then the overflow group.
+        assert_eq!(preset.active_groups(), 7);
+        let a = preset.route(Some("/a"), || "/a").id;
+        let b = preset.route(Some("/b"), || "/b").id;
+        assert_eq!(start(&preset, a).0, a as usize);
+        assert_eq!(start(&preset, b).0, b as usize);
+        assert_eq!(start(&preset, 0).0, 0, "no route: the first group");
+        assert_eq!(start(&preset, OVERFLOW_ROUTE).0, 7);
+        assert_eq!(preset.overflow_group(), 7);
+        assert_eq!(
+            start(&preset, a).1,
+            start(&default, a).1,
+            "the same slot in a group"
+        );
     }
 
     #[test]

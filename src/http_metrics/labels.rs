@@ -6,20 +6,31 @@ use crate::record::{Field, Key, Method, OVERFLOW_LABEL, UrlScheme, error_id};
 
 /// Which names the HTTP metrics and their labels get.
 ///
-/// | what | `OpenTelemetry` (default) | `PromClient` |
-/// |---|---|---|
-/// | duration histogram | `http_server_request_duration_seconds` | `http_request_duration_seconds` |
-/// | in-flight gauge | `http_server_active_requests` | `http_requests_in_flight` |
-/// | request body bytes | `http_server_request_body_size_bytes` | `http_request_size_bytes` |
-/// | response body bytes | `http_server_response_body_size_bytes` | `http_response_size_bytes` |
-/// | method label | `http_request_method` | `method` |
-/// | route label | `http_route` | `route` |
-/// | status label | `http_response_status_code` | `status_code` |
-/// | other labels | `url_scheme`, `network_protocol_version`, `error_type` (only on errors) | none |
+/// | what | `OpenTelemetry` (default) | `PromClient` | `AxumPrometheus` |
+/// |---|---|---|---|
+/// | duration histogram | `http_server_request_duration_seconds` | `http_request_duration_seconds` | `axum_http_requests_duration_seconds` |
+/// | request counter | none (the histogram's `_count`) | none | `axum_http_requests_total` |
+/// | in-flight gauge | `http_server_active_requests` | `http_requests_in_flight` | `axum_http_requests_pending` |
+/// | request body bytes | `http_server_request_body_size_bytes` | `http_request_size_bytes` | `axum_http_request_body_size` |
+/// | response body bytes | `http_server_response_body_size_bytes` | `http_response_size_bytes` | `axum_http_response_body_size` |
+/// | method label | `http_request_method` | `method` | `method` |
+/// | route label | `http_route` | `route` | `endpoint` |
+/// | status label | `http_response_status_code` | `status_code` | `status` |
+/// | other labels | `url_scheme`, `network_protocol_version`, `error_type` (only on errors) | none | none |
 ///
 /// `OpenTelemetry` follows the stable OpenTelemetry HTTP semantic conventions as
 /// Prometheus spells them. `PromClient` keeps the names a Node.js `prom-client` +
 /// Express set-up used, so that existing dashboards keep working after a rewrite.
+/// `AxumPrometheus` keeps those of the `axum-prometheus` crate (0.10): see its variant.
+///
+/// ```
+/// use tower_prometheus::{HttpMetricsLayer, Metrics, Naming};
+///
+/// let metrics = Metrics::builder()
+///     .http(HttpMetricsLayer::builder().naming(Naming::AxumPrometheus))
+///     .build()?;
+/// # Ok::<(), tower_prometheus::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Naming {
@@ -28,6 +39,33 @@ pub enum Naming {
     OpenTelemetry,
     /// The names of `prom-client` with the usual Express middleware.
     PromClient,
+    /// The names and labels of [axum-prometheus](https://docs.rs/axum-prometheus) 0.10,
+    /// so that its users' dashboards and alerts keep working.
+    ///
+    /// - `axum_http_requests_total` (counter), `axum_http_requests_duration_seconds`
+    ///   (histogram), labelled `method`, `status` and `endpoint`; the counter is written
+    ///   at scrape time from the histogram's counts, so it costs nothing per request.
+    /// - `axum_http_requests_pending` (gauge), labelled `method` and `endpoint`: per
+    ///   route, as axum-prometheus has it, which costs about 50 instructions a request
+    ///   more than the other presets' gauges by method (the crate docs' "Coming from
+    ///   axum-prometheus" has the figures).
+    /// - `axum_http_response_body_size` (axum-prometheus' opt-in summary) is a histogram
+    ///   of bytes, as is `axum_http_request_body_size` (which axum-prometheus does not
+    ///   have), labelled `method` and `endpoint`; both are off with
+    ///   [`body_sizes(false)`](crate::HttpMetricsBuilder::body_sizes).
+    /// - `method` is one of the nine standard methods, or empty for any other, as
+    ///   axum-prometheus has it; `status` the code.
+    /// - `endpoint` is the route template, as axum-prometheus' default
+    ///   (`EndpointLabel::MatchedPath`) has it, but a request that matched no route has
+    ///   no `endpoint` label where axum-prometheus puts its raw path: raw paths are for
+    ///   clients to choose, and would grow the series without bound. Prometheus stores a
+    ///   missing label as an empty one: `endpoint=""` selects these requests.
+    /// - `axum` is the [prefix](crate::HttpMetricsBuilder::prefix) of these names, which
+    ///   axum-prometheus' `with_prefix` replaces: `prefix("myapp")` gives
+    ///   `myapp_http_requests_total`.
+    ///
+    /// The connection metrics keep their `OpenTelemetry` names: axum-prometheus has none.
+    AxumPrometheus,
 }
 
 /// The names a [`Naming`] gives, without unit suffixes (the encoder appends them).
@@ -44,6 +82,18 @@ pub(crate) struct Names {
     pub(crate) objective: &'static str,
     /// `url_scheme`, `network_protocol_version` and `error_type` are added.
     pub(crate) otel_labels: bool,
+    /// The request counter written at scrape time from the duration's counts (without
+    /// `_total`, which the encoder appends), if the naming has one.
+    pub(crate) requests: Option<&'static str>,
+    /// Whether the size histograms' names end in `_bytes`: axum-prometheus' does not.
+    pub(crate) size_unit: bool,
+    /// The method label of a method outside RFC 9110 and PATCH.
+    pub(crate) other_method: &'static str,
+    /// Whether the in-flight gauge and the size histograms are by route (and method),
+    /// not by method (and scheme), and the sizes without the status.
+    pub(crate) by_endpoint: bool,
+    /// The prefix of the names when the builder sets none.
+    pub(crate) default_prefix: Option<&'static str>,
 }
 
 impl Naming {
@@ -59,6 +109,11 @@ impl Naming {
                 status: "http_response_status_code",
                 objective: "http_server_objective",
                 otel_labels: true,
+                requests: None,
+                size_unit: true,
+                other_method: "_OTHER",
+                by_endpoint: false,
+                default_prefix: None,
             },
             Self::PromClient => &Names {
                 duration: "http_request_duration",
@@ -70,21 +125,52 @@ impl Naming {
                 status: "status_code",
                 objective: "http_request_objective",
                 otel_labels: false,
+                requests: None,
+                size_unit: true,
+                other_method: "_OTHER",
+                by_endpoint: false,
+                default_prefix: None,
+            },
+            Self::AxumPrometheus => &Names {
+                duration: "http_requests_duration",
+                active: "http_requests_pending",
+                request_size: "http_request_body_size",
+                response_size: "http_response_body_size",
+                method: "method",
+                route: "endpoint",
+                status: "status",
+                objective: "http_requests_objective",
+                otel_labels: false,
+                requests: Some("http_requests"),
+                size_unit: false,
+                other_method: "",
+                by_endpoint: true,
+                default_prefix: Some("axum"),
             },
         }
     }
 }
 
 impl Names {
-    /// The metric families of the layer, with their unit suffixes.
-    pub(crate) fn families(&self) -> [String; 5] {
-        [
+    /// The metric families of the layer, with their unit suffixes and `prefix`, a
+    /// counter's without `_total`.
+    pub(crate) fn families(&self, prefix: Option<&str>) -> Vec<String> {
+        let size = |name: &str| match self.size_unit {
+            true => format!("{name}_bytes"),
+            false => name.to_owned(),
+        };
+        let mut families = vec![
             format!("{}_seconds", self.duration),
             self.active.to_owned(),
-            format!("{}_bytes", self.request_size),
-            format!("{}_bytes", self.response_size),
+            size(self.request_size),
+            size(self.response_size),
             format!("{}_ratio", self.objective),
-        ]
+        ];
+        families.extend(self.requests.map(str::to_owned));
+        match prefix {
+            Some(prefix) => families.iter().map(|f| format!("{prefix}_{f}")).collect(),
+            None => families,
+        }
     }
 
     /// Every label name this naming can put on a series.
@@ -94,6 +180,14 @@ impl Names {
             names.extend(["url_scheme", "network_protocol_version", "error_type"]);
         }
         names
+    }
+
+    /// The method label of `method`.
+    pub(crate) fn method(&self, method: Method) -> &'static str {
+        match method {
+            Method::Other => self.other_method,
+            method => method.as_str(),
+        }
     }
 }
 
@@ -261,7 +355,7 @@ impl<'a> SeriesLabels<'a> {
 impl EncodeLabelSet for SeriesLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
         let names = self.names;
-        (names.method, self.key.method().as_str()).encode(encoder.encode_label())?;
+        (names.method, names.method(self.key.method())).encode(encoder.encode_label())?;
         if let Some(route) = self.route {
             (names.route, route).encode(encoder.encode_label())?;
         }
@@ -277,18 +371,29 @@ impl EncodeLabelSet for SeriesLabels<'_> {
     }
 }
 
-/// The labels of an in-flight gauge: method (and scheme with OpenTelemetry names).
-pub(crate) struct ActiveLabels {
+/// The labels of an in-flight gauge: method, and scheme with OpenTelemetry names, or
+/// route with `AxumPrometheus` names (whose size histograms have these labels too).
+pub(crate) struct ActiveLabels<'a> {
     pub(crate) names: &'static Names,
     pub(crate) method: Method,
     pub(crate) scheme: Option<UrlScheme>,
+    /// The route, by endpoint (`None`: the request matched none).
+    pub(crate) route: Option<&'a str>,
+    /// Routes beyond the cardinality limit, by endpoint.
+    pub(crate) overflow: bool,
 }
 
-impl EncodeLabelSet for ActiveLabels {
+impl EncodeLabelSet for ActiveLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        (self.names.method, self.method.as_str()).encode(encoder.encode_label())?;
+        (self.names.method, self.names.method(self.method)).encode(encoder.encode_label())?;
         if let Some(scheme) = self.scheme {
             ("url_scheme", scheme.as_str()).encode(encoder.encode_label())?;
+        }
+        if let Some(route) = self.route {
+            (self.names.route, route).encode(encoder.encode_label())?;
+        }
+        if self.overflow {
+            (OVERFLOW_LABEL, "true").encode(encoder.encode_label())?;
         }
         Ok(())
     }
@@ -324,6 +429,36 @@ mod tests {
             (Method::Delete, 4_000_000_000, 204)
         );
         assert_eq!((plain.scheme(), plain.error()), (UrlScheme::Http, 0));
+    }
+
+    #[test]
+    fn the_axum_prometheus_names() {
+        let names = Naming::AxumPrometheus.names();
+        assert_eq!(
+            names.families(Some("axum")),
+            [
+                "axum_http_requests_duration_seconds",
+                "axum_http_requests_pending",
+                "axum_http_request_body_size",
+                "axum_http_response_body_size",
+                "axum_http_requests_objective_ratio",
+                "axum_http_requests",
+            ]
+        );
+        assert_eq!(names.default_prefix, Some("axum"));
+        assert_eq!(
+            names.label_names(),
+            ["method", "endpoint", "status", OVERFLOW_LABEL]
+        );
+        assert_eq!(names.method(Method::Other), "");
+        assert_eq!(names.method(Method::Patch), "PATCH");
+        let otel = Naming::OpenTelemetry.names();
+        assert_eq!(otel.method(Method::Other), "_OTHER");
+        assert_eq!(
+            otel.families(None)[2],
+            "http_server_request_body_size_bytes"
+        );
+        assert_eq!(otel.families(None).len(), 5, "no request counter");
     }
 
     #[test]

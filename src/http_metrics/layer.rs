@@ -14,7 +14,7 @@ use super::request::{ContentLength, RequestSize};
 use super::route::{DefaultRoute, RouteFn};
 use super::service::HttpMetrics;
 use crate::classify::DefaultClassifier;
-use crate::error::{Error, SERIES_LIMIT, is_valid_label_name};
+use crate::error::{Error, SERIES_LIMIT, is_valid_label_name, is_valid_metric_name};
 use crate::exemplar::{TraceContextSource, Traceparent};
 use crate::grpc::ServerCalls;
 use crate::histogram::{Buckets, NativeBuckets};
@@ -210,6 +210,7 @@ impl<S, R: Clone, C: Clone, M> Layer<S> for HttpMetricsLayer<R, C, M> {
 #[derive(Clone, Debug)]
 pub struct HttpMetricsBuilder {
     naming: Naming,
+    prefix: Option<String>,
     duration_buckets: Option<Vec<f64>>,
     size_buckets: Option<Vec<f64>>,
     body_sizes: bool,
@@ -238,6 +239,7 @@ impl Default for HttpMetricsBuilder {
     fn default() -> Self {
         Self {
             naming: Naming::default(),
+            prefix: None,
             duration_buckets: None,
             size_buckets: None,
             body_sizes: true,
@@ -268,6 +270,32 @@ impl HttpMetricsBuilder {
     /// The metric and label names. Defaults to [`Naming::OpenTelemetry`].
     pub fn naming(mut self, naming: Naming) -> Self {
         self.naming = naming;
+        self
+    }
+
+    /// A prefix of the names of the families the [naming](Self::naming) names (the
+    /// duration, the request counter, the in-flight gauge, the body sizes and the
+    /// objectives), as axum-prometheus' `with_prefix`. Defaults to `axum` with
+    /// [`Naming::AxumPrometheus`], whose names are `{prefix}_http_requests_total` and so
+    /// on, and to none with the other namings.
+    ///
+    /// The gRPC, task and connection families keep their names, and
+    /// [`MetricsBuilder::prefix`](crate::MetricsBuilder::prefix), which prefixes every
+    /// family of the crate, goes before this one. It must be a valid metric name without
+    /// colons, otherwise [`build`](Self::build) returns [`Error::InvalidPrefix`].
+    ///
+    /// ```
+    /// use tower_prometheus::{HttpMetricsLayer, Metrics, Naming};
+    ///
+    /// // axum-prometheus' `PrometheusMetricLayerBuilder::new().with_prefix("invoicing")`:
+    /// // invoicing_http_requests_total, invoicing_http_requests_duration_seconds, ...
+    /// let metrics = Metrics::builder()
+    ///     .http(HttpMetricsLayer::builder().naming(Naming::AxumPrometheus).prefix("invoicing"))
+    ///     .build()?;
+    /// # Ok::<(), tower_prometheus::Error>(())
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
         self
     }
 
@@ -623,9 +651,22 @@ impl HttpMetricsBuilder {
         self.max_series
     }
 
-    /// The names the options give.
-    pub(crate) fn names(&self) -> &'static super::labels::Names {
-        self.naming.names()
+    /// The naming preset chosen, which the connection metrics follow.
+    #[cfg(feature = "connections")]
+    pub(crate) fn naming_value(&self) -> Naming {
+        self.naming
+    }
+
+    /// The prefix of the naming's families: the one set, else the naming's.
+    fn prefix_value(&self) -> Option<&str> {
+        self.prefix
+            .as_deref()
+            .or(self.naming.names().default_prefix)
+    }
+
+    /// The families the naming names, with the prefix, a counter's without `_total`.
+    pub(crate) fn families(&self) -> Vec<String> {
+        self.naming.names().families(self.prefix_value())
     }
 
     /// The families of the task metrics, when the options have them.
@@ -643,6 +684,10 @@ impl HttpMetricsBuilder {
             return Err(Error::InvalidCardinalityLimit);
         }
         let names = self.naming.names();
+        let prefix = self.prefix_value().map(str::to_owned);
+        if let Some(prefix) = prefix.as_ref().filter(|p| !is_valid_metric_name(p)) {
+            return Err(Error::InvalidPrefix(prefix.clone()));
+        }
         let mut seen = names.label_names();
         for (name, _) in &self.const_labels {
             if !is_valid_label_name(name) {
@@ -731,9 +776,14 @@ impl HttpMetricsBuilder {
                     .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value))),
             )
         };
-        registry.register_collector(Box::new(recorder.clone()));
+        // The naming's families, under its prefix.
+        let named = match &prefix {
+            Some(prefix) => registry.sub_registry_with_prefix(prefix),
+            None => &mut *registry,
+        };
+        named.register_collector(Box::new(recorder.clone()));
         if !objectives.is_empty() {
-            registry.register_collector(Box::new(objectives));
+            named.register_collector(Box::new(objectives));
         }
         #[cfg(feature = "task-metrics")]
         let tasks = self.task_monitors.then(|| {

@@ -35,8 +35,8 @@
 //! Responses with a 5xx status carry `error_type` = the status code, as the OpenTelemetry
 //! conventions say; a [`Classify`]er can call other responses failures, from their head
 //! or their trailers (gRPC). `error_type`, `url_scheme` and `network_protocol_version`
-//! exist only with [`Naming::OpenTelemetry`]; with [`Naming::PromClient`] requests that
-//! differ only in them share a series.
+//! exist only with [`Naming::OpenTelemetry`]; with [`Naming::PromClient`] and
+//! [`Naming::AxumPrometheus`] requests that differ only in them share a series.
 //!
 //! "Handed over" means given to the server (hyper), which then writes it to the socket.
 //! A server takes a body frame whole, so a large body answered in one frame (a `Vec`, a
@@ -81,7 +81,11 @@
 //!
 //! Per request: two clock reads, a lookup of the route template and one of the series
 //! (lock-free tables: plain loads, no lock), atomic adds on counters sharded per thread,
-//! and a reference count on the layer's state held by the request. Once a label set
+//! and a reference count on the layer's state held by the request. With
+//! [`Naming::AxumPrometheus`], the in-flight gauge is per route: its gauges are found
+//! by the route id, in a slice made at build (16 bytes per route the limit allows), and
+//! each route's are allocated on its first request (what one label set's histograms
+//! take: 256 bytes per shard). Once a label set
 //! exists, a request allocates nothing (`tests/allocations.rs`). `benches/README.md`
 //! has the figures.
 //!

@@ -61,7 +61,7 @@ pub(crate) use guard::{Guard, RequestFacts, request_bytes_counter};
 pub(crate) use key::{Field, Key};
 pub use labels::UrlScheme;
 pub(crate) use labels::{Method, OVERFLOW_LABEL, OverflowLabels, encode_server};
-pub(crate) use recorder::{Histograms, Recorder, Series, Shared};
+pub(crate) use recorder::{ActiveGauges, Histograms, Recorder, Series, Shared};
 pub(crate) use table::Table;
 pub(crate) use tasks::Monitor;
 
@@ -85,8 +85,25 @@ pub(crate) trait CallFamily: fmt::Debug + Send + Sync + Sized + 'static {
     /// [`error_id::FIRST_FAMILY`] to this one are the family's own (gRPC's codes).
     const FIRST_CUSTOM_ERROR: u8 = error_id::FIRST_FAMILY;
 
-    /// The in-flight gauge of a call that started with `key`.
+    /// The in-flight gauge of a call that started with `key`, in its group.
     fn active_slot(key: Key) -> usize;
+
+    /// How many groups of `ACTIVE_SLOTS` in-flight gauges the family keeps beyond the
+    /// first: made when a call first needs one, so that a family can keep gauges per
+    /// label value (HTTP with `Naming::AxumPrometheus`: per route) without allocating
+    /// them all at once. None by default.
+    fn active_groups(&self) -> usize {
+        0
+    }
+
+    /// The group of the in-flight gauge of a call that started with `key`: 0, the first
+    /// (made with the recorder), or up to [`active_groups`](Self::active_groups). Asked
+    /// only when there are groups beyond the first, out of line: a family without them
+    /// pays one comparison per call start and end.
+    fn active_group(&self, key: Key) -> usize {
+        let _ = key;
+        0
+    }
 
     /// The id of an error type that names one of the family's own errors (a gRPC code
     /// name), if it is one: such values are not interned as the classifier's.

@@ -4,8 +4,8 @@
 //! writes to at the same time, but the in-flight counter's and histograms' own shard
 //! (`sharded.rs`). The scrape side reads the same tables in the family's `encode`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use prometheus_client::collector::Collector;
@@ -112,11 +112,10 @@ pub(crate) struct Recorder<P> {
     pub(crate) series: Table<Key, Series>,
     /// Where calls go past the cardinality limit.
     pub(crate) overflow: Series,
-    /// `P::ACTIVE_SLOTS` in-flight gauges (a counter sharded per thread each).
-    pub(crate) active: ShardedCells,
-    /// Whether each in-flight gauge has seen a call: gauges that never did are not
-    /// published.
-    pub(crate) active_seen: Box<[AtomicBool]>,
+    /// The first group of in-flight gauges ([`CallFamily::active_group`]).
+    pub(crate) active: ActiveGauges,
+    /// The other groups, made when a call first needs them.
+    more_active: Box<[OnceLock<Box<ActiveGauges>>]>,
     /// The classifier's values, interned to ids from `P::FIRST_CUSTOM_ERROR`.
     pub(crate) errors: Table<Box<str>, u8>,
     /// The exemplars' monotonic clock starts here.
@@ -125,14 +124,15 @@ pub(crate) struct Recorder<P> {
 
 impl<P: CallFamily> Recorder<P> {
     pub(crate) fn new(family: P, histograms: Histograms) -> Self {
+        let more_active = (0..family.active_groups())
+            .map(|_| OnceLock::new())
+            .collect();
         Self {
             family,
             series: Table::new(histograms.max_series),
             overflow: Series::new(&histograms),
-            active: ShardedCells::new(P::ACTIVE_SLOTS),
-            active_seen: (0..P::ACTIVE_SLOTS)
-                .map(|_| AtomicBool::new(false))
-                .collect(),
+            active: ActiveGauges::new(P::ACTIVE_SLOTS),
+            more_active,
             errors: Table::new(MAX_ERROR_TYPES),
             epoch: Instant::now(),
             histograms,
@@ -150,11 +150,40 @@ impl<P: CallFamily> Recorder<P> {
         if P::ACTIVE_SLOTS == 0 {
             return;
         }
+        let gauges = self.active_gauges(key);
         let slot = P::active_slot(key);
-        if !self.active_seen[slot].load(Ordering::Relaxed) {
-            self.active_seen[slot].store(true, Ordering::Relaxed);
+        if !gauges.seen[slot].load(Ordering::Relaxed) {
+            gauges.seen[slot].store(true, Ordering::Relaxed);
         }
-        self.active.at(thread, slot).fetch_add(1, Ordering::Relaxed);
+        gauges
+            .cells
+            .at(thread, slot)
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The in-flight gauges of a call that started with `key`: the first group unless
+    /// the family has more (one length compared: what a family without groups pays).
+    #[inline]
+    fn active_gauges(&self, key: Key) -> &ActiveGauges {
+        if self.more_active.is_empty() {
+            &self.active
+        } else {
+            self.grouped_active_gauges(key)
+        }
+    }
+
+    /// [`Self::active_gauges`] of a family with groups, made if they are not yet (a
+    /// group beyond the family's is the first: the family never gives one).
+    #[inline(never)]
+    fn grouped_active_gauges(&self, key: Key) -> &ActiveGauges {
+        let group = self.family.active_group(key);
+        match group
+            .checked_sub(1)
+            .and_then(|more| self.more_active.get(more))
+        {
+            None => &self.active,
+            Some(gauges) => gauges.get_or_init(|| Box::new(ActiveGauges::new(P::ACTIVE_SLOTS))),
+        }
     }
 
     /// Records a finished call, started with [`Shared::start`]: the in-flight gauge back
@@ -169,7 +198,8 @@ impl<P: CallFamily> Recorder<P> {
         let seconds = end.saturating_duration_since(call.start).as_secs_f64();
         let thread = thread_shard();
         if P::ACTIVE_SLOTS > 0 {
-            self.active
+            self.active_gauges(call.key)
+                .cells
                 .at(thread, P::active_slot(call.key))
                 .fetch_sub(1, Ordering::Relaxed);
         }
@@ -235,14 +265,50 @@ impl<P: CallFamily> Recorder<P> {
         series
     }
 
-    /// Whether in-flight gauge `slot` has seen a call.
+    /// Whether in-flight gauge `slot` of the first group has seen a call.
     pub(crate) fn active_seen(&self, slot: usize) -> bool {
-        self.active_seen[slot].load(Ordering::Relaxed)
+        self.active.seen(slot)
     }
 
-    /// In-flight gauge `slot`, read at scrape time; never below zero (see `finish`).
+    /// In-flight gauge `slot` of the first group, read at scrape time; never below zero
+    /// (see `finish`).
     pub(crate) fn active(&self, slot: usize) -> i64 {
-        (self.active.sum(slot) as i64).max(0)
+        self.active.value(slot)
+    }
+
+    /// The groups of in-flight gauges made so far, by group number, the first included.
+    pub(crate) fn active_groups(&self) -> impl Iterator<Item = (usize, &ActiveGauges)> {
+        let more = self.more_active.iter().enumerate();
+        std::iter::once((0, &self.active))
+            .chain(more.filter_map(|(group, gauges)| Some((group + 1, &**gauges.get()?))))
+    }
+}
+
+/// A group of in-flight gauges: a counter sharded per thread each, and whether it has
+/// seen a call (gauges that never did are not published).
+pub(crate) struct ActiveGauges {
+    cells: ShardedCells,
+    seen: Box<[AtomicBool]>,
+}
+
+impl ActiveGauges {
+    fn new(slots: usize) -> Self {
+        Self {
+            cells: ShardedCells::new(slots),
+            seen: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Whether gauge `slot` has seen a call.
+    pub(crate) fn seen(&self, slot: usize) -> bool {
+        self.seen
+            .get(slot)
+            .is_some_and(|seen| seen.load(Ordering::Relaxed))
+    }
+
+    /// Gauge `slot`, read at scrape time; never below zero (see [`Recorder::finish`]).
+    pub(crate) fn value(&self, slot: usize) -> i64 {
+        (self.cells.sum(slot) as i64).max(0)
     }
 }
 
@@ -300,7 +366,12 @@ impl<P: CallFamily> Shared<P> {
 
     /// Counts a call that starts with `key` in flight, and gives the hold on the
     /// recorder its guard keeps until it is finished.
-    #[inline]
+    ///
+    /// Always inlined: `#[inline]` alone, rustc stopped inlining it into the HTTP
+    /// service's `call` once the engine had in-flight gauge groups, which cost 16
+    /// instructions a request on the axum path (the call, and what `call` keeps in
+    /// registers saved and reloaded around it; callgrind, 2026-12-06).
+    #[inline(always)]
     pub(crate) fn start(&self, key: Key) -> Arc<Handle> {
         let thread = thread_shard();
         self.recorder.start(thread, key);
