@@ -48,12 +48,7 @@ impl ClientRequests {
         let family = Self {
             servers: Table::new(max_series.min(Self::MAX_SERVERS)),
         };
-        let recorder = std::sync::Arc::new(Recorder::new(
-            family,
-            Histograms::duration(buckets, max_series),
-        ));
-        registry.register_collector(Box::new(recorder.clone()));
-        recorder
+        Recorder::register(family, Histograms::duration(buckets, max_series), registry)
     }
 
     /// Starts recording a request sent at `start` to `server` (`host:port`, when known)
@@ -110,14 +105,10 @@ impl CallFamily for ClientRequests {
             return Ok(());
         }
         let errors = recorder.error_names();
-        let mut servers: Vec<Option<&str>> = Vec::new();
-        for (name, id) in recorder.family.servers.iter() {
-            let id = usize::from(*id);
-            if servers.len() <= id {
-                servers.resize(id + 1, None);
-            }
-            servers[id] = Some(name);
-        }
+        let servers = recorder
+            .family
+            .servers
+            .names_by_id(|id| Some(usize::from(*id)));
         let mut family = encoder.encode_descriptor(
             "http_client_request_duration",
             "Duration of HTTP client requests, until the response body ended.",

@@ -61,6 +61,44 @@ pub(crate) fn is_capturing() -> bool {
         .unwrap_or(false)
 }
 
+/// The exemplars a collector gathers while it encodes one histogram family, left for the
+/// exporter at the end ([`leave`]): nothing when exemplars are off or no exporter captures.
+pub(crate) struct Leaving(Option<FamilyExemplars>);
+
+impl Leaving {
+    /// For a family of `series` histograms of `buckets` classic buckets (`+Inf` included),
+    /// named `name` with its unit suffix, when `kept` (its series keep exemplars).
+    pub(crate) fn new(
+        kept: bool,
+        name: impl FnOnce() -> String,
+        buckets: usize,
+        series: usize,
+    ) -> Self {
+        Self((kept && is_capturing()).then(|| FamilyExemplars {
+            name: name(),
+            buckets,
+            metrics: Vec::with_capacity(series),
+        }))
+    }
+
+    /// The exemplars of the next histogram encoded, `None` for one that keeps none.
+    pub(crate) fn keep(&mut self, slots: Option<&[super::ExemplarSlot]>) {
+        if let Some(family) = self.0.as_mut() {
+            let slots = slots.unwrap_or_default();
+            family
+                .metrics
+                .push(slots.iter().map(super::ExemplarSlot::read).collect());
+        }
+    }
+
+    /// Leaves them for the exporter.
+    pub(crate) fn leave(self) {
+        if let Some(family) = self.0 {
+            leave(family);
+        }
+    }
+}
+
 /// Leaves a family's exemplars for the exporter capturing on this thread, if any.
 pub(crate) fn leave(family: FamilyExemplars) {
     let _ = CAPTURE.try_with(|capture| {

@@ -7,10 +7,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::{Code, SYSTEM};
-use crate::exemplar::ExemplarSlot;
-use crate::exemplar::splice::{self, FamilyExemplars};
+use crate::exemplar::splice::Leaving;
 use crate::record::{
-    CallFamily, Key, OverflowLabels, Recorder, Series, UrlScheme, encode_server, error_id,
+    CallFamily, Key, OverflowLabels, Recorder, UrlScheme, encode_server, error_id,
 };
 
 /// The labels of one series of a gRPC duration histogram.
@@ -106,34 +105,24 @@ pub(super) fn encode_durations<'r, P: CallFamily>(
     let mut family =
         encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
     // The exemplars, for the exporter that encodes (`exemplar/splice.rs`).
-    let mut exemplars =
-        (recorder.histograms.exemplars && splice::is_capturing()).then(|| FamilyExemplars {
-            name: format!("{name}_{}", Unit::Seconds.as_str()),
-            buckets: overflow.duration.classic_buckets(),
-            metrics: Vec::with_capacity(series.len() + 1),
-        });
-    let mut keep = |s: &Series| {
-        if let Some(exemplars) = exemplars.as_mut() {
-            let slots = s.exemplars.as_deref().unwrap_or_default();
-            exemplars
-                .metrics
-                .push(slots.iter().map(ExemplarSlot::read).collect());
-        }
-    };
+    let mut exemplars = Leaving::new(
+        recorder.histograms.exemplars,
+        || format!("{name}_{}", Unit::Seconds.as_str()),
+        overflow.duration.classic_buckets(),
+        series.len() + 1,
+    );
     for (key, s) in &series {
         s.duration
             .encode(&mut family.encode_family(&labels(*key, &errors))?)?;
-        keep(s);
+        exemplars.keep(s.exemplars.as_deref());
     }
     if !overflow.is_empty() {
         overflow
             .duration
             .encode(&mut family.encode_family(&OverflowLabels)?)?;
-        keep(overflow);
+        exemplars.keep(overflow.exemplars.as_deref());
     }
-    if let Some(exemplars) = exemplars {
-        splice::leave(exemplars);
-    }
+    exemplars.leave();
     Ok(())
 }
 

@@ -44,19 +44,6 @@ fn intern(table: &Table<Box<str>, u16>, value: &str) -> Option<u64> {
         .map(|id| u64::from(*id))
 }
 
-/// The names of a table by id.
-fn names(table: &Table<Box<str>, u16>) -> Vec<Option<&str>> {
-    let mut names: Vec<Option<&str>> = Vec::new();
-    for (name, id) in table.iter() {
-        let id = usize::from(*id);
-        if names.len() <= id {
-            names.resize(id + 1, None);
-        }
-        names[id] = Some(name);
-    }
-    names
-}
-
 impl ClientCalls {
     /// The most servers, and methods, a recorder tells apart: their ids are 16 bits.
     pub(crate) const MAX_NAMES: usize = u16::MAX as usize;
@@ -72,12 +59,7 @@ impl ClientCalls {
             servers: Table::new(names),
             methods: Table::new(names),
         };
-        let recorder = std::sync::Arc::new(Recorder::new(
-            family,
-            Histograms::duration(buckets, max_series),
-        ));
-        registry.register_collector(Box::new(recorder.clone()));
-        recorder
+        Recorder::register(family, Histograms::duration(buckets, max_series), registry)
     }
 
     /// Starts recording a gRPC call sent at `start` to `server` (`host:port`, when
@@ -148,8 +130,8 @@ impl CallFamily for ClientCalls {
 
     fn encode(recorder: &Recorder<Self>, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
         let family = &recorder.family;
-        let servers = names(&family.servers);
-        let methods = names(&family.methods);
+        let servers = family.servers.names_by_id(|id| Some(usize::from(*id)));
+        let methods = family.methods.names_by_id(|id| Some(usize::from(*id)));
         encode_durations(
             recorder,
             &mut encoder,

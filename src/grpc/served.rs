@@ -140,9 +140,7 @@ impl ServerCalls {
             exemplars,
             ..Histograms::duration(buckets, max_series)
         };
-        let recorder = std::sync::Arc::new(Recorder::new(family, histograms));
-        registry.register_collector(Box::new(recorder.clone()));
-        recorder
+        Recorder::register(family, histograms, registry)
     }
 
     /// The id of a full method, interned; [`OVERFLOW_METHOD`] past the limit.
@@ -329,14 +327,7 @@ impl CallFamily for ServerCalls {
     }
 
     fn encode(recorder: &Recorder<Self>, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let mut methods: Vec<Option<&str>> = Vec::new();
-        for (name, id) in recorder.family.methods.iter() {
-            let id = *id as usize;
-            if methods.len() <= id {
-                methods.resize(id + 1, None);
-            }
-            methods[id] = Some(name);
-        }
+        let methods = recorder.family.methods.names_by_id(|id| Some(*id as usize));
         encode_durations(
             recorder,
             &mut encoder,

@@ -12,8 +12,7 @@ use prometheus_client::registry::Unit;
 
 use super::family::ServerRequests;
 use super::labels::{ActiveLabels, SeriesKey, SeriesLabels};
-use crate::exemplar::ExemplarSlot;
-use crate::exemplar::splice::{self, FamilyExemplars};
+use crate::exemplar::splice::Leaving;
 use crate::histogram::HistogramCore;
 use crate::record::{ActiveGauges, Method, OverflowLabels, Recorder, Series, UrlScheme};
 
@@ -100,36 +99,25 @@ pub(super) fn encode(
             continue;
         }
         // The duration's exemplars, for the exporter that encodes (`exemplar/splice.rs`).
-        let unit_suffix = unit
-            .as_ref()
-            .map_or(String::new(), |u| format!("_{}", u.as_str()));
-        let mut exemplars =
-            (name == names.duration && recorder.histograms.exemplars && splice::is_capturing())
-                .then(|| FamilyExemplars {
-                    name: format!("{name}{unit_suffix}"),
-                    buckets: overflow.duration.classic_buckets(),
-                    metrics: Vec::with_capacity(series.len() + 1),
-                });
-        let mut keep = |s: &Series| {
-            if let Some(exemplars) = exemplars.as_mut() {
-                let slots = s.exemplars.as_deref().unwrap_or_default();
-                exemplars
-                    .metrics
-                    .push(slots.iter().map(ExemplarSlot::read).collect());
-            }
-        };
+        let mut exemplars = Leaving::new(
+            name == names.duration && recorder.histograms.exemplars,
+            || match unit.as_ref() {
+                Some(unit) => format!("{name}_{}", unit.as_str()),
+                None => name.to_owned(),
+            },
+            overflow.duration.classic_buckets(),
+            series.len() + 1,
+        );
         for (key, s) in &series {
             let Some(histogram) = field(s) else { continue };
             histogram.encode(&mut family.encode_family(&labels(SeriesKey(*key)))?)?;
-            keep(s);
+            exemplars.keep(s.exemplars.as_deref());
         }
         if let Some(histogram) = field(overflow).filter(|_| !overflow.is_empty()) {
             histogram.encode(&mut family.encode_family(&OverflowLabels)?)?;
-            keep(overflow);
+            exemplars.keep(overflow.exemplars.as_deref());
         }
-        if let Some(exemplars) = exemplars {
-            splice::leave(exemplars);
-        }
+        exemplars.leave();
     }
 
     // The request counter of the naming, when it has one: the duration's counts, read

@@ -259,15 +259,8 @@ impl ServerRequests {
     /// The route templates by id (`None` where an id has none: excluded routes have no
     /// id of their own), for the scrape.
     pub(crate) fn route_names(&self) -> Vec<Option<&str>> {
-        let mut routes: Vec<Option<&str>> = Vec::new();
-        for (name, route) in self.routes.iter().filter(|(_, route)| !route.excluded) {
-            let id = route.id as usize;
-            if routes.len() <= id {
-                routes.resize(id + 1, None);
-            }
-            routes[id] = Some(name);
-        }
-        routes
+        self.routes
+            .names_by_id(|route| (!route.excluded).then_some(route.id as usize))
     }
 }
 

@@ -139,6 +139,17 @@ impl<P: CallFamily> Recorder<P> {
         }
     }
 
+    /// A recorder of `family`, its metric families registered in `registry`.
+    pub(crate) fn register(
+        family: P,
+        histograms: Histograms,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Arc<Self> {
+        let recorder = Arc::new(Self::new(family, histograms));
+        registry.register_collector(Box::new(recorder.clone()));
+        recorder
+    }
+
     /// Whether the series record body sizes.
     pub(crate) fn measures_body_sizes(&self) -> bool {
         self.histograms.sizes.is_some()
@@ -247,15 +258,7 @@ impl<P: CallFamily> Recorder<P> {
     /// The classifier's values by id (`None` where an id is not one of them), for the
     /// scrape.
     pub(crate) fn error_names(&self) -> Vec<Option<&str>> {
-        let mut errors: Vec<Option<&str>> = Vec::new();
-        for (name, id) in self.errors.iter() {
-            let id = usize::from(*id);
-            if errors.len() <= id {
-                errors.resize(id + 1, None);
-            }
-            errors[id] = Some(name);
-        }
-        errors
+        self.errors.names_by_id(|id| Some(usize::from(*id)))
     }
 
     /// The series, sorted by key, for the scrape.

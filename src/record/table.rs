@@ -142,6 +142,22 @@ enum Probe<'a, V> {
     Empty(usize),
 }
 
+impl<V> Table<Box<str>, V> {
+    /// The names of the table by the id `id` gives each entry (`None`: it has none), for
+    /// the scrape: `None` where an id has no name.
+    pub(crate) fn names_by_id(&self, id: impl Fn(&V) -> Option<usize>) -> Vec<Option<&str>> {
+        let mut names: Vec<Option<&str>> = Vec::new();
+        for (name, value) in self.iter() {
+            let Some(id) = id(value) else { continue };
+            if names.len() <= id {
+                names.resize(id + 1, None);
+            }
+            names[id] = Some(name);
+        }
+        names
+    }
+}
+
 impl<K, V> std::fmt::Debug for Table<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
