@@ -34,8 +34,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
 
-/// How long the test sends requests.
-const TRAFFIC: Duration = Duration::from_secs(6);
+/// The longest each phase of traffic may take to get its exemplar stored: Prometheus
+/// scrapes every second, so this is a bound, not an expected time.
+const PHASE: Duration = Duration::from_secs(60);
 
 /// A span the receiver got: trace id, span id, parent span id (lower-case hex, as the
 /// exemplars spell them) and whether it is a server span.
@@ -165,51 +166,31 @@ fn exemplars_name_the_spans_the_app_exported() {
     prometheus.wait_for(&format!("{url}/-/ready"), Duration::from_secs(60));
     let api = PromApi::new(url);
 
-    let (mut sampled, mut unsampled) = (BTreeSet::new(), BTreeSet::new());
-    let end = Instant::now() + TRAFFIC;
-    let mut requests = 0;
-    while Instant::now() < end {
-        let (trace, skipped) = (random_hex(16), random_hex(16));
-        let span = random_hex(8);
-        let caller = format!("00-{trace}-{span}-01");
-        let unsampled_caller = format!("00-{skipped}-{span}-00");
-        for path in ["/api/invoices", "/api/invoices/1", "/api/invoices/424242"] {
-            let url = format!("http://127.0.0.1:{app_port}{path}");
-            for headers in [
-                &[("traceparent", caller.as_str())][..],
-                &[],
-                &[("traceparent", unsampled_caller.as_str())],
-            ] {
-                get_status(&url, headers).unwrap_or_else(|e| panic!("{e}"));
-                requests += 1;
-            }
+    // Prometheus applies its targets a few seconds after it is ready: traffic before its
+    // first scrape of the app would leave exemplars no scrape saw.
+    eventually(Duration::from_secs(60), || {
+        match api.scalar("up{job=\"invoicing\"}") {
+            Some(1.0) => Ok(()),
+            other => Err(format!("the app not scraped yet: up = {other:?}")),
         }
-        sampled.insert(trace);
-        unsampled.insert(skipped);
-        thread::sleep(Duration::from_millis(200));
-    }
-    println!(
-        "  {requests} requests, {} with a sampled traceparent",
-        sampled.len() * 3
-    );
+    });
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
         .as_secs_f64();
-    // The exemplars Prometheus stored, once it has scraped the last requests' and the
-    // receiver has every span they name (the app exports in batches).
-    let (exemplars, spans) = eventually(Duration::from_secs(30), || {
+    // The trace and span ids of the exemplars Prometheus stored since the test began.
+    let stored = || -> Result<Vec<(String, String)>, String> {
         let data = api.api(
             "query_exemplars",
             &[
                 // Classic buckets (OpenMetrics): the exemplars are on the `_bucket` series.
                 ("query", "http_server_request_duration_seconds_bucket"),
                 ("start", &(now - 300.0).to_string()),
-                ("end", &(now + 60.0).to_string()),
+                ("end", &(now + 600.0).to_string()),
             ],
         )?;
-        let exemplars: Vec<(String, String)> = data
+        Ok(data
             .as_array()
             .into_iter()
             .flatten()
@@ -218,7 +199,70 @@ fn exemplars_name_the_spans_the_app_exported() {
                 let label = |name: &str| e["labels"][name].as_str().unwrap_or_default().to_owned();
                 (label("trace_id"), label("span_id"))
             })
-            .collect();
+            .collect())
+    };
+
+    // Two phases, each sending until Prometheus has stored what it is for: a bucket's
+    // exemplar is replaced at most once a second, by the first request offering one once
+    // it is due, so interleaving the callers' requests with the app's own would let the
+    // request sent first in each round win nearly every time.
+    // 1. Callers with a sampled `traceparent`; 2. no header (the app starts the trace).
+    // Unsampled callers in both: they never give an exemplar.
+    let (mut sampled, mut unsampled) = (BTreeSet::new(), BTreeSet::new());
+    let mut requests = 0;
+    for own_phase in [false, true] {
+        let deadline = Instant::now() + PHASE;
+        loop {
+            let (trace, skipped) = (random_hex(16), random_hex(16));
+            let span = random_hex(8);
+            let caller = format!("00-{trace}-{span}-01");
+            let unsampled_caller = format!("00-{skipped}-{span}-00");
+            let first: &[(&str, &str)] = if own_phase {
+                &[]
+            } else {
+                &[("traceparent", caller.as_str())]
+            };
+            for path in ["/api/invoices", "/api/invoices/1", "/api/invoices/424242"] {
+                let url = format!("http://127.0.0.1:{app_port}{path}");
+                for headers in [first, &[("traceparent", unsampled_caller.as_str())]] {
+                    get_status(&url, headers).unwrap_or_else(|e| panic!("{e}"));
+                    requests += 1;
+                }
+            }
+            if !own_phase {
+                sampled.insert(trace);
+            }
+            unsampled.insert(skipped);
+            let seen = stored().unwrap_or_default().into_iter().any(|(t, _)| {
+                if own_phase {
+                    !t.is_empty() && !sampled.contains(&t) && !unsampled.contains(&t)
+                } else {
+                    sampled.contains(&t)
+                }
+            });
+            if seen {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exemplar of {} stored after {PHASE:?} of traffic ({requests} requests)",
+                if own_phase {
+                    "a trace the app started"
+                } else {
+                    "a caller's sampled trace"
+                }
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    println!(
+        "  {requests} requests, {} with a sampled traceparent",
+        sampled.len() * 3
+    );
+
+    // Once the receiver has every span the exemplars name (the app exports in batches).
+    let (exemplars, spans) = eventually(Duration::from_secs(30), || {
+        let exemplars = stored()?;
         let spans = receiver.spans();
         let missing: Vec<&(String, String)> = exemplars
             .iter()
@@ -229,7 +273,7 @@ fn exemplars_name_the_spans_the_app_exported() {
             })
             .collect();
         if exemplars.is_empty() {
-            Err(format!("query_exemplars returned no exemplar: {data}"))
+            Err("query_exemplars returned no exemplar".to_owned())
         } else if !missing.is_empty() {
             Err(format!(
                 "{} of {} exemplars name no server span the app exported, e.g. {:?} ({} spans received)",
