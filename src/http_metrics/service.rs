@@ -9,7 +9,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::family::ServerRequests;
+use super::family::{Route, ServerRequests};
 use super::labels::SeriesKey;
 use super::layer::Recorders;
 use super::request::{ContentLength, RequestSize};
@@ -19,7 +19,7 @@ use crate::classify::{Classify, DefaultClassifier};
 use crate::grpc::ServerCalls;
 use crate::record::{
     CallFamily, Guard, Method, ReadHead, RequestBytes, RequestFacts, ResponseBody, ResponseFuture,
-    UrlScheme,
+    Shared, UrlScheme,
 };
 
 /// Records HTTP metrics for the requests it passes to the inner service.
@@ -95,41 +95,51 @@ where
         // `is_end_stream` and size hint) runs before the request is counted in flight:
         // if it panics, there is nothing to take back.
         let path = || request.uri().path();
-        // The call's guard, how its response is read and its task monitor; `None` when
-        // it is not recorded. The request is then passed on at one place of each kind:
-        // every other place would cost a copy of it.
-        let recording = if http.family.excludes_path(path) {
+        // Which family records the call; `None` when it is not recorded. The request
+        // is then passed on at one place of each kind: every other place would cost a
+        // copy of it.
+        let family = if http.family.excludes_path(path) {
             None
         } else if let Some(grpc) = recorders
             .grpc
             .as_deref()
             .filter(|_| crate::grpc::is_grpc(&request))
         {
-            // gRPC calls are recorded by their own family, the full method as the route.
-            let read_head: ReadHead<C> = ServerCalls::read_head::<C, S::Error>;
-            let trace = http.family.trace_context(&request);
-            let guard = ServerCalls::start(grpc, start, &request, trace);
-            Some((guard, read_head, None))
+            Some(Recorded::Grpc(grpc))
         } else {
             let route = http
                 .family
                 .route_of(self.route.route_source(&request), path);
-            (!route.excluded).then(|| {
+            (!route.excluded).then_some(Recorded::Http(route))
+        };
+        let Some(family) = family else {
+            let future = self.inner.call(M::wrap(request, &RequestBytes::Unknown));
+            return ResponseFuture::unrecorded(future, self.classify.clone());
+        };
+        // The call's guard, how its response is read and its task monitor. The guard is
+        // the value of the `match` itself: made in a tuple or an `Option` with the others,
+        // it was copied once more on its way to the future (20 instructions a request).
+        let read_head: ReadHead<C>;
+        let monitor;
+        let mut guard = match family {
+            // gRPC calls are recorded by their own family, the full method as the route.
+            Recorded::Grpc(grpc) => {
+                read_head = ServerCalls::read_head::<C, S::Error>;
+                monitor = None;
+                let trace = http.family.trace_context(&request);
+                ServerCalls::start(grpc, start, &request, trace)
+            }
+            Recorded::Http(route) => {
+                read_head = ServerRequests::read_head::<C, S::Error>;
+                monitor = tasks::monitor(recorders, route);
                 let method = Method::from_http(request.method());
                 let key = SeriesKey::request(request.version(), method, self.scheme, route.id).0;
                 let facts = RequestFacts::new(request.version(), method);
                 let request_bytes = M::measure(&request, http.measures_body_sizes());
                 let trace = http.family.trace_context(&request);
                 let handle = http.start(key);
-                let monitor = tasks::monitor(recorders, route);
-                let guard = Guard::new(handle, start, key, facts, request_bytes, trace);
-                let read_head: ReadHead<C> = ServerRequests::read_head::<C, S::Error>;
-                (guard, read_head, monitor)
-            })
-        };
-        let Some((mut guard, read_head, monitor)) = recording else {
-            let future = self.inner.call(M::wrap(request, &RequestBytes::Unknown));
-            return ResponseFuture::unrecorded(future, self.classify.clone());
+                Guard::new(handle, start, key, facts, request_bytes, trace)
+            }
         };
         // Set by hand rather than through a closure, which would move the request once
         // more; the request is wrapped right in the call's argument for the same reason.
@@ -138,4 +148,12 @@ where
         guard.polling = false;
         ResponseFuture::recorded(future, monitor, guard, read_head, self.classify.clone())
     }
+}
+
+/// The family that records a call the service passes on.
+enum Recorded<'a> {
+    /// A gRPC call.
+    Grpc(&'a Shared<ServerCalls>),
+    /// An HTTP request on this route.
+    Http(Route),
 }

@@ -55,6 +55,20 @@ impl RequestFacts {
     fn http1(self) -> bool {
         self.0 & Self::HTTP1 != 0
     }
+
+    /// Whether no body follows a response head of `status` to this request: HEAD, a
+    /// CONNECT tunnel (2xx), 1xx, 204 and 304 responses. hyper drops such a body without
+    /// polling it.
+    #[inline]
+    fn sends_no_body(self, status: StatusCode) -> bool {
+        // One test of the request for nearly every response (neither HEAD nor CONNECT).
+        if self.0 & (Self::HEAD | Self::CONNECT) != 0
+            && (self.0 & Self::HEAD != 0 || status.is_success())
+        {
+            return true;
+        }
+        matches!(status.as_u16(), 100..=199 | 204 | 304)
+    }
 }
 
 /// Created when a call enters a layer, moved from the response future into the
@@ -292,16 +306,55 @@ fn recycle_counter(mut counter: Arc<AtomicU64>) {
 }
 
 impl Guard {
-    /// Whether no body follows a response head of `status` to this request: HEAD, a
-    /// CONNECT tunnel (2xx), 1xx, 204 and 304 responses. hyper drops such a body without
-    /// polling it.
+    /// Whether no body follows a response head of `status` to this request
+    /// ([`RequestFacts::sends_no_body`]).
     #[inline]
     pub(crate) fn sends_no_body(&self, status: StatusCode) -> bool {
-        let request = self.request.0;
-        request & RequestFacts::HEAD != 0
-            || (request & RequestFacts::CONNECT != 0 && status.is_success())
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
+        self.request.sends_no_body(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{StatusCode, Version};
+
+    use super::RequestFacts;
+    use crate::record::Method;
+
+    #[test]
+    fn no_body_follows_head_tunnels_1xx_204_and_304() {
+        let facts = |method| RequestFacts::new(Version::HTTP_11, method);
+        let status = |code| StatusCode::from_u16(code).expect("a valid status");
+        for code in [100, 101, 199, 204, 304] {
+            for method in [Method::Get, Method::Post, Method::Head, Method::Connect] {
+                assert!(
+                    facts(method).sends_no_body(status(code)),
+                    "{method:?} {code}"
+                );
+            }
+        }
+        for code in [
+            200, 201, 203, 205, 206, 299, 300, 303, 305, 400, 404, 500, 503,
+        ] {
+            assert!(
+                facts(Method::Head).sends_no_body(status(code)),
+                "HEAD {code}"
+            );
+            let tunnel = (200..300).contains(&code);
+            assert_eq!(
+                facts(Method::Connect).sends_no_body(status(code)),
+                tunnel,
+                "CONNECT {code}"
+            );
+            for method in [Method::Get, Method::Post, Method::Options, Method::Other] {
+                assert!(
+                    !facts(method).sends_no_body(status(code)),
+                    "{method:?} {code}"
+                );
+            }
+        }
+        // HTTP/2 alike: the version plays no part.
+        assert!(RequestFacts::new(Version::HTTP_2, Method::Head).sends_no_body(status(200)));
+        assert!(!RequestFacts::new(Version::HTTP_2, Method::Get).sends_no_body(status(200)));
     }
 }
