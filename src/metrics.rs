@@ -148,7 +148,8 @@ impl Metrics {
     /// stop, and a counter's name its `_total` suffix: do not add it. The
     /// [`prefix`](MetricsBuilder::prefix) is not applied: it is for the crate's metrics.
     /// A name Prometheus does not accept, one ending in `_total` for a counter (or in its
-    /// unit), one of the crate's own metrics, or one already registered this way is an
+    /// unit), one of the crate's own metrics, or one whose family (its name with its
+    /// unit's suffix, a counter's `_total` aside) is already registered this way is an
     /// [`Error::InvalidMetricName`], and nothing is registered (two families of one name
     /// would make Prometheus reject the whole scrape). The crate cannot see the names of
     /// the registry you gave it: do not register those twice.
@@ -268,9 +269,14 @@ impl LateMetrics {
         }
         // Only pushes happen under the lock: a poisoned one still holds whole entries.
         let mut metrics = self.metrics.write().unwrap_or_else(PoisonError::into_inner);
-        if metrics.iter().any(|late| late.name == name) {
+        // Decided on the family names as encoded (unit suffix included, `_total` left
+        // out): `x` in seconds and `x_seconds` would be two families `x_seconds`.
+        if metrics
+            .iter()
+            .any(|late| without_total(&late.family()) == without_total(&family))
+        {
             return Err(Error::InvalidMetricName(format!(
-                "{name:?} is already registered"
+                "{family:?} is already registered"
             )));
         }
         metrics.push(LateMetric {
@@ -280,6 +286,16 @@ impl LateMetrics {
             metric,
         });
         Ok(())
+    }
+}
+
+impl LateMetric {
+    /// Its family's name as encoded: with its unit's suffix.
+    fn family(&self) -> String {
+        match &self.unit {
+            Some(unit) => format!("{}_{}", self.name, unit.as_str()),
+            None => self.name.clone(),
+        }
     }
 }
 

@@ -978,6 +978,50 @@ async fn metrics_registered_after_build_are_served() {
     assert_eq!(find(&samples, "db_pool_connections", &[]).len(), 1, "once");
 }
 
+/// Two metrics registered after build are one family too many when their names as
+/// encoded meet: a unit's suffix makes `db_pool_wait` in seconds `db_pool_wait_seconds`,
+/// and a counter `jobs` is sampled as `jobs_total`. Different units are different
+/// families.
+#[tokio::test]
+async fn late_metrics_are_refused_when_their_encoded_names_meet() {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Unit;
+    use tower_prometheus::Error;
+
+    let metrics = Metrics::new();
+    let gauge = || Gauge::<i64>::default();
+    metrics
+        .register_with_unit("db_pool_wait", "Time waited", Unit::Seconds, gauge())
+        .expect("a new family");
+    metrics
+        .register("jobs", "Jobs run", Counter::<u64>::default())
+        .expect("a new family");
+    metrics
+        .register_with_unit("db_pool_wait", "Bytes waited for", Unit::Bytes, gauge())
+        .expect("another unit, another family");
+    for (name, unit) in [
+        ("db_pool_wait_seconds", None),
+        ("db_pool_wait", Some(Unit::Seconds)),
+        ("jobs_total", None),
+        ("jobs", None),
+    ] {
+        let result = match unit {
+            Some(unit) => metrics.register_with_unit(name, "again", unit, gauge()),
+            None => metrics.register(name, "again", gauge()),
+        };
+        assert!(
+            matches!(&result, Err(Error::InvalidMetricName(m)) if m.contains("already registered")),
+            "{name} {result:?}"
+        );
+    }
+    let samples = scrape(&metrics);
+    assert_eq!(find(&samples, "db_pool_wait_seconds", &[]).len(), 1);
+    assert_eq!(find(&samples, "db_pool_wait_bytes", &[]).len(), 1);
+    let (_, body) = send(app(&metrics), get_request("/metrics")).await;
+    promtool_check_metrics(std::str::from_utf8(&body).expect("UTF-8"));
+}
+
 /// A metric registered after build under the name of one of the crate's own families
 /// is refused: registered, it made a second family of that name, and promtool (like
 /// Prometheus) refuses the whole exposition ("second HELP line for metric name").
