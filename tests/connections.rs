@@ -62,14 +62,16 @@ fn on(samples: &[Sample], name: &str, addr: SocketAddr) -> f64 {
 }
 
 /// Scrapes until `closed` connections of the listener at `addr` are counted closed (or
-/// the patience runs out), then returns the scrape: a connection counts as closed when
-/// the server drops it, a moment after its client saw it closed.
+/// the patience runs out), then returns a scrape taken after that one: a connection
+/// counts as closed when the server drops it, a moment after its client saw it closed.
+/// One scrape reads the open gauge before the durations, so a connection closing
+/// between the two reads is in both; the next scrape sees it closed only.
 async fn settled(metrics: &Metrics, addr: SocketAddr, closed: u64) -> Vec<Sample> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let samples = scrape(metrics);
         if on(&samples, CLOSED, addr) >= closed as f64 || tokio::time::Instant::now() > deadline {
-            return samples;
+            return scrape(metrics);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
