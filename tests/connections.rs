@@ -352,6 +352,11 @@ async fn connections_beyond_the_cap_are_turned_away_counted_and_never_open() {
     for client in &mut again {
         assert!(!closed_by_server(client, Duration::from_millis(300)).await);
     }
+    // Accepted on the server's schedule: wait for them (a loaded machine is slow to).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while on(&scrape(&metrics), OPEN, addr) < 3.0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let samples = scrape(&metrics);
     assert_eq!(on(&samples, OPEN, addr), 3.0);
     assert_eq!(on(&samples, REJECTED, addr), 5.0);

@@ -205,7 +205,12 @@ async fn an_unreachable_pdp_is_retried_until_it_answers() {
     let after = unix_now();
     assert_eq!(created["status"], "issued");
     assert_eq!(created["pdp_status"], Value::Null, "{created}");
-    assert_eq!(created["pdp_attempts"], 1, "{created}");
+    // The attempt made with the request, and on a slow machine maybe the outbox's first
+    // retry (due within `pdp_retry_max`) before the answer was read.
+    assert!(
+        created["pdp_attempts"].as_u64().is_some_and(|n| n >= 1),
+        "{created}"
+    );
     assert!(
         created["pdp_last_error"]
             .as_str()
