@@ -1117,12 +1117,9 @@ async fn nested_services_get_the_route_of_their_mount() {
     );
 }
 
-/// Wrapped around the whole `Router` (not added with `Router::layer`), the layer runs
-/// before axum matched a route: axum's routes get no label, the mounts declared with
-/// `nested_service` keep theirs (found from the path), and excluding one of axum's
-/// routes by template excludes nothing.
-#[tokio::test]
-async fn around_the_whole_router_only_declared_mounts_keep_their_route() {
+/// Metrics excluding `/health` and declaring the `/static` mount, and a router with
+/// `/hello/{name}`, `/health` and a service nested at `/static`, not yet layered.
+fn whole_router_setup() -> (Metrics, Router) {
     let metrics = Metrics::builder()
         .http(
             HttpMetricsLayer::builder()
@@ -1138,6 +1135,16 @@ async fn around_the_whole_router_only_declared_mounts_keep_their_route() {
         .route("/hello/{name}", get(|| async { "hello" }))
         .route("/health", get(|| async { "ok" }))
         .nest_service("/static", files);
+    (metrics, router)
+}
+
+/// Wrapped around the whole `Router` (not added with `Router::layer`), the layer runs
+/// before axum matched a route: axum's routes get no label, the mounts declared with
+/// `nested_service` keep theirs (found from the path), and excluding one of axum's
+/// routes by template excludes nothing.
+#[tokio::test]
+async fn around_the_whole_router_only_declared_mounts_keep_their_route() {
+    let (metrics, router) = whole_router_setup();
     let app = tower::Layer::layer(&metrics.http_layer(), router);
     for path in [
         "/static/css/app.css",
@@ -1180,22 +1187,8 @@ async fn around_the_whole_router_only_declared_mounts_keep_their_route() {
     assert_eq!(routes, ["/static/{*path}"]);
 
     // The same router with `Router::layer`: every route labelled, /health excluded.
-    let metrics = Metrics::builder()
-        .http(
-            HttpMetricsLayer::builder()
-                .nested_service("/static")
-                .exclude_route("/health"),
-        )
-        .build()
-        .expect("valid options");
-    let files = tower::service_fn(|_: Request<Body>| async {
-        Ok::<_, Infallible>(axum::response::Response::new(Body::from("file")))
-    });
-    let router = Router::new()
-        .route("/hello/{name}", get(|| async { "hello" }))
-        .route("/health", get(|| async { "ok" }))
-        .nest_service("/static", files)
-        .layer(metrics.http_layer());
+    let (metrics, router) = whole_router_setup();
+    let router = router.layer(metrics.http_layer());
     for path in ["/static/css/app.css", "/hello/x", "/health"] {
         send(router.clone(), get_request(path)).await;
     }

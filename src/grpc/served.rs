@@ -341,7 +341,7 @@ impl CallFamily for ServerCalls {
                 server: None,
             },
         )?;
-        if recorder.active_seen(0) {
+        if recorder.active.seen(0) {
             let mut family = encoder.encode_descriptor(
                 "rpc_server_active_calls",
                 "Number of RPCs in flight on the server.",
@@ -350,7 +350,7 @@ impl CallFamily for ServerCalls {
             )?;
             family
                 .encode_family(&SystemLabel)?
-                .encode_gauge(&recorder.active(0))?;
+                .encode_gauge(&recorder.active.value(0))?;
         }
         Ok(())
     }

@@ -268,17 +268,6 @@ impl<P: CallFamily> Recorder<P> {
         series
     }
 
-    /// Whether in-flight gauge `slot` of the first group has seen a call.
-    pub(crate) fn active_seen(&self, slot: usize) -> bool {
-        self.active.seen(slot)
-    }
-
-    /// In-flight gauge `slot` of the first group, read at scrape time; never below zero
-    /// (see `finish`).
-    pub(crate) fn active(&self, slot: usize) -> i64 {
-        self.active.value(slot)
-    }
-
     /// The groups of in-flight gauges made so far, by group number, the first included.
     pub(crate) fn active_groups(&self) -> impl Iterator<Item = (usize, &ActiveGauges)> {
         let more = self.more_active.iter().enumerate();
@@ -483,8 +472,8 @@ mod tests {
             2,
             "n = 4 past the limit, n = 101 by the family"
         );
-        assert!(shared.active_seen(0));
-        assert_eq!(shared.active(0), 0, "every call started was finished");
+        assert!(shared.active.seen(0));
+        assert_eq!(shared.active.value(0), 0, "every call started was finished");
     }
 
     #[test]
